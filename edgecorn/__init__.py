@@ -1,0 +1,3 @@
+"""edgecorn: an HTTP/3-first ASGI edge server."""
+
+__version__ = "0.1.0"

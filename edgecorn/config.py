@@ -2,14 +2,64 @@
 
 Option names and defaults follow Hypercorn where they overlap, so a Hypercorn
 user can switch by changing the import.
+
+Every value, whatever its source, passes through `validate()` (setting an
+option attribute calls it too), so every error reads the same way: the key,
+the bad value, what is allowed, and for files the file name and line.
 """
 
 from __future__ import annotations
 
+import difflib
+import importlib
+import inspect
+import math
+import os
+import re
+import runpy
 import ssl
+import sys
+import traceback
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import yaml
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
 SECONDS = 1.0
+
+HTTP1_PARSERS = ("auto", "h11", "httptools")
+LIFESPAN_MODES = ("auto", "on", "off")
+WORKER_CLASSES = ("asyncio", "uvloop", "trio")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+ALPN_PROTOCOLS = ("h2", "http/1.1")
+BIND_SHAPES = "'host:port', '[ipv6]:port', 'unix:/path' or 'fd://N'"
+
+
+class ConfigError(ValueError):
+    """An invalid option: names the key, the value, what is allowed and where."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        key: str | None = None,
+        source: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        self.message, self.key, self.source, self.line = message, key, source, line
+        where = "" if source is None else f"{source}:{line}: " if line else f"{source}: "
+        super().__init__(f"{where}{'' if key is None else key + ': '}{message}")
+
+    def at(self, *, key: str | None = None, source: str | None = None,
+           line: int | None = None) -> ConfigError:
+        """The same error, located (key as the user wrote it, file, line)."""
+        return ConfigError(self.message, key=key or self.key, source=source or self.source,
+                           line=line or self.line)
 
 
 class Config:
@@ -29,6 +79,7 @@ class Config:
     ciphers: str = "ECDHE+AESGCM"
     alpn_protocols: list[str] = ["h2", "http/1.1"]
     ssl_handshake_timeout: float = 60 * SECONDS
+    ssl_keylog_file: str | None = None  # NSS key log (for Wireshark); never in production
 
     # HTTP
     keep_alive_timeout: float = 5 * SECONDS
@@ -46,6 +97,10 @@ class Config:
     root_path: str = ""
     max_app_queue_size: int = 10
     wsgi_max_body_size: int = 16 * 1024 * 1024
+    alt_svc: bool = True  # advertise HTTP/3 on h1/h2 responses when a QUIC bind is up
+    alt_svc_max_age: int = 86400
+    websocket_max_message_size: int = 16 * 1024 * 1024
+    websocket_ping_interval: float | None = None
 
     # App
     application_path: str | None = None
@@ -61,14 +116,410 @@ class Config:
     loglevel: str = "INFO"
 
     # Processes
-    workers: int = 1
+    workers: int = 1  # 0 = serve in the current process
     worker_class: str = "asyncio"  # asyncio | uvloop | trio
     pid_path: str | None = None
+    max_requests: int | None = None
+    max_requests_jitter: int = 0
 
     def __init__(self, **values: Any) -> None:
-        for key, value in values.items():
-            setattr(self, key, value)
+        for name in OPTIONS:  # own copies, so config.bind.append() never edits the defaults
+            default = getattr(type(self), name)
+            if isinstance(default, list):
+                object.__setattr__(self, name, list(default))
+        self._update(((key, value, None) for key, value in values.items()), None)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _SPECS:
+            value = validate(name, value)
+        object.__setattr__(self, name, value)
+
+    def __repr__(self) -> str:
+        changed = {k: v for k, v in self.to_dict().items() if v != getattr(type(self), k)}
+        return f"Config({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
 
     @property
     def ssl_enabled(self) -> bool:
         return self.certfile is not None and self.keyfile is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in OPTIONS}
+
+    # Loaders. All of them end in _update(), which ends in validate().
+
+    def _update(self, entries: Iterable[tuple[Any, Any, int | None]], source: str | None) -> None:
+        seen: dict[str, str] = {}
+        for raw, value, line in entries:
+            if not isinstance(raw, str):
+                raise ConfigError(f"option names must be strings, got {raw!r}",
+                                  source=source, line=line)
+            key = raw.replace("-", "_")
+            if key not in _SPECS:
+                raise ConfigError(_unknown(raw), key=raw, source=source, line=line)
+            if key in seen:
+                raise ConfigError(f"given twice (also as {seen[key]!r})", key=raw,
+                                  source=source, line=line)
+            seen[key] = raw
+            try:
+                setattr(self, key, value)
+            except ConfigError as exc:
+                raise exc.at(key=raw, source=source, line=line) from None
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any] | None = None, **kwargs: Any) -> Config:
+        config = cls()
+        config._update(((k, v, None) for k, v in {**(mapping or {}), **kwargs}.items()), None)
+        return config
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> Config:
+        name, text = _read(path)
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            raise ConfigError(f"invalid YAML: {exc.problem or exc.context}", source=name,
+                              line=mark.line + 1 if mark else None) from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"invalid YAML: {exc}", source=name) from None
+        finally:
+            loader.dispose()
+        lines: dict[Any, int] = {}
+        if isinstance(node, yaml.MappingNode):
+            for key_node, _ in node.value:
+                line = key_node.start_mark.line + 1
+                if isinstance(key_node, yaml.ScalarNode) and key_node.value in lines:
+                    raise ConfigError(f"given twice (first on line {lines[key_node.value]})",
+                                      key=key_node.value, source=name, line=line)
+                lines[key_node.value] = line
+        return cls._from_data(data, name, lambda key: lines.get(key))
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str]) -> Config:
+        name, text = _read(path)
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            match = re.search(r"\s*\(at line (\d+), column \d+\)", str(exc))
+            message = str(exc)[: match.start()] if match else str(exc)
+            raise ConfigError(f"invalid TOML: {message}", source=name,
+                              line=int(match.group(1)) if match else None) from None
+        return cls._from_data(data, name, _line_finder(text))
+
+    @classmethod
+    def from_pyfile(cls, path: str | os.PathLike[str]) -> Config:
+        """Module-level lowercase names are options; prefix helpers with `_`."""
+        name, text = _read(path)
+        try:
+            namespace = runpy.run_path(os.fspath(path), run_name="__edgecorn_config__")
+        except Exception as exc:
+            frames = [f for f in traceback.extract_tb(exc.__traceback__)
+                      if os.path.abspath(f.filename) == os.path.abspath(path)]
+            line = exc.lineno if isinstance(exc, SyntaxError) else (
+                frames[-1].lineno if frames else None)
+            raise ConfigError(f"running it raised {type(exc).__name__}: {exc}",
+                              source=name, line=line) from None
+        return cls._from_data(_public_names(namespace), name, _line_finder(text))
+
+    @classmethod
+    def from_object(cls, instance: object | str) -> Config:
+        """A module, an object, or a dotted name of either (as in Hypercorn)."""
+        if isinstance(instance, str):
+            dotted = instance
+            try:
+                instance = importlib.import_module(dotted)
+            except ImportError:
+                module_name, _, attr = dotted.rpartition(".")
+                try:
+                    instance = getattr(importlib.import_module(module_name), attr)
+                except (ImportError, AttributeError, ValueError):
+                    raise ConfigError(f"cannot import {dotted!r}") from None
+        if isinstance(instance, Config):
+            return cls.from_mapping(instance.to_dict())
+        names = {key: getattr(instance, key) for key in dir(instance)}
+        return cls._from_data(_public_names(names), getattr(instance, "__file__", None))
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> Config:
+        suffix = os.path.splitext(os.fspath(path))[1].lower()
+        loader = {".yaml": cls.from_yaml, ".yml": cls.from_yaml, ".toml": cls.from_toml,
+                  ".py": cls.from_pyfile}.get(suffix)
+        if loader is None:
+            raise ConfigError(f"unsupported config file type {suffix or '(no suffix)'!r}; "
+                              "use .yaml, .yml, .toml or .py", source=os.fspath(path))
+        return loader(path)
+
+    @classmethod
+    def _from_data(cls, data: Any, source: str | None,
+                   line_of: Callable[[str], int | None] = lambda _: None) -> Config:
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise ConfigError("the top level must be a mapping of option names to values, "
+                              f"got {type(data).__name__}", source=source, line=1)
+        config = cls()
+        config._update(((k, v, line_of(k)) for k, v in data.items()), source)
+        return config
+
+
+# Validation. Each validator returns the normalised value or raises _Invalid.
+
+Validator = Callable[[Any], Any]
+_UNSET: Any = object()
+
+
+class _Invalid(Exception):
+    def __init__(self, expected: str, hint: str = "", got: Any = _UNSET) -> None:
+        super().__init__(expected)
+        self.expected, self.hint, self.got = expected, hint, got
+
+
+def validate(key: str, value: Any) -> Any:
+    """Check one option value; return it normalised or raise ConfigError."""
+    spec = _SPECS.get(key)
+    if spec is None:
+        raise ConfigError(_unknown(key), key=key)
+    try:
+        return spec(value)
+    except _Invalid as exc:
+        got = value if exc.got is _UNSET else exc.got
+        hint = f" ({exc.hint})" if exc.hint else ""
+        raise ConfigError(f"expected {exc.expected}, got {_show(got)}{hint}", key=key) from None
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    text = text if len(text) <= 60 else text[:57] + "..."
+    plain = value is None or type(value) in (str, int, float)
+    return text if plain else f"{text} ({type(value).__name__})"
+
+
+def _unquote_hint(value: Any) -> str:
+    if isinstance(value, str):
+        if value.strip().lower() in ("true", "false", "yes", "no", "on", "off"):
+            return "that is a string; write true or false without quotes"
+        try:
+            float(value)
+        except ValueError:
+            return ""
+        return "that is a string; write the number without quotes"
+    return ""
+
+
+def _unknown(key: str) -> str:
+    if key.replace("-", "_") in _HYPERCORN_ONLY:
+        return "unknown option (a Hypercorn option that edgecorn does not support)"
+    match = difflib.get_close_matches(key.replace("-", "_"), _SPECS, n=1, cutoff=0.6)
+    if not match:
+        return "unknown option"
+    suggestion = match[0].replace("_", "-") if "-" in key else match[0]
+    return f"unknown option (did you mean {suggestion!r}?)"
+
+
+def _int(minimum: int = 0, maximum: int | None = None, *, optional: bool = False) -> Validator:
+    expected = f"an integer >= {minimum}" if maximum is None else \
+        f"an integer from {minimum} to {maximum}"
+    expected += " or null" if optional else ""
+
+    def check(value: Any) -> Any:
+        if value is None and optional:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum \
+                or (maximum is not None and value > maximum):
+            raise _Invalid(expected, _unquote_hint(value))
+        return value
+    return check
+
+
+def _seconds(*, positive: bool = False, optional: bool = False) -> Validator:
+    expected = f"a number of seconds {'> 0' if positive else '>= 0'}"
+    expected += " or null" if optional else ""
+
+    def check(value: Any) -> Any:
+        if value is None and optional:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value) or value < 0 or (positive and value == 0):
+            raise _Invalid(expected, _unquote_hint(value))
+        return float(value)
+    return check
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid("true or false", _unquote_hint(value))
+    return value
+
+
+def _str(*, optional: bool = False, path: bool = False) -> Validator:
+    expected = ("a file path" if path else "a non-empty string") + (" or null" if optional else "")
+
+    def check(value: Any) -> Any:
+        if value is None and optional:
+            return None
+        if path and isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if not isinstance(value, str) or not value:
+            raise _Invalid(expected)
+        return value
+    return check
+
+
+def _choice(choices: tuple[str, ...], *, upper: bool = False) -> Validator:
+    expected = "one of " + ", ".join(repr(c) for c in choices)
+    expected += " (any case)" if upper else ""
+
+    def check(value: Any) -> Any:
+        normal = (value.upper() if upper else value) if isinstance(value, str) else value
+        if normal not in choices:
+            raise _Invalid(expected)
+        return normal
+    return check
+
+
+def _str_list(allowed: tuple[str, ...] | None = None) -> Validator:
+    expected = "a list of strings" if allowed is None else \
+        "a list of " + ", ".join(repr(a) for a in allowed)
+
+    def check(value: Any) -> Any:
+        if not isinstance(value, (list, tuple)):
+            raise _Invalid(expected)
+        for item in value:
+            if not isinstance(item, str) or not item or (allowed and item not in allowed):
+                raise _Invalid(expected, got=item)
+        return list(value)
+    return check
+
+
+_HOST = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def _bind_problem(bind: str) -> str:
+    if bind.startswith("unix:"):
+        return "" if bind[5:] else "the unix socket path is empty"
+    if bind.startswith("fd://"):
+        return "" if bind[5:].isdigit() else "N must be a file descriptor number"
+    if bind.startswith("["):
+        host, sep, rest = bind[1:].partition("]")
+        if not sep or not host or not rest.startswith(":"):
+            return "an IPv6 bind looks like '[::1]:8000'"
+        port = rest[1:]
+    else:
+        host, sep, port = bind.rpartition(":")
+        if not sep:
+            return "the ':port' is missing"
+        if ":" in host:
+            return "put IPv6 addresses in brackets, e.g. '[::1]:8000'"
+        if not host:
+            return "the host is missing; use 0.0.0.0 or [::] for all interfaces"
+        if not _HOST.fullmatch(host):
+            return f"{host!r} is not a host name or address"
+    if not port.isdigit() or int(port) > 65535:
+        return f"the port must be a number from 0 to 65535, not {port!r}"
+    return ""
+
+
+def _binds(value: Any) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise _Invalid(f"a list of {BIND_SHAPES}")
+    for item in value:
+        if not isinstance(item, str):
+            raise _Invalid(BIND_SHAPES, got=item)
+        problem = _bind_problem(item)
+        if problem:
+            raise _Invalid(BIND_SHAPES, problem, got=item)
+    return list(value)
+
+
+def _root_path(value: Any) -> str:
+    if not isinstance(value, str) or (value and not value.startswith("/")):
+        raise _Invalid("a path starting with '/', or ''")
+    return value.rstrip("/")
+
+
+def _verify_mode(value: Any) -> ssl.VerifyMode | None:
+    if value is None or isinstance(value, ssl.VerifyMode):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1, 2):
+        return ssl.VerifyMode(value)
+    if isinstance(value, str):
+        name = value.upper()
+        name = name if name.startswith("CERT_") else "CERT_" + name
+        if name in ssl.VerifyMode.__members__:
+            return ssl.VerifyMode[name]
+    raise _Invalid("'CERT_NONE', 'CERT_OPTIONAL', 'CERT_REQUIRED' or an ssl.VerifyMode")
+
+
+def _max_requests(value: Any) -> int | None:
+    value = _int(0, optional=True)(value)
+    return value or None  # 0 means "no limit", as in Gunicorn
+
+
+def _public_names(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """Lowercase, non-underscore names that are not modules, classes or functions."""
+    return {
+        key: value for key, value in namespace.items()
+        if key.islower() and not key.startswith("_")
+        and not (inspect.ismodule(value) or inspect.isclass(value) or callable(value))
+    }
+
+
+def _read(path: str | os.PathLike[str]) -> tuple[str, str]:
+    name = os.fspath(path)
+    try:
+        with open(name, encoding="utf-8") as file:
+            return name, file.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise ConfigError(f"cannot read config file: {reason}", source=name) from None
+
+
+def _line_finder(text: str) -> Callable[[str], int | None]:
+    """The first line with `key = ...`, `[key]` (TOML) or `key: T = ...` (Python)."""
+    def line_of(key: str) -> int | None:
+        name = rf"""["']?{re.escape(key)}["']?"""
+        pattern = re.compile(rf"^\s*({name}\s*(:[^=]*)?=|\[\s*{name}\s*\])")
+        for number, line in enumerate(text.splitlines(), 1):
+            if pattern.match(line):
+                return number
+        return None
+    return line_of
+
+
+_HYPERCORN_ONLY = frozenset({
+    "alt_svc_headers", "cert_reqs", "daemon", "debug", "dogstatsd_tags", "group",
+    "h11_pass_raw_headers", "logconfig", "logconfig_dict", "logger_class", "statsd_host",
+    "statsd_prefix", "umask", "use_reloader", "user", "verify_flags",
+})
+
+_SPECS: dict[str, Validator] = {
+    "bind": _binds, "insecure_bind": _binds, "quic_bind": _binds, "backlog": _int(0),
+    "certfile": _str(optional=True, path=True), "keyfile": _str(optional=True, path=True),
+    "keyfile_password": _str(optional=True), "ca_certs": _str(optional=True, path=True),
+    "verify_mode": _verify_mode, "ciphers": _str(), "alpn_protocols": _str_list(ALPN_PROTOCOLS),
+    "ssl_handshake_timeout": _seconds(positive=True),
+    "ssl_keylog_file": _str(optional=True, path=True),
+    "keep_alive_timeout": _seconds(), "keep_alive_max_requests": _int(1),
+    "read_timeout": _seconds(positive=True, optional=True), "graceful_timeout": _seconds(),
+    "h11_max_incomplete_size": _int(1), "http1_parser": _choice(HTTP1_PARSERS),
+    "h2_max_concurrent_streams": _int(1), "h2_max_header_list_size": _int(1),
+    "h2_max_inbound_frame_size": _int(2**14, 2**24 - 1),
+    "include_server_header": _bool, "include_date_header": _bool,
+    "server_names": _str_list(), "root_path": _root_path, "max_app_queue_size": _int(1),
+    "wsgi_max_body_size": _int(0), "alt_svc": _bool, "alt_svc_max_age": _int(0),
+    "websocket_max_message_size": _int(1),
+    "websocket_ping_interval": _seconds(positive=True, optional=True),
+    "application_path": _str(optional=True), "factory": _bool,
+    "lifespan": _choice(LIFESPAN_MODES), "startup_timeout": _seconds(),
+    "shutdown_timeout": _seconds(),
+    "access_log_format": _str(), "accesslog": _str(optional=True, path=True),
+    "errorlog": _str(optional=True, path=True), "loglevel": _choice(LOG_LEVELS, upper=True),
+    "workers": _int(0), "worker_class": _choice(WORKER_CLASSES),
+    "pid_path": _str(optional=True, path=True), "max_requests": _max_requests,
+    "max_requests_jitter": _int(0),
+}
+OPTIONS: tuple[str, ...] = tuple(_SPECS)

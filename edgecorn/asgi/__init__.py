@@ -1,0 +1,1 @@
+"""The ASGI side: app loading (dispatch), lifespan, the WSGI adapter."""

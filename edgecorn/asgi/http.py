@@ -1,0 +1,219 @@
+"""HTTPStream: one request/response, protocol-blind, as ASGI `http` messages.
+
+It sees only the common stream events and talks to its connection through a
+few commands (`respond`, `send_body`, ...), so h1, h2 and h3 share it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from ..protocol.events import Headers, Request
+
+if TYPE_CHECKING:
+    from ..connection import Connection
+
+Message = dict[str, Any]
+ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
+
+log = logging.getLogger("edgecorn.error")
+
+_ASGI = {"version": "3.0", "spec_version": "2.4"}
+_INTERNAL_ERROR = b"500 Internal Server Error\n"
+
+
+class HTTPStream:
+    __slots__ = (
+        "conn",
+        "stream_id",
+        "scope",
+        "body",
+        "complete",
+        "final_sent",
+        "disconnected",
+        "waiter",
+        "status",
+        "headers",
+        "started",
+        "head_sent",
+        "trailers",
+        "done",
+        "sent",
+        "start_time",
+    )
+
+    def __init__(self, conn: Connection, request: Request) -> None:
+        self.conn = conn
+        self.stream_id = request.stream_id
+        self.scope = build_scope(conn, request)
+        self.body: list[bytes] = []
+        self.complete = False  # the whole request body has arrived
+        self.final_sent = False  # the app has been told more_body=False
+        self.disconnected = False
+        self.waiter: Any = None
+        self.status = 200
+        self.headers: Headers = []
+        self.started = False
+        self.head_sent = False
+        self.trailers = False
+        self.done = False
+        self.sent = 0
+        self.start_time = time.time() if conn.access_log.enabled else 0.0
+
+    # --- stream events from the connection -----------------------------------
+
+    def on_body(self, data: bytes) -> None:
+        self.body.append(data)
+        self._wake()
+
+    def on_end(self) -> None:
+        self.complete = True
+        self._wake()
+
+    def on_reset(self) -> None:
+        self.disconnected = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _wait(self) -> None:
+        self.waiter = self.conn.create_future()
+        await self.waiter
+
+    # --- the ASGI side -----------------------------------------------------------
+
+    async def run(self, app: ASGIApp) -> None:
+        try:
+            await app(self.scope, self.receive, self.send)
+        except Exception:
+            log.exception("error in ASGI app for %s %s", self.scope["method"], self.scope["path"])
+            await self._fail()
+        else:
+            if not self.done:
+                if self.started:
+                    log.error("ASGI app returned without completing its response")
+                else:
+                    log.error("ASGI app returned without starting a response")
+                await self._fail()
+        finally:
+            if not self.done:
+                self.done = True
+                self.conn.abort(self.stream_id)
+            self.conn.stream_done(self)
+
+    async def _fail(self) -> None:
+        if self.done or self.disconnected:
+            return
+        if self.head_sent:
+            self.done = True
+            self.conn.abort(self.stream_id)
+            return
+        self.status = 500
+        self.headers = self.conn.response_headers(
+            [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", b"%d" % len(_INTERNAL_ERROR)),
+            ]
+        )
+        self.trailers = False
+        self.started = True
+        await self.send({"type": "http.response.body", "body": _INTERNAL_ERROR})
+
+    async def receive(self) -> Message:
+        if not self.body and not self.complete and not self.disconnected and not self.done:
+            self.conn.want_body(self.stream_id)
+            while not self.body and not self.complete and not self.disconnected:
+                await self._wait()
+        if self.body and not self.disconnected:
+            data = b"".join(self.body) if len(self.body) > 1 else self.body[0]
+            self.body.clear()
+            self.conn.ack(self.stream_id, len(data))
+            self.final_sent = self.complete
+            return {"type": "http.request", "body": data, "more_body": not self.complete}
+        if self.complete and not self.final_sent and not self.disconnected:
+            self.final_sent = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        while not self.disconnected and not self.done:
+            await self._wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.body":
+            if not self.started:
+                raise RuntimeError("http.response.body sent before http.response.start")
+            if self.done or self.disconnected:
+                return
+            body = message.get("body", b"")
+            end = not message.get("more_body", False) and not self.trailers
+            self.sent += len(body)
+            if self.head_sent:
+                await self.conn.send_body(self.stream_id, body, end)
+            else:
+                self.head_sent = True
+                await self.conn.respond(self.stream_id, self.status, self.headers, body, end)
+            if end:
+                self.done = True
+                self._log()
+                self._wake()
+        elif kind == "http.response.start":
+            if self.started:
+                raise RuntimeError("http.response.start sent twice")
+            self.started = True
+            self.status = int(message["status"])
+            self.headers = self.conn.response_headers(message.get("headers", ()))
+            self.trailers = bool(message.get("trailers", False))
+        elif kind == "http.response.trailers":
+            if not self.trailers or not self.head_sent:
+                raise RuntimeError("http.response.trailers needs trailers=True and a sent body")
+            if message.get("more_trailers", False) or self.done or self.disconnected:
+                return
+            self.done = True
+            self.conn.send_trailers(self.stream_id, list(message.get("headers", ())))
+            self._log()
+            self._wake()
+        elif kind == "http.response.early_hint":
+            if not self.started and not self.disconnected:
+                links = [(b"link", link) for link in message.get("links", ())]
+                self.conn.send_informational(self.stream_id, 103, links)
+        else:
+            raise ValueError(f"unexpected ASGI message type {kind!r} on an http stream")
+
+    def _log(self) -> None:
+        access_log = self.conn.access_log
+        if access_log.enabled:
+            duration = time.time() - self.start_time
+            access_log.log(self.scope, self.status, self.headers, self.sent, duration)
+
+
+def build_scope(conn: Connection, request: Request) -> dict[str, Any]:
+    target = request.raw_path
+    if target[:1] != b"/" and b"://" in target[:10]:
+        # absolute-form (RFC 9112 3.2.2): keep the path part
+        target = b"/" + target.split(b"/", 3)[3] if target.count(b"/") >= 3 else b"/"
+    raw_path, _, query = target.partition(b"?")
+    return {
+        "type": "http",
+        "asgi": _ASGI,
+        "http_version": request.http_version,
+        "method": request.method,
+        "scheme": request.scheme or conn.scheme,
+        "path": unquote(raw_path.decode("latin-1")),
+        "raw_path": raw_path,
+        "query_string": query,
+        "root_path": conn.config.root_path,
+        "headers": request.headers,
+        "client": conn.client,
+        "server": conn.server,
+        "state": conn.state.copy(),
+        "extensions": conn.extensions,
+    }

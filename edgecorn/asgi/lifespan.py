@@ -1,0 +1,122 @@
+"""The ASGI lifespan protocol: run the app's startup before serving, shutdown after.
+
+`config.lifespan` is "auto" (an app that fails before startup simply has no
+lifespan support), "on" (it must support it) or "off" (never ask).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from edgecorn.config import Config
+
+if TYPE_CHECKING:
+    from edgecorn.asgi.dispatch import ASGIApp, Message
+
+log = logging.getLogger("edgecorn.error")
+
+
+class LifespanFailure(Exception):
+    """Startup failed (or timed out); the message is the app's own when it gave one."""
+
+
+class Lifespan:
+    def __init__(self, app: ASGIApp, config: Config, state: dict[str, Any]) -> None:
+        self.app = app
+        self.config = config
+        self.state = state
+        self._task: asyncio.Task[None] | None = None
+        self._inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self._startup = asyncio.Event()  # startup.complete/failed, or the app ended
+        self._shutdown = asyncio.Event()
+        self._startup_failed: str | None = None
+        self._error: BaseException | None = None  # what the app raised, if it did
+        self.supported = config.lifespan != "off"
+
+    async def startup(self) -> None:
+        if not self.supported:
+            return
+        self._task = asyncio.create_task(self._run(), name="edgecorn lifespan")
+        await self._inbox.put({"type": "lifespan.startup"})
+        try:
+            await self._wait(self._startup, self.config.startup_timeout, "startup")
+        except LifespanFailure:
+            self._task.cancel()
+            raise
+
+        if self._startup_failed is not None:
+            raise LifespanFailure(self._startup_failed or "application startup failed")
+        if self._task.done():
+            # The app ended without completing startup: no lifespan support.
+            self.supported = False
+            error = self._error
+            if error is not None and self.config.lifespan == "on":
+                raise LifespanFailure(
+                    f"lifespan startup raised {type(error).__name__}: {error}"
+                ) from error
+            if error is not None:
+                log.info("ASGI lifespan unsupported by the app (it raised %r); continuing", error)
+            elif self.config.lifespan == "on":
+                log.warning("the app returned without completing lifespan startup")
+            else:
+                log.debug("ASGI lifespan unsupported by the app; continuing")
+
+    async def shutdown(self) -> None:
+        task = self._task
+        if not self.supported or task is None or task.done():
+            return
+        await self._inbox.put({"type": "lifespan.shutdown"})
+        try:
+            await self._wait(self._shutdown, self.config.shutdown_timeout, "shutdown")
+            # The app normally returns right after shutdown.complete; give it a moment.
+            await asyncio.wait({task}, timeout=1.0)
+        finally:
+            if not task.done():
+                task.cancel()
+
+    async def _wait(self, event: asyncio.Event, timeout: float, phase: str) -> None:
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except asyncio.TimeoutError:
+            raise LifespanFailure(f"lifespan {phase} timed out after {timeout:g}s") from None
+
+    async def _run(self) -> None:
+        scope = {
+            "type": "lifespan",
+            "asgi": {"version": "3.0", "spec_version": "2.0"},
+            "state": self.state,
+        }
+        try:
+            await self.app(scope, self._receive, self._send)
+        except Exception as error:  # the app's failure is reported here, not raised
+            self._error = error
+            if self._startup.is_set() and self._startup_failed is None:
+                # It had lifespan support, so this is a real error, not "unsupported".
+                log.error("Exception in ASGI lifespan", exc_info=error)
+            elif self.config.lifespan == "auto" and self._startup_failed is None:
+                log.debug("lifespan startup raised", exc_info=error)
+            elif self.config.lifespan == "on" and self._startup_failed is None:
+                log.error("Exception in ASGI lifespan startup", exc_info=error)
+        finally:
+            self._startup.set()
+            self._shutdown.set()
+
+    async def _receive(self) -> Message:
+        return await self._inbox.get()
+
+    async def _send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "lifespan.startup.complete":
+            self._startup.set()
+        elif kind == "lifespan.startup.failed":
+            self._startup_failed = str(message.get("message", ""))
+            self._startup.set()
+        elif kind == "lifespan.shutdown.complete":
+            self._shutdown.set()
+        elif kind == "lifespan.shutdown.failed":
+            log.error("ASGI lifespan shutdown failed: %s", message.get("message", ""))
+            self._shutdown.set()
+        else:
+            raise RuntimeError(f"unexpected ASGI lifespan message {kind!r}")

@@ -1,0 +1,128 @@
+"""serve(): listeners, lifespan, the manager's tick and graceful shutdown on asyncio."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..asgi.dispatch import wrap_app
+from ..asgi.lifespan import Lifespan
+from ..config import Config
+from ..logging import AccessLogger
+from ..manager import ConnectionManager
+from ..sockets import Sockets, create_sockets, describe
+from ..tls import create_ssl_context
+from .tcp import TCPProtocol
+
+log = logging.getLogger("edgecorn.error")
+
+
+async def serve(
+    app: Any,
+    config: Config,
+    *,
+    shutdown_trigger: Callable[..., Awaitable[Any]] | None = None,
+    sockets: Sockets | None = None,
+) -> None:
+    """Serve `app` until `shutdown_trigger` returns (or SIGINT/SIGTERM without one)."""
+    loop = asyncio.get_running_loop()
+    asgi_app = wrap_app(app, config)
+    state: dict[str, Any] = {}
+    lifespan = Lifespan(asgi_app, config, state)
+    await lifespan.startup()
+
+    own_sockets = sockets is None
+    if sockets is None:
+        sockets = create_sockets(config)
+    manager = ConnectionManager(config, asgi_app, state, AccessLogger(config))
+    tasks: set[Any] = set()
+    ssl_context = create_ssl_context(config) if sockets.secure else None
+    servers: list[asyncio.base_events.Server] = []
+    try:
+        for sock in sockets.secure:
+            servers.append(
+                await loop.create_server(
+                    lambda: TCPProtocol(manager, True, tasks),
+                    sock=sock,
+                    ssl=ssl_context,
+                    backlog=config.backlog,
+                    ssl_handshake_timeout=config.ssl_handshake_timeout,
+                )
+            )
+            log.info("Running on %s (h2, http/1.1; CTRL + C to quit)", describe(sock, True))
+        for sock in sockets.insecure:
+            servers.append(
+                await loop.create_server(
+                    lambda: TCPProtocol(manager, False, tasks), sock=sock, backlog=config.backlog
+                )
+            )
+            log.info("Running on %s (http/1.1, h2c; CTRL + C to quit)", describe(sock, False))
+
+        ticker = _Ticker(loop, manager)
+        if shutdown_trigger is None:
+            await _wait_for_signal(loop)
+        else:
+            await shutdown_trigger()
+        log.info("Shutting down: finishing open requests (up to %ss)", config.graceful_timeout)
+        for server in servers:
+            server.close()
+        manager.shutdown()
+        await _drain(manager, tasks, config.graceful_timeout)
+        ticker.stop()
+    finally:
+        for server in servers:
+            server.close()
+        manager.close_all()
+        for task in list(tasks):
+            task.cancel()
+        if tasks:
+            await asyncio.wait(list(tasks), timeout=1)
+        if own_sockets:
+            sockets.close()
+    await lifespan.shutdown()
+
+
+async def _drain(manager: ConnectionManager, tasks: set[Any], timeout: float) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while manager.connections or tasks:
+        if asyncio.get_running_loop().time() >= deadline:
+            log.info("Graceful timeout reached: closing %d connections", len(manager.connections))
+            return
+        await asyncio.sleep(0.05)
+
+
+async def _wait_for_signal(loop: asyncio.AbstractEventLoop) -> None:
+    stop = asyncio.Event()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass  # not the main thread: the caller stops us some other way
+    try:
+        await stop.wait()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+class _Ticker:
+    """One timer per worker drives every connection's timeouts and the Date header."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, manager: ConnectionManager) -> None:
+        self.loop = loop
+        self.manager = manager
+        self.handle = loop.call_later(1.0, self._tick)
+
+    def _tick(self) -> None:
+        try:
+            self.manager.tick()
+        finally:
+            self.handle = self.loop.call_later(1.0, self._tick)
+
+    def stop(self) -> None:
+        self.handle.cancel()

@@ -1,0 +1,167 @@
+"""argv -> Config -> run. Flag names follow Hypercorn and Gunicorn where they overlap."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from edgecorn import __version__
+from edgecorn.config import (
+    HTTP1_PARSERS,
+    LIFESPAN_MODES,
+    OPTIONS,
+    WORKER_CLASSES,
+    Config,
+    ConfigError,
+)
+
+EPILOG = """\
+With no module:app, edgecorn serves its built-in demo app.
+Flags override the values of a --config file.
+
+other commands:
+  edgecorn certs   generate (or reuse) the development CA and localhost certificate
+"""
+
+
+class _Deprecated(argparse.Action):
+    """Stores like its replacement, but says so on stderr."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, replacement: str,
+                 **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.replacement = replacement
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        print(f"edgecorn: warning: {option_string} is deprecated; use {self.replacement}",
+              file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # SUPPRESS: a flag the user did not give leaves no attribute, so it overrides nothing.
+    p = argparse.ArgumentParser(
+        prog="edgecorn", usage="%(prog)s [options] [module:app]", epilog=EPILOG,
+        description="An HTTP/3-first ASGI edge server.", argument_default=argparse.SUPPRESS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = p.add_argument
+    add("application_path", nargs="?", metavar="module:app",
+        help="the ASGI/WSGI app to serve, e.g. myproject.asgi:app")
+    add("--version", action="version", version=f"edgecorn {__version__}")
+    add("-c", "--config", metavar="FILE", help="a .yaml, .toml or .py config file; "
+        "or python:module.path, or file:path.py")
+
+    listen = p.add_argument_group("listeners")
+    listen.add_argument("-b", "--bind", action="append", metavar="ADDR",
+                        help="host:port, [v6]:port, unix:/path or fd://N (repeatable); "
+                        "TLS when a certificate is given")
+    listen.add_argument("--insecure-bind", action="append", metavar="ADDR",
+                        help="a cleartext bind beside TLS ones (repeatable)")
+    listen.add_argument("--quic-bind", action="append", metavar="ADDR",
+                        help="a UDP bind for HTTP/3 (repeatable)")
+    listen.add_argument("--backlog", type=int, help="the listen backlog")
+
+    tls = p.add_argument_group("TLS")
+    tls.add_argument("--certfile", help="certificate file (PEM)")
+    tls.add_argument("--keyfile", help="private key file (PEM)")
+    tls.add_argument("--keyfile-password", help="password of the key file")
+    tls.add_argument("--ca-certs", help="CA certificates to verify clients with")
+    tls.add_argument("--verify-mode", help="CERT_NONE, CERT_OPTIONAL or CERT_REQUIRED")
+    tls.add_argument("--ciphers", help="OpenSSL cipher string")
+
+    http = p.add_argument_group("HTTP and app")
+    http.add_argument("--keep-alive", dest="keep_alive_timeout", type=float, metavar="SECONDS",
+                      help="idle time before a keep-alive connection is closed")
+    http.add_argument("--graceful-timeout", type=float, metavar="SECONDS",
+                      help="time given to open requests on shutdown")
+    http.add_argument("--read-timeout", type=float, metavar="SECONDS",
+                      help="time to wait for data from a client")
+    http.add_argument("--websocket-ping-interval", type=float, metavar="SECONDS")
+    http.add_argument("--root-path", help="the ASGI root_path (mount point)")
+    http.add_argument("--server-name", dest="server_names", action="append", metavar="HOST",
+                      help="only answer for this Host (repeatable)")
+    http.add_argument("--http1-parser", choices=HTTP1_PARSERS)
+    http.add_argument("--lifespan", choices=LIFESPAN_MODES)
+    http.add_argument("--factory", action="store_true",
+                      help="module:app is a factory to call for the app")
+
+    procs = p.add_argument_group("processes")
+    procs.add_argument("-w", "--workers", type=int, help="worker processes (0: no supervisor)")
+    procs.add_argument("-k", "--worker-class", choices=WORKER_CLASSES)
+    procs.add_argument("--pid", dest="pid_path", metavar="FILE", help="write the PID here")
+    procs.add_argument("--max-requests", type=int, help="restart a worker after N requests")
+    procs.add_argument("--max-requests-jitter", type=int)
+
+    logs = p.add_argument_group("logging")
+    logs.add_argument("--access-logfile", dest="accesslog", metavar="FILE", help="'-' = stdout")
+    logs.add_argument("--access-log", dest="accesslog", action=_Deprecated,
+                      replacement="--access-logfile", help=argparse.SUPPRESS)
+    logs.add_argument("--error-logfile", dest="errorlog", metavar="FILE", help="'-' = stderr")
+    logs.add_argument("--error-log", dest="errorlog", action=_Deprecated,
+                      replacement="--error-logfile", help=argparse.SUPPRESS)
+    logs.add_argument("--access-logformat", dest="access_log_format", metavar="FORMAT")
+    logs.add_argument("--log-level", dest="loglevel", metavar="LEVEL",
+                      help="debug, info, warning, error or critical")
+    return p
+
+
+def load_config_file(spec: str) -> Config:
+    """A config file path, or Hypercorn's `python:module.path` / `file:path.py`."""
+    if spec.startswith("python:"):
+        return Config.from_object(spec[len("python:"):])
+    if spec.startswith("file:"):
+        return Config.from_pyfile(spec[len("file:"):])
+    return Config.from_file(spec)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Config:
+    """Build the Config from argv. Raises ConfigError; exits on argparse errors."""
+    parser = build_parser()
+    given = vars(parser.parse_args(argv))
+    spec = given.pop("config", None)
+    config = load_config_file(spec) if spec is not None else Config()
+    labels: dict[str, str] = {}
+    for action in parser._actions:
+        if action.option_strings:
+            labels.setdefault(action.dest, max(action.option_strings, key=len))
+    for key, value in given.items():
+        assert key in OPTIONS, key
+        try:
+            setattr(config, key, value)
+        except ConfigError as exc:
+            raise exc.at(key=labels.get(key, key)) from None
+    return config
+
+
+def certs_command(argv: Sequence[str]) -> int:
+    argparse.ArgumentParser(
+        prog="edgecorn certs",
+        description="Generate (or reuse) the development CA and localhost certificate.",
+    ).parse_args(argv)
+    from edgecorn.certs import ensure_dev_certs
+
+    certfile, keyfile, cafile = ensure_dev_certs()
+    print(f"certificate: {certfile}\nkey:         {keyfile}\nCA:          {cafile}")
+    print("Trust the CA in your client (e.g. curl --cacert), then run:\n"
+          f"  edgecorn --certfile {certfile} --keyfile {keyfile} "
+          "--bind 127.0.0.1:8443 --quic-bind 127.0.0.1:8443 module:app")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args[:1] == ["certs"]:  # an app module named certs: use `certs:app`
+            return certs_command(args[1:])
+        config = parse_args(args)
+    except ConfigError as exc:
+        print(f"edgecorn: error: {' '.join(str(exc).splitlines())}", file=sys.stderr)
+        return 2
+    from edgecorn.run import run
+
+    status: int = run(config)
+    return status

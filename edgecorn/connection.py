@@ -1,0 +1,332 @@
+"""One client connection, independent of the I/O backend.
+
+It feeds bytes to a sans-IO adapter, routes the stream events to
+protocol-blind streams, and turns the streams' commands into adapter calls
+plus a flush. A backend subclass supplies the four I/O primitives: `write`,
+`close_transport`, `create_future` and `spawn`, and calls `data_received`,
+`eof_received`, `connection_lost`, `pause_writing` and `resume_writing`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Coroutine, Iterable
+from typing import TYPE_CHECKING, Any
+
+from .asgi.http import HTTPStream
+from .protocol.events import Body, EndBody, Event, H2CUpgrade, Headers, ProtocolError, Request
+from .protocol.events import StreamReset
+
+if TYPE_CHECKING:
+    from .manager import ConnectionManager
+    from .protocol.base import Adapter
+
+log = logging.getLogger("edgecorn.error")
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+# Unconsumed request body beyond this pauses reading from an HTTP/1 peer.
+READ_BACKLOG = 1024 * 1024
+_BAD_NAME = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
+_BAD_VALUE = re.compile(rb"[\x00\r\n]")
+
+
+class Connection:
+    scheme = "http"
+    client: tuple[str, int] | None = None
+    server: tuple[str, int | None] | None = None
+
+    def __init__(self, manager: ConnectionManager, secure: bool) -> None:
+        self.manager = manager
+        self.config = manager.config
+        self.app = manager.app
+        self.state = manager.state
+        self.access_log = manager.access_log
+        self.extensions = manager.extensions
+        self.scheme = "https" if secure else "http"
+        self.proto: Adapter | None = None
+        self.sniffed = b""
+        self.streams: dict[int, HTTPStream] = {}
+        self.closed = False
+        self.write_paused = False
+        self.read_paused = False
+        self.drain_waiters: list[Any] = []
+        self.window_waiters: list[Any] = []
+        self.reads = 0  # bumped per read; the manager's tick compares it for timeouts
+        self.idle_ticks = 0
+        self.last_reads = 0
+
+    # --- backend primitives -------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def close_transport(self) -> None:
+        raise NotImplementedError
+
+    def pause_reading(self) -> None:
+        raise NotImplementedError
+
+    def resume_reading(self) -> None:
+        raise NotImplementedError
+
+    def create_future(self) -> Any:
+        raise NotImplementedError
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        raise NotImplementedError
+
+    # --- protocol choice --------------------------------------------------------------
+
+    def use_protocol(self, alpn: str | None) -> None:
+        """TLS: ALPN decides. Cleartext (alpn None): wait for the first bytes."""
+        if alpn == "h2":
+            self.proto = self.manager.new_h2()
+        elif alpn is not None:
+            self.proto = self.manager.new_h1(allow_h2c=False)
+        self.manager.add(self)
+        if self.proto is not None:
+            self.flush()
+
+    def _sniff(self, data: bytes) -> bytes | None:
+        """Cleartext: the HTTP/2 preface means h2c prior knowledge, anything else HTTP/1."""
+        data = self.sniffed + data
+        if len(data) < len(H2_PREFACE) and H2_PREFACE.startswith(data):
+            self.sniffed = data
+            return None
+        self.sniffed = b""
+        if data.startswith(H2_PREFACE):
+            self.proto = self.manager.new_h2()
+        else:
+            self.proto = self.manager.new_h1(allow_h2c=True)
+        return data
+
+    # --- bytes in -----------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        self.reads += 1
+        proto = self.proto
+        if proto is None:
+            sniffed = self._sniff(data)
+            if sniffed is None:
+                return
+            data = sniffed
+            proto = self.proto
+            assert proto is not None
+        events = proto.receive_data(data)
+        if events:
+            self.handle(events)
+        self.flush()
+        if self.proto is proto and proto.backlog > READ_BACKLOG and not self.read_paused:
+            self.read_paused = True
+            self.pause_reading()
+
+    def eof_received(self) -> None:
+        if self.proto is not None:
+            events = self.proto.receive_data(b"")
+            if events:
+                self.handle(events)
+            self.flush()
+
+    def connection_lost(self) -> None:
+        self.closed = True
+        for stream in list(self.streams.values()):
+            stream.on_reset()
+        self._wake(self.drain_waiters)
+        self._wake(self.window_waiters)
+        self.manager.discard(self)
+
+    def handle(self, events: list[Event]) -> None:
+        streams = self.streams
+        for event in events:
+            kind = type(event)
+            if kind is Request:
+                stream = HTTPStream(self, event)  # type: ignore[arg-type]
+                streams[event.stream_id] = stream  # type: ignore[union-attr]
+                self.spawn(stream.run(self.app))
+            elif kind is Body:
+                stream_or_none = streams.get(event.stream_id)  # type: ignore[union-attr]
+                if stream_or_none is not None:
+                    stream_or_none.on_body(event.data)  # type: ignore[union-attr]
+                else:
+                    self.proto.ack_data(event.stream_id, len(event.data))  # type: ignore[union-attr]
+            elif kind is EndBody:
+                stream_or_none = streams.get(event.stream_id)  # type: ignore[union-attr]
+                if stream_or_none is not None:
+                    stream_or_none.on_end()
+            elif kind is StreamReset:
+                stream_or_none = streams.get(event.stream_id)  # type: ignore[union-attr]
+                if stream_or_none is not None:
+                    stream_or_none.on_reset()
+            elif kind is H2CUpgrade:
+                self._upgrade_h2c(event)  # type: ignore[arg-type]
+            elif kind is ProtocolError:
+                log.debug("protocol error from %s: %s", self.client, event.message)  # type: ignore[union-attr]
+        if self.window_waiters:
+            self._wake(self.window_waiters)
+
+    def _upgrade_h2c(self, event: H2CUpgrade) -> None:
+        self.write(b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n")
+        h2 = self.manager.new_h2(upgrade_settings=event.settings)
+        self.proto = h2
+        self.handle(h2.upgrade_request(event.request, event.body))
+        if event.trailing:
+            self.handle(h2.receive_data(event.trailing))
+
+    # --- bytes out ------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        proto = self.proto
+        if proto is None:
+            return
+        data = proto.data_to_send()
+        if data and not self.closed:
+            self.write(data)
+        if proto.closing:
+            self.close()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.close_transport()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._wake(self.drain_waiters)
+
+    @staticmethod
+    def _wake(waiters: list[Any]) -> None:
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        waiters.clear()
+
+    async def _drain(self) -> None:
+        while self.write_paused and not self.closed:
+            waiter = self.create_future()
+            self.drain_waiters.append(waiter)
+            await waiter
+
+    # --- commands from streams ------------------------------------------------------------
+
+    def response_headers(self, headers: Iterable[tuple[bytes, bytes]]) -> Headers:
+        """The app's headers, checked, plus Server/Date/Alt-Svc unless the app set them."""
+        result = list(headers)
+        for name, value in result:
+            if _BAD_NAME.search(name) or _BAD_VALUE.search(value) or not name:
+                raise ValueError(f"invalid response header {name!r}: {value!r}")
+        extra = self.manager.extra_headers
+        if extra:
+            present = {name.lower() for name, _ in result}
+            result.extend(item for item in extra if item[0] not in present)
+        return result
+
+    async def respond(
+        self, stream_id: int, status: int, headers: Headers, body: bytes, end: bool
+    ) -> None:
+        proto = self.proto
+        assert proto is not None
+        if len(body) <= proto.sendable(stream_id):
+            proto.send_response(stream_id, status, headers, body, end)
+            self.flush()
+            if self.write_paused:
+                await self._drain()
+        else:
+            proto.send_response(stream_id, status, headers, b"", False)
+            self.flush()
+            await self.send_body(stream_id, body, end)
+
+    async def send_body(self, stream_id: int, data: bytes, end: bool) -> None:
+        proto = self.proto
+        assert proto is not None
+        view = memoryview(data)
+        while not self.closed:
+            room = proto.sendable(stream_id)
+            if room < 0:
+                return
+            if room >= len(view):
+                proto.send_data(stream_id, bytes(view) if len(view) != len(data) else data, end)
+                self.flush()
+                break
+            if room > 0:
+                proto.send_data(stream_id, bytes(view[:room]), False)
+                view = view[room:]
+                self.flush()
+            waiter = self.create_future()
+            self.window_waiters.append(waiter)
+            await waiter
+        if self.write_paused:
+            await self._drain()
+
+    def send_trailers(self, stream_id: int, headers: Headers) -> None:
+        assert self.proto is not None
+        self.proto.send_trailers(stream_id, headers)
+        self.flush()
+
+    def send_informational(self, stream_id: int, status: int, headers: Headers) -> None:
+        assert self.proto is not None
+        self.proto.send_informational(stream_id, status, headers)
+        self.flush()
+
+    def want_body(self, stream_id: int) -> None:
+        assert self.proto is not None
+        self.proto.want_body(stream_id)
+        self.flush()
+
+    def ack(self, stream_id: int, size: int) -> None:
+        proto = self.proto
+        assert proto is not None
+        proto.ack_data(stream_id, size)
+        if self.read_paused and proto.backlog <= READ_BACKLOG // 2:
+            self.read_paused = False
+            self.resume_reading()
+        self.flush()
+
+    def abort(self, stream_id: int) -> None:
+        if self.proto is not None:
+            self.proto.reset(stream_id)
+            self.flush()
+
+    def stream_done(self, stream: HTTPStream) -> None:
+        if self.streams.get(stream.stream_id) is stream:
+            del self.streams[stream.stream_id]
+        proto = self.proto
+        if proto is None or self.closed:
+            return
+        events = proto.resume()
+        if events:
+            self.handle(events)
+        self.flush()
+        if self.read_paused and proto.backlog <= READ_BACKLOG // 2:
+            self.read_paused = False
+            self.resume_reading()
+
+    # --- lifetime, driven by the manager ----------------------------------------------------
+
+    def tick(self, keep_alive_ticks: int, read_timeout_ticks: int | None) -> None:
+        """Called about once a second: close idle or stalled connections."""
+        proto = self.proto
+        active = self.reads != self.last_reads
+        self.last_reads = self.reads
+        if active:
+            self.idle_ticks = 0
+            return
+        self.idle_ticks += 1
+        if proto is None or (proto.idle and not self.streams):
+            if self.idle_ticks >= keep_alive_ticks:
+                self.shutdown()
+                self.close()
+        elif read_timeout_ticks is not None and self.idle_ticks >= read_timeout_ticks:
+            if any(not s.complete for s in self.streams.values()):
+                self.close()
+
+    def shutdown(self) -> None:
+        """Graceful: no new requests; h1 closes after the current response, h2 sends GOAWAY."""
+        if self.proto is None:
+            self.close()
+            return
+        self.proto.goaway()
+        self.flush()

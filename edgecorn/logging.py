@@ -1,0 +1,209 @@
+"""The error log ("edgecorn.error") and the access log ("edgecorn.access").
+
+The access log speaks Gunicorn's/Hypercorn's `access_log_format` atoms. Atoms
+are computed only when the format asks for them, and not at all when the access
+log is off (the server checks `AccessLogger.enabled` first).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import logging.handlers
+import os
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from http import HTTPStatus
+from typing import Any
+
+from edgecorn.config import Config
+
+ERROR_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
+DATE_FORMAT = "%Y-%m-%d %H:%M:%S %z"
+
+error_log = logging.getLogger("edgecorn.error")
+access_log = logging.getLogger("edgecorn.access")
+
+
+def configure_logging(config: Config) -> None:
+    """Point the error and access loggers at `config.errorlog` / `config.accesslog`.
+
+    "-" means stderr (errors) or stdout (access), a path appends to that file,
+    None turns the log off. Calling it again replaces what it set up before.
+    """
+    level = _level(config.loglevel)
+    # Handlers sit on "edgecorn" so that module loggers ("edgecorn.manager"...) land
+    # in the error log too; "edgecorn.access" keeps to its own handler.
+    root = logging.getLogger("edgecorn")
+    _install(root, _handler(config.errorlog, sys.stderr, ERROR_FORMAT), level)
+    error_log.setLevel(level)
+    access_log.propagate = False
+    _install(access_log, _handler(config.accesslog, sys.stdout, "%(message)s"), logging.INFO)
+
+
+def _level(value: str | int) -> int:
+    if isinstance(value, int):
+        return value
+    level = logging.getLevelName(value.upper())
+    if not isinstance(level, int):
+        raise ValueError(f"unknown log level {value!r}")
+    return level
+
+
+def _handler(target: str | None, stream: Any, fmt: str) -> logging.Handler:
+    handler: logging.Handler
+    if target is None:
+        handler = logging.NullHandler()
+    elif target == "-":
+        handler = logging.StreamHandler(stream)
+    else:
+        # Reopens the file when logrotate moves it away.
+        handler = logging.handlers.WatchedFileHandler(target)
+    handler.setFormatter(logging.Formatter(fmt, DATE_FORMAT))
+    return handler
+
+
+def _install(logger: logging.Logger, handler: logging.Handler, level: int) -> None:
+    for old in [h for h in logger.handlers if getattr(h, "_edgecorn", False)]:
+        logger.removeHandler(old)
+        old.close()
+    handler._edgecorn = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+class AccessLogger:
+    def __init__(self, config: Config) -> None:
+        self.format = config.access_log_format
+        self.enabled = config.accesslog is not None
+
+    def log(
+        self,
+        scope: Mapping[str, Any],
+        status: int,
+        response_headers: Iterable[tuple[bytes, bytes]],
+        sent_bytes: int,
+        request_time: float,
+    ) -> None:
+        if not self.enabled:
+            return
+        atoms = Atoms(scope, status, response_headers, sent_bytes, request_time)
+        try:
+            line = self.format % atoms
+        except (TypeError, ValueError, KeyError) as error:
+            error_log.error("bad access_log_format %r: %s", self.format, error)
+            return
+        access_log.info(line)
+
+
+class Atoms(dict[str, str]):
+    """The access log atoms, each computed the first time the format asks for it."""
+
+    def __init__(
+        self,
+        scope: Mapping[str, Any],
+        status: int,
+        response_headers: Iterable[tuple[bytes, bytes]],
+        sent_bytes: int,
+        request_time: float,
+    ) -> None:
+        super().__init__()
+        self.scope = scope
+        self.status = status
+        self.response_headers = response_headers
+        self.sent_bytes = sent_bytes
+        self.request_time = request_time
+
+    def __missing__(self, key: str) -> str:
+        value = self._atom(key)
+        self[key] = value
+        return value
+
+    def _atom(self, key: str) -> str:
+        scope = self.scope
+        if key.startswith("{") and len(key) > 3 and key[-2] == "}":
+            name, kind = key[1:-2], key[-1]
+            if kind == "i":
+                return _header(scope.get("headers", ()), name)
+            if kind == "o":
+                return _header(self.response_headers, name)
+            if kind == "e":
+                return os.environ.get(name, "-")
+            return "-"
+        if key == "h":
+            client = scope.get("client")
+            return str(client[0]) if client else "-"
+        if key == "l":
+            return "-"
+        if key == "u":
+            return _user(_header(scope.get("headers", ()), "authorization"))
+        if key == "t":
+            return time.strftime("[%d/%b/%Y:%H:%M:%S %z]")
+        if key == "r":
+            return f"{self['m']} {_target(scope)} {self['H']}"
+        if key == "m":
+            return str(scope.get("method", "GET"))  # websocket scopes have no method
+        if key == "U":
+            return str(scope.get("path", "-"))
+        if key == "q":
+            return bytes(scope.get("query_string", b"")).decode("latin-1")
+        if key == "H":
+            return f"HTTP/{scope.get('http_version', '1.1')}"
+        if key == "s":
+            return str(self.status)
+        if key == "st":
+            try:
+                return HTTPStatus(self.status).phrase
+            except ValueError:
+                return "-"
+        if key == "S":
+            return str(scope.get("scheme", "-"))
+        if key == "b":
+            return str(self.sent_bytes) if self.sent_bytes else "-"
+        if key == "B":
+            return str(self.sent_bytes)
+        if key == "f":
+            return _header(scope.get("headers", ()), "referer")
+        if key == "a":
+            return _header(scope.get("headers", ()), "user-agent")
+        if key == "T":
+            return str(int(self.request_time))
+        if key == "M":
+            return str(int(self.request_time * 1_000))
+        if key == "D":
+            return str(int(self.request_time * 1_000_000))
+        if key == "L":
+            return f"{self.request_time:.6f}"
+        if key == "p":
+            return f"<{os.getpid()}>"  # Gunicorn's spelling
+        return "-"
+
+
+def _target(scope: Mapping[str, Any]) -> str:
+    raw = scope.get("raw_path")
+    path = bytes(raw).decode("latin-1") if raw else str(scope.get("path", "/"))
+    query = scope.get("query_string", b"")
+    if query and b"?" not in (raw or b""):
+        path += "?" + bytes(query).decode("latin-1")
+    return path
+
+
+def _header(headers: Iterable[tuple[bytes, bytes]], name: str) -> str:
+    wanted = name.lower().encode("latin-1")
+    values = [bytes(value).decode("latin-1") for key, value in headers if key.lower() == wanted]
+    return ",".join(values) if values else "-"
+
+
+def _user(authorization: str) -> str:
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        return "-"
+    try:
+        decoded = base64.b64decode(credentials, validate=True).decode("utf-8", "replace")
+    except (binascii.Error, ValueError):
+        return "-"
+    user = decoded.partition(":")[0]
+    return user or "-"

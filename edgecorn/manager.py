@@ -1,0 +1,121 @@
+"""ConnectionManager: the one place that knows every connection of a worker.
+
+It picks protocol adapters, caches the per-response headers (Server, Date,
+Alt-Svc), runs the once-a-second tick for timeouts, and drains everything on
+shutdown. Backend-neutral: the backend calls `tick()` and `shutdown()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from email.utils import formatdate
+from typing import TYPE_CHECKING, Any
+
+from .protocol.h1 import H1Adapter, H11Adapter, HttptoolsAdapter
+from .protocol.h2 import H2Adapter
+
+if TYPE_CHECKING:
+    from .asgi.http import ASGIApp
+    from .config import Config
+    from .connection import Connection
+    from .protocol.events import Headers
+
+log = logging.getLogger("edgecorn.error")
+
+
+def http1_class(choice: str) -> type[H1Adapter]:
+    if choice == "h11":
+        return H11Adapter
+    if choice == "httptools":
+        return HttptoolsAdapter
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return H11Adapter
+    return HttptoolsAdapter
+
+
+class ConnectionManager:
+    def __init__(self, config: Config, app: ASGIApp, state: dict[str, Any], access_log: Any) -> None:
+        self.config = config
+        self.app = app
+        self.state = state
+        self.access_log = access_log
+        self.connections: set[Connection] = set()
+        self.extensions: dict[str, dict[str, Any]] = {
+            "http.response.trailers": {},
+            "http.response.early_hint": {},
+        }
+        self.h1_class = http1_class(config.http1_parser)
+        self.h2c = "h2" in config.alpn_protocols
+        self.alt_svc: bytes | None = None
+        self.extra_headers: Headers = []
+        self.draining = False
+        self.refresh_headers()
+
+    # --- adapters ---------------------------------------------------------------
+
+    def new_h1(self, allow_h2c: bool) -> H1Adapter:
+        config = self.config
+        return self.h1_class(
+            config.h11_max_incomplete_size,
+            config.keep_alive_max_requests,
+            allow_h2c and self.h2c,
+        )
+
+    def new_h2(self, upgrade_settings: bytes | None = None) -> H2Adapter:
+        config = self.config
+        adapter = H2Adapter(
+            max_concurrent_streams=config.h2_max_concurrent_streams,
+            max_header_list_size=config.h2_max_header_list_size,
+            max_inbound_frame_size=config.h2_max_inbound_frame_size,
+            max_requests=config.keep_alive_max_requests,
+        )
+        adapter.initiate(upgrade_settings)
+        return adapter
+
+    # --- registry ------------------------------------------------------------------
+
+    def add(self, conn: Connection) -> None:
+        self.connections.add(conn)
+        if self.draining:
+            conn.shutdown()
+
+    def discard(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+
+    # --- per-second work -------------------------------------------------------------
+
+    def refresh_headers(self) -> None:
+        """Rebuilt once a second so the hot path only appends a cached list."""
+        headers: Headers = []
+        if self.config.include_server_header:
+            headers.append((b"server", b"edgecorn"))
+        if self.config.include_date_header:
+            headers.append((b"date", formatdate(usegmt=True).encode()))
+        if self.alt_svc is not None:
+            headers.append((b"alt-svc", self.alt_svc))
+        self.extra_headers = headers
+
+    def tick(self) -> None:
+        self.refresh_headers()
+        config = self.config
+        keep_alive = max(1, math.ceil(config.keep_alive_timeout))
+        read_timeout = None if config.read_timeout is None else max(1, math.ceil(config.read_timeout))
+        for conn in list(self.connections):
+            try:
+                conn.tick(keep_alive, read_timeout)
+            except Exception:  # one broken connection must not stop the tick
+                log.exception("error in connection tick")
+                conn.close()
+
+    def shutdown(self) -> None:
+        """Graceful: every connection finishes what it has and takes nothing new."""
+        self.draining = True
+        for conn in list(self.connections):
+            conn.shutdown()
+
+    def close_all(self) -> None:
+        for conn in list(self.connections):
+            conn.close()

@@ -1,0 +1,599 @@
+"""HTTP/1.1 adapter: one interface, two parsers (h11, the reference; httptools, the fast path).
+
+The parsers only differ in how bytes become requests (and, for h11, in who
+frames the response). Everything else — pipelining order, keep-alive, the
+smuggling checks, 100-continue, error answers — lives in `H1Adapter` once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from http import HTTPStatus
+
+from .events import Body, EndBody, Event, H2CUpgrade, Headers, ProtocolError, Request, StreamReset
+
+# Pipelined data beyond this much, held while a response is in progress, pauses reading.
+MAX_PENDING = 256 * 1024
+
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(rb"[\x00\r\n]")
+# A duplicate Content-Length in a raw head (h11 folds equal duplicates into one).
+_CONTENT_LENGTH_LINE = re.compile(rb"\ncontent-length[ \t]*:", re.IGNORECASE)
+
+
+def _status_line(status: int) -> bytes:
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    return b"HTTP/1.1 %d %s\r\n" % (status, phrase.encode())
+
+
+_STATUS_LINES = {status.value: _status_line(status.value) for status in HTTPStatus}
+
+
+class BadRequest(Exception):
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def check_framing(headers: Headers, http_version: str) -> bool:
+    """Reject what would let two parsers disagree on where a request ends.
+
+    Returns whether the request asked for `Expect: 100-continue`.
+    """
+    lengths = 0
+    chunked = False
+    expect = False
+    host = False
+    for name, value in headers:
+        lname = name.lower()
+        if lname == b"content-length":
+            lengths += 1
+            if not value.isdigit():
+                raise BadRequest("invalid Content-Length")
+        elif lname == b"transfer-encoding":
+            chunked = True
+        elif lname == b"expect":
+            expect = value.lower() == b"100-continue"
+        elif lname == b"host":
+            host = True
+    if lengths > 1:
+        raise BadRequest("duplicate Content-Length")
+    if lengths and chunked:
+        raise BadRequest("both Content-Length and Transfer-Encoding")
+    if http_version == "1.1" and not host:
+        raise BadRequest("missing Host header")
+    return expect
+
+
+class H1Adapter:
+    """Shared HTTP/1.1 logic; subclasses feed a parser and (h11) frame responses."""
+
+    http_version = "1.1"
+
+    def __init__(self, max_head: int, max_requests: int, allow_h2c: bool) -> None:
+        self.max_head = max_head
+        self.max_requests = max_requests
+        self.allow_h2c = allow_h2c
+        self.out: list[bytes] = []
+        self.events: list[Event] = []
+        self.pending: deque[Event] = deque()
+        self.pending_bytes = 0
+        self.last_id = 0
+        self.active = 0  # stream whose request is being served; 0 = none
+        self.requests = 0
+        self.request_done = True  # the active request's body has been read whole
+        self.response_started = False
+        self.chunked = False
+        self.head_only = False
+        self.keep_alive = True
+        self.expect_continue = False
+        self.draining = False
+        self.unacked = 0
+        self._closing = False
+        self._pending_keep_alive: deque[bool] = deque()
+
+    # --- state the connection reads ---------------------------------------
+
+    @property
+    def backlog(self) -> int:
+        return self.unacked + self.pending_bytes
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    @property
+    def idle(self) -> bool:
+        return self.active == 0 and not self.pending
+
+    def data_to_send(self) -> bytes:
+        if not self.out:
+            return b""
+        data = b"".join(self.out) if len(self.out) > 1 else self.out[0]
+        self.out.clear()
+        return data
+
+    # --- parser side --------------------------------------------------------
+
+    def _emit(self, event: Event) -> None:
+        """Deliver now if it belongs to the active request, else hold it (pipelining)."""
+        if self.active == event.stream_id:  # type: ignore[union-attr]
+            if isinstance(event, Body):
+                self.unacked += len(event.data)
+            self.events.append(event)
+        else:
+            if isinstance(event, Body):
+                self.pending_bytes += len(event.data)
+            self.pending.append(event)
+
+    def _new_request(
+        self, method: str, target: bytes, headers: Headers, version: str, keep_alive: bool
+    ) -> None:
+        self.last_id += 1
+        request = Request(self.last_id, method, target, headers, version)
+        if self.active == 0 and not self.pending:
+            self._start(request, keep_alive)
+        else:
+            self.pending.append(request)
+            self._pending_keep_alive.append(keep_alive)
+
+    def _start(self, request: Request, keep_alive: bool) -> None:
+        self.requests += 1
+        self.active = request.stream_id
+        self.request_done = False
+        self.response_started = False
+        self.head_only = request.method == "HEAD"
+        self.keep_alive = keep_alive and not self.draining
+        if self.requests >= self.max_requests:
+            self.keep_alive = False
+        try:
+            self.expect_continue = check_framing(request.headers, request.http_version)
+        except BadRequest as exc:
+            self._fail(exc)
+            return
+        self.events.append(request)
+
+    def _end_of_request(self, stream_id: int, trailers: Headers | None = None) -> None:
+        if stream_id == self.active:
+            self.request_done = True
+        self._emit(EndBody(stream_id, trailers))
+
+    def _fail(self, exc: BadRequest) -> None:
+        """Answer a broken request and close: framing can no longer be trusted."""
+        self.events.append(ProtocolError(str(exc)))
+        if self.active and self.response_started:
+            self.events.append(StreamReset(self.active))
+        elif not self._closing:
+            body = f"{exc.status} {HTTPStatus(exc.status).phrase}: {exc}\n".encode()
+            self.out.append(
+                _STATUS_LINES[exc.status]
+                + b"content-type: text/plain; charset=utf-8\r\n"
+                + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
+                + body
+            )
+            if self.active:
+                self.events.append(StreamReset(self.active))
+        self.active = 0
+        self.pending.clear()
+        self._closing = True
+
+    def resume(self) -> list[Event]:
+        """After a response: start the next pipelined request, if one is held."""
+        events = self.events
+        self.events = []
+        if self.active or self._closing:
+            return events
+        while self.pending:
+            event = self.pending[0]
+            if isinstance(event, Request):
+                if self.active:
+                    break
+                self.pending.popleft()
+                self._start(event, self._pending_keep_alive.popleft())
+                continue
+            self.pending.popleft()
+            if isinstance(event, Body):
+                self.pending_bytes -= len(event.data)
+                self.unacked += len(event.data)
+            elif isinstance(event, EndBody):
+                self.request_done = True
+            self.events.append(event)
+        events, self.events = self.events, []
+        return events
+
+    def ack_data(self, stream_id: int, size: int) -> None:
+        self.unacked = max(0, self.unacked - size)
+
+    def want_body(self, stream_id: int) -> None:
+        if self.expect_continue and stream_id == self.active and not self.response_started:
+            self.expect_continue = False
+            self._send_continue()
+
+    def _send_continue(self) -> None:
+        self.out.append(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    # --- response side --------------------------------------------------------
+
+    def sendable(self, stream_id: int) -> int:
+        return 1 << 30 if stream_id == self.active else -1
+
+    def goaway(self) -> None:
+        self.draining = True
+        self.keep_alive = False
+        if self.active == 0:
+            self._closing = True
+
+    def reset(self, stream_id: int) -> None:
+        # HTTP/1.1 has no stream reset: a response cut short can only end the connection.
+        if stream_id == self.active:
+            self.active = 0
+            self._closing = True
+
+    def _response_done(self) -> None:
+        self.active = 0
+        if not self.keep_alive or not self.request_done:
+            self._closing = True
+            self.pending.clear()
+
+    def _frame_headers(self, status: int, headers: Headers, body: bytes, end: bool) -> Headers:
+        """Decide body framing and connection persistence; returns the headers to send."""
+        has_length = False
+        for name, value in headers:
+            lname = name.lower()
+            if lname == b"content-length":
+                has_length = True
+            elif lname == b"connection" and b"close" in value.lower():
+                self.keep_alive = False
+            if not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value):
+                raise ValueError(f"invalid response header {name!r}: {value!r}")
+        headers = list(headers)
+        self.chunked = False
+        if status < 200 or status in (204, 304):
+            pass
+        elif not has_length:
+            if end:
+                headers.append((b"content-length", b"%d" % len(body)))
+            elif self.head_only:
+                pass
+            elif self.http11:
+                headers.append((b"transfer-encoding", b"chunked"))
+                self.chunked = True
+            else:
+                self.keep_alive = False  # HTTP/1.0: the body ends when the connection does
+        if not self.keep_alive:
+            headers.append((b"connection", b"close"))
+        elif not self.http11:
+            headers.append((b"connection", b"keep-alive"))
+        return headers
+
+    http11 = True
+
+    def send_informational(self, stream_id: int, status: int, headers: Headers) -> None:
+        if stream_id != self.active or self.response_started or not self.http11:
+            return
+        self.out.append(self._head(status, headers))
+
+    def _head(self, status: int, headers: Headers) -> bytes:
+        return (_STATUS_LINES.get(status) or _status_line(status)) + _header_block(headers)
+
+    def send_response(
+        self, stream_id: int, status: int, headers: Headers, body: bytes, end: bool
+    ) -> None:
+        if stream_id != self.active or self.response_started:
+            return
+        headers = self._frame_headers(status, headers, body, end)
+        self.response_started = True
+        self.expect_continue = False
+        head = self._head(status, headers)
+        if self.head_only or not body:
+            self.out.append(head)
+        elif self.chunked:
+            self.out.append(head + b"%x\r\n" % len(body) + body + b"\r\n")
+        else:
+            self.out.append(head + body)
+        if end:
+            self._finish(None)
+
+    def send_data(self, stream_id: int, data: bytes, end: bool) -> None:
+        if stream_id != self.active:
+            return
+        if data and not self.head_only:
+            if self.chunked:
+                self.out.append(b"%x\r\n" % len(data) + data + b"\r\n")
+            else:
+                self.out.append(data)
+        if end:
+            self._finish(None)
+
+    def send_trailers(self, stream_id: int, headers: Headers) -> None:
+        if stream_id == self.active:
+            self._finish(headers)
+
+    def _finish(self, trailers: Headers | None) -> None:
+        if self.chunked and not self.head_only:
+            if trailers:
+                self.out.append(b"0\r\n" + _header_block(trailers))
+            else:
+                self.out.append(b"0\r\n\r\n")
+        self._response_done()
+
+
+class HttptoolsAdapter(H1Adapter):
+    """The fast path: llhttp via httptools, responses framed by H1Adapter."""
+
+    def __init__(self, max_head: int, max_requests: int, allow_h2c: bool) -> None:
+        import httptools
+
+        super().__init__(max_head, max_requests, allow_h2c)
+        self._httptools = httptools
+        self.parser = httptools.HttpRequestParser(self)
+        self.url = b""
+        self.headers: Headers = []
+        self.in_head = False
+        self.head_bytes = 0
+        self.h2c: tuple[Request, bytes, int, list[bytes]] | None = None
+
+    # httptools callbacks (called from inside feed_data)
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = []
+        self.in_head = True
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        self.head_bytes = 0
+        parser = self.parser
+        version = parser.get_http_version()
+        self.http11 = version == "1.1"
+        self._new_request(
+            parser.get_method().decode("ascii"),
+            self.url,
+            self.headers,
+            version,
+            parser.should_keep_alive(),
+        )
+
+    def on_body(self, body: bytes) -> None:
+        self._emit(Body(self.last_id, body))
+
+    def on_message_complete(self) -> None:
+        self._end_of_request(self.last_id)
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        if self._closing:
+            return []
+        if self.h2c is not None:
+            self._h2c_feed(data)
+            events, self.events = self.events, []
+            return events
+        if not data:
+            if self.active and not self.request_done:
+                self.events.append(StreamReset(self.active))
+            self._closing = True
+            return self.resume()
+        try:
+            self.parser.feed_data(data)
+        except self._httptools.HttpParserUpgrade as exc:
+            self._upgrade(data[exc.args[0] :])
+        except self._httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            self._fail(cause if isinstance(cause, BadRequest) else BadRequest(str(exc)))
+        except self._httptools.HttpParserError as exc:
+            self._fail(BadRequest(str(exc) or "malformed request"))
+        else:
+            if self.in_head:
+                self.head_bytes += len(data)
+                if self.head_bytes > self.max_head:
+                    self._fail(BadRequest("request head too large", 431))
+        events = self.events
+        self.events = []
+        return events
+
+    def _upgrade(self, trailing: bytes) -> None:
+        """llhttp stops at the head of an Upgrade request; an h2c body is ours to read."""
+        request = self._find_request()
+        settings = None if request is None else _header(request.headers, b"http2-settings")
+        if request is None or settings is None or not self.allow_h2c:
+            # Served as a plain request; llhttp stays paused, so the connection ends after it.
+            self.keep_alive = False
+            return
+        if not _wants_h2c(request.headers):
+            self.keep_alive = False
+            return
+        length = _header(request.headers, b"content-length")
+        if _header(request.headers, b"transfer-encoding") is not None:
+            self._fail(BadRequest("h2c upgrade with a chunked body"))
+            return
+        self.events = []
+        self.active = 0
+        self.h2c = (request, settings, int(length or 0), [])
+        self._h2c_feed(trailing)
+
+    def _h2c_feed(self, data: bytes) -> None:
+        assert self.h2c is not None
+        request, settings, left, parts = self.h2c
+        parts.append(data[:left])
+        if len(data) < left:
+            self.h2c = (request, settings, left - len(data), parts)
+            return
+        self.h2c = None
+        body = b"".join(parts)
+        self.events.append(H2CUpgrade(request, body, settings, data[left:]))
+        self._closing = True  # HTTP/2 takes the connection over
+
+    def _find_request(self) -> Request | None:
+        for event in self.events:
+            if isinstance(event, Request):
+                return event
+        return None
+
+
+class H11Adapter(H1Adapter):
+    """The reference path: h11 parses requests and frames responses."""
+
+    def __init__(self, max_head: int, max_requests: int, allow_h2c: bool) -> None:
+        import h11
+
+        super().__init__(max_head, max_requests, allow_h2c)
+        self._h11 = h11
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head)
+        self.h2c: tuple[Request, bytes, list[bytes]] | None = None
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        if self._closing:
+            return []
+        self.conn.receive_data(data)
+        self._next_events()
+        events = self.events
+        self.events = []
+        return events
+
+    def _next_events(self) -> None:
+        h11 = self._h11
+        conn = self.conn
+        while not self._closing:
+            if conn.their_state is h11.IDLE and _duplicate_length(conn.trailing_data[0]):
+                self._fail(BadRequest("duplicate Content-Length"))
+                return
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                self._fail(BadRequest(str(exc), exc.error_status_hint))
+                return
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                return
+            if self.h2c is not None:
+                self._h2c_event(event)
+            elif isinstance(event, h11.Request):
+                headers = list(event.headers)
+                version = event.http_version.decode()
+                self.http11 = version == "1.1"
+                settings = _header(headers, b"http2-settings")
+                if self.allow_h2c and settings is not None and _wants_h2c(headers):
+                    # Read the upgrade request's body whole, then hand over to HTTP/2.
+                    self.last_id += 1
+                    method = event.method.decode("ascii")
+                    request = Request(self.last_id, method, event.target, headers, version)
+                    self.h2c = (request, settings, [])
+                    continue
+                self._new_request(
+                    event.method.decode("ascii"),
+                    event.target,
+                    headers,
+                    version,
+                    conn.their_state is not h11.MUST_CLOSE and _keep_alive(headers, version),
+                )
+            elif isinstance(event, h11.Data):
+                self._emit(Body(self.last_id, bytes(event.data)))
+            elif isinstance(event, h11.EndOfMessage):
+                trailers = list(event.headers.raw_items()) or None
+                self._end_of_request(self.last_id, trailers)
+            elif isinstance(event, h11.ConnectionClosed):
+                if self.active and not self.request_done:
+                    self.events.append(StreamReset(self.active))
+                self._closing = True
+                return
+
+    def _h2c_event(self, event: object) -> None:
+        h11 = self._h11
+        assert self.h2c is not None
+        request, settings, body = self.h2c
+        if isinstance(event, h11.Data):
+            body.append(bytes(event.data))
+        elif isinstance(event, h11.EndOfMessage):
+            self.h2c = None
+            trailing = bytes(self.conn.trailing_data[0])
+            self.events.append(H2CUpgrade(request, b"".join(body), settings, trailing))
+            self._closing = True  # h11 is done with this connection; HTTP/2 takes it over
+        else:
+            self.h2c = None
+            self._fail(BadRequest("connection closed during h2c upgrade"))
+
+    # h11 frames the response itself, so the sending side goes through it.
+    def send_informational(self, stream_id: int, status: int, headers: Headers) -> None:
+        if stream_id != self.active or self.response_started or not self.http11:
+            return
+        h11 = self._h11
+        self.out.append(self.conn.send(h11.InformationalResponse(status_code=status, headers=headers)))
+
+    def _send_continue(self) -> None:
+        self.send_informational(self.active, 100, [])
+
+    def send_response(
+        self, stream_id: int, status: int, headers: Headers, body: bytes, end: bool
+    ) -> None:
+        if stream_id != self.active or self.response_started:
+            return
+        h11 = self._h11
+        self.response_started = True
+        self.expect_continue = False
+        headers = self._frame_headers(status, headers, body, end)
+        self.out.append(self.conn.send(h11.Response(status_code=status, headers=headers)))
+        if body and not self.head_only:
+            self.out.append(self.conn.send(h11.Data(data=body)))
+        if end:
+            self._finish(None)
+
+    def send_data(self, stream_id: int, data: bytes, end: bool) -> None:
+        if stream_id != self.active:
+            return
+        if data and not self.head_only:
+            self.out.append(self.conn.send(self._h11.Data(data=data)))
+        if end:
+            self._finish(None)
+
+    def _finish(self, trailers: Headers | None) -> None:
+        h11 = self._h11
+        if not self.chunked:
+            trailers = None
+        try:
+            self.out.append(self.conn.send(h11.EndOfMessage(headers=trailers or [])))
+        except h11.LocalProtocolError:
+            self._closing = True  # a body shorter than its Content-Length
+        self._response_done()
+        if self._closing:
+            return
+        if self.conn.our_state is h11.MUST_CLOSE or self.conn.their_state is not h11.DONE:
+            self._closing = True
+            return
+        self.conn.start_next_cycle()
+        self._next_events()
+
+
+def _header_block(headers: Headers) -> bytes:
+    return b"".join([name + b": " + value + b"\r\n" for name, value in headers]) + b"\r\n"
+
+
+def _header(headers: Headers, name: bytes) -> bytes | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value
+    return None
+
+
+def _wants_h2c(headers: Headers) -> bool:
+    upgrade = _header(headers, b"upgrade")
+    return upgrade is not None and upgrade.strip().lower() == b"h2c"
+
+
+def _keep_alive(headers: Headers, version: str) -> bool:
+    connection = (_header(headers, b"connection") or b"").lower()
+    if version == "1.0":
+        return b"keep-alive" in connection
+    return b"close" not in connection
+
+
+def _duplicate_length(buffered: bytes | bytearray) -> bool:
+    end = buffered.find(b"\r\n\r\n")
+    head = buffered if end < 0 else buffered[:end]
+    return len(_CONTENT_LENGTH_LINE.findall(head)) > 1

@@ -1,0 +1,256 @@
+"""HTTP/2 adapter on top of h2: stream events out, the common commands in."""
+
+from __future__ import annotations
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+
+from .events import Body, EndBody, Event, Headers, ProtocolError, Request, StreamReset
+
+# Hop-by-hop headers have no meaning in HTTP/2 (RFC 9113 8.2.2); apps written for h1 send them.
+_CONNECTION_HEADERS = frozenset(
+    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
+)
+
+
+class H2Adapter:
+    http_version = "2"
+
+    def __init__(
+        self,
+        *,
+        max_concurrent_streams: int,
+        max_header_list_size: int,
+        max_inbound_frame_size: int,
+        max_requests: int,
+        enable_connect_protocol: bool = True,
+    ) -> None:
+        config = h2.config.H2Configuration(
+            client_side=False, header_encoding=None, validate_inbound_headers=True
+        )
+        self.conn = h2.connection.H2Connection(config)
+        self.conn.local_settings = h2.settings.Settings(
+            client=False,
+            initial_values={
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: max_concurrent_streams,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: max_header_list_size,
+                h2.settings.SettingCodes.MAX_FRAME_SIZE: max_inbound_frame_size,
+                h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: int(enable_connect_protocol),
+            },
+        )
+        self.max_requests = max_requests
+        self.requests = 0
+        self.open: set[int] = set()  # streams whose response is not finished
+        self.unacked: dict[int, int] = {}
+        self.trailers: dict[int, Headers] = {}
+        self.last_stream_id: int | None = None  # set once GOAWAY has been sent
+        self.terminated = False
+
+    def initiate(self, upgrade_settings: bytes | None = None) -> None:
+        if upgrade_settings is None:
+            self.conn.initiate_connection()
+        else:
+            self.conn.initiate_upgrade_connection(upgrade_settings)
+
+    # --- state ---------------------------------------------------------------
+
+    @property
+    def backlog(self) -> int:
+        return 0  # flow control bounds what a peer may send
+
+    @property
+    def closing(self) -> bool:
+        return self.terminated or (self.last_stream_id is not None and not self.open)
+
+    @property
+    def idle(self) -> bool:
+        return not self.open
+
+    def data_to_send(self) -> bytes:
+        return self.conn.data_to_send()
+
+    # --- receiving -------------------------------------------------------------
+
+    def upgrade_request(self, request: Request, body: bytes) -> list[Event]:
+        """Stream 1 of an h2c upgrade: the HTTP/1.1 request that asked for it."""
+        self.requests += 1
+        self.open.add(1)
+        request.stream_id = 1
+        request.http_version = "2"
+        events: list[Event] = [request]
+        if body:
+            events.append(Body(1, body))
+        events.append(EndBody(1))
+        return events
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        if self.terminated:
+            return []
+        try:
+            h2_events = self.conn.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            self.terminated = True
+            code = getattr(exc, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR)
+            self.conn.close_connection(error_code=code)
+            events: list[Event] = [ProtocolError(str(exc) or type(exc).__name__)]
+            events.extend(StreamReset(sid) for sid in self.open)
+            self.open.clear()
+            return events
+        events = []
+        for event in h2_events:
+            if isinstance(event, h2.events.DataReceived):
+                sid = event.stream_id
+                padding = event.flow_controlled_length - len(event.data)
+                if padding:
+                    self.conn.acknowledge_received_data(padding, sid)
+                if sid in self.open:
+                    self.unacked[sid] = self.unacked.get(sid, 0) + len(event.data)
+                    events.append(Body(sid, event.data))
+                elif event.data:
+                    self.conn.acknowledge_received_data(len(event.data), sid)
+            elif isinstance(event, h2.events.RequestReceived):
+                self._request(event, events)
+            elif isinstance(event, h2.events.StreamEnded):
+                # h2 reports the end separately after a HEADERS, DATA or trailers frame.
+                trailers = self.trailers.pop(event.stream_id, None)
+                if event.stream_id in self.open:
+                    events.append(EndBody(event.stream_id, trailers))
+            elif isinstance(event, h2.events.TrailersReceived):
+                self.trailers[event.stream_id] = list(event.headers)  # type: ignore[arg-type]
+            elif isinstance(event, h2.events.StreamReset):
+                self._drop(event.stream_id)
+                events.append(StreamReset(event.stream_id))
+            elif isinstance(event, h2.events.ConnectionTerminated):
+                self.terminated = True
+                events.extend(StreamReset(sid) for sid in self.open)
+                self.open.clear()
+        return events
+
+    def _request(self, event: h2.events.RequestReceived, events: list[Event]) -> None:
+        sid = event.stream_id
+        if self.last_stream_id is not None and sid > self.last_stream_id:
+            # After our GOAWAY: the peer retries it elsewhere (RFC 9113 6.8).
+            self.conn.reset_stream(sid, h2.errors.ErrorCodes.REFUSED_STREAM)
+            return
+        method = b""
+        path = b""
+        scheme = None
+        authority = None
+        protocol = None
+        headers: Headers = []
+        for name, value in event.headers:  # type: ignore[union-attr]
+            if name[:1] == b":":
+                if name == b":method":
+                    method = value
+                elif name == b":path":
+                    path = value
+                elif name == b":scheme":
+                    scheme = value.decode("ascii")
+                elif name == b":authority":
+                    authority = value
+                elif name == b":protocol":
+                    protocol = value.decode("ascii")
+            else:
+                headers.append((name, value))  # type: ignore[arg-type]
+        if authority is not None and not any(name == b"host" for name, _ in headers):
+            headers.insert(0, (b"host", authority))
+        self.open.add(sid)
+        self.requests += 1
+        events.append(
+            Request(sid, method.decode("ascii"), path, headers, "2", scheme, authority, protocol)
+        )
+        if self.requests >= self.max_requests:
+            self.goaway(sid)
+
+    def resume(self) -> list[Event]:
+        return []
+
+    def want_body(self, stream_id: int) -> None:
+        pass
+
+    def ack_data(self, stream_id: int, size: int) -> None:
+        left = self.unacked.get(stream_id)
+        if left is None:
+            return
+        size = min(size, left)
+        self.unacked[stream_id] = left - size
+        if size:
+            self.conn.acknowledge_received_data(size, stream_id)
+
+    # --- sending ---------------------------------------------------------------
+
+    def _headers(self, status: int, headers: Headers) -> Headers:
+        out: Headers = [(b":status", b"%d" % status)]
+        for name, value in headers:
+            name = name.lower()
+            if name not in _CONNECTION_HEADERS:
+                out.append((name, value))
+        return out
+
+    def send_informational(self, stream_id: int, status: int, headers: Headers) -> None:
+        if stream_id in self.open:
+            self.conn.send_headers(stream_id, self._headers(status, headers))
+
+    def send_response(
+        self, stream_id: int, status: int, headers: Headers, body: bytes, end: bool
+    ) -> None:
+        if stream_id not in self.open:
+            return
+        self.conn.send_headers(stream_id, self._headers(status, headers), end_stream=end and not body)
+        if body or end:
+            self.send_data(stream_id, body, end) if body else self._done(stream_id)
+
+    def send_data(self, stream_id: int, data: bytes, end: bool) -> None:
+        """Callers size `data` with `sendable` first; frames are cut here."""
+        if stream_id not in self.open:
+            return
+        size = self.conn.max_outbound_frame_size
+        last = len(data) - size
+        for start in range(0, len(data), size):
+            self.conn.send_data(stream_id, data[start : start + size], end_stream=end and start >= last)
+        if end:
+            if not data:
+                self.conn.end_stream(stream_id)
+            self._done(stream_id)
+
+    def send_trailers(self, stream_id: int, headers: Headers) -> None:
+        if stream_id in self.open:
+            trailers = [(name.lower(), value) for name, value in headers]
+            self.conn.send_headers(stream_id, trailers, end_stream=True)
+            self._done(stream_id)
+
+    def sendable(self, stream_id: int) -> int:
+        if stream_id not in self.open:
+            return -1
+        try:
+            return self.conn.local_flow_control_window(stream_id)
+        except h2.exceptions.StreamClosedError:
+            return -1
+
+    def reset(self, stream_id: int) -> None:
+        if stream_id in self.open:
+            self.conn.reset_stream(stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
+            self._drop(stream_id)
+
+    def goaway(self, last_stream_id: int | None = None) -> None:
+        if self.last_stream_id is not None or self.terminated:
+            return
+        if last_stream_id is None:
+            last_stream_id = self.conn.highest_inbound_stream_id
+        self.last_stream_id = last_stream_id
+        self.conn.close_connection(last_stream_id=last_stream_id)
+
+    def _done(self, stream_id: int) -> None:
+        self._drop(stream_id)
+
+    def _drop(self, stream_id: int) -> None:
+        self.open.discard(stream_id)
+        left = self.unacked.pop(stream_id, 0)
+        if left:
+            # Give the connection window back for data nobody will read.
+            self.conn.acknowledge_received_data(left, stream_id)
+

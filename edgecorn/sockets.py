@@ -1,0 +1,91 @@
+"""Listening sockets from bind strings: host:port, [v6]:port, unix:path, fd://N.
+
+Sockets are made before the event loop starts so a supervisor can make them
+once and hand them to every worker.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import Config
+
+
+@dataclass
+class Sockets:
+    secure: list[socket.socket] = field(default_factory=list)
+    insecure: list[socket.socket] = field(default_factory=list)
+
+    def all(self) -> list[socket.socket]:
+        return self.secure + self.insecure
+
+    def close(self) -> None:
+        for sock in self.all():
+            sock.close()
+
+
+def parse_host_port(bind: str) -> tuple[str, int]:
+    host, _, port = bind.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host or "0.0.0.0", int(port)
+
+
+def create_socket(bind: str, backlog: int) -> socket.socket:
+    if bind.startswith("unix:"):
+        path = bind[5:]
+        try:
+            if stat.S_ISSOCK(os.stat(path).st_mode):
+                os.remove(path)  # a stale socket from an earlier run
+        except FileNotFoundError:
+            pass
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(path)
+        os.chmod(path, 0o666)
+    elif bind.startswith("fd://"):
+        fd = int(bind[5:])
+        sock = socket.socket(fileno=fd)
+        if sock.type != socket.SOCK_STREAM:
+            raise OSError(f"fd://{fd} is not a stream socket")
+    else:
+        host, port = parse_host_port(bind)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.listen(backlog)
+    sock.setblocking(False)
+    return sock
+
+
+def create_sockets(config: Config) -> Sockets:
+    sockets = Sockets()
+    try:
+        secure = sockets.secure if config.ssl_enabled else sockets.insecure
+        for bind in config.bind:
+            secure.append(create_socket(bind, config.backlog))
+        for bind in config.insecure_bind:
+            sockets.insecure.append(create_socket(bind, config.backlog))
+    except BaseException:
+        sockets.close()
+        raise
+    return sockets
+
+
+def describe(sock: socket.socket, secure: bool) -> str:
+    name = sock.getsockname()
+    scheme = "https" if secure else "http"
+    if isinstance(name, str) or isinstance(name, bytes):
+        return f"{scheme}+unix://{name!s}"
+    host, port = name[0], name[1]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port}"

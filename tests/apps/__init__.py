@@ -1,0 +1,1 @@
+"""Small apps the tests load by `module:attr`."""

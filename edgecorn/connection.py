@@ -3,20 +3,30 @@
 It feeds bytes to a sans-IO adapter, routes the stream events to
 protocol-blind streams, and turns the streams' commands into adapter calls
 plus a flush. A backend subclass supplies the four I/O primitives: `write`,
-`close_transport`, `create_future` and `spawn`, and calls `data_received`,
-`eof_received`, `connection_lost`, `pause_writing` and `resume_writing`.
+`close_transport`, `pause_reading`, `resume_reading`, `create_future` and
+`spawn`, and calls `on_data`, `on_eof`, `on_lost`, `on_pause_writing` and
+`on_resume_writing`.
 """
 
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 import re
 from collections.abc import Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 
 from .asgi.http import HTTPStream
-from .protocol.events import Body, EndBody, Event, H2CUpgrade, Headers, ProtocolError, Request
-from .protocol.events import StreamReset
+from .protocol.events import (
+    Body,
+    EndBody,
+    Event,
+    H2CUpgrade,
+    Headers,
+    ProtocolError,
+    Request,
+    StreamReset,
+)
 
 if TYPE_CHECKING:
     from .manager import ConnectionManager
@@ -31,7 +41,7 @@ _BAD_NAME = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
 _BAD_VALUE = re.compile(rb"[\x00\r\n]")
 
 
-class Connection:
+class Connection(ABC):
     scheme = "http"
     client: tuple[str, int] | None = None
     server: tuple[str, int | None] | None = None
@@ -58,23 +68,29 @@ class Connection:
 
     # --- backend primitives -------------------------------------------------------
 
+    @abstractmethod
     def write(self, data: bytes) -> None:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def close_transport(self) -> None:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def pause_reading(self) -> None:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def resume_reading(self) -> None:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def create_future(self) -> Any:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        raise NotImplementedError
+        ...
 
     # --- protocol choice --------------------------------------------------------------
 
@@ -103,7 +119,7 @@ class Connection:
 
     # --- bytes in -----------------------------------------------------------------------
 
-    def data_received(self, data: bytes) -> None:
+    def on_data(self, data: bytes) -> None:
         self.reads += 1
         proto = self.proto
         if proto is None:
@@ -121,14 +137,14 @@ class Connection:
             self.read_paused = True
             self.pause_reading()
 
-    def eof_received(self) -> None:
+    def on_eof(self) -> None:
         if self.proto is not None:
             events = self.proto.receive_data(b"")
             if events:
                 self.handle(events)
             self.flush()
 
-    def connection_lost(self) -> None:
+    def on_lost(self) -> None:
         self.closed = True
         for stream in list(self.streams.values()):
             stream.on_reset()
@@ -166,7 +182,9 @@ class Connection:
             self._wake(self.window_waiters)
 
     def _upgrade_h2c(self, event: H2CUpgrade) -> None:
-        self.write(b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n")
+        self.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
+        )
         h2 = self.manager.new_h2(upgrade_settings=event.settings)
         self.proto = h2
         self.handle(h2.upgrade_request(event.request, event.body))
@@ -190,10 +208,10 @@ class Connection:
             self.closed = True
             self.close_transport()
 
-    def pause_writing(self) -> None:
+    def on_pause_writing(self) -> None:
         self.write_paused = True
 
-    def resume_writing(self) -> None:
+    def on_resume_writing(self) -> None:
         self.write_paused = False
         self._wake(self.drain_waiters)
 

@@ -37,7 +37,9 @@ def http1_class(choice: str) -> type[H1Adapter]:
 
 
 class ConnectionManager:
-    def __init__(self, config: Config, app: ASGIApp, state: dict[str, Any], access_log: Any) -> None:
+    def __init__(
+        self, config: Config, app: ASGIApp, state: dict[str, Any], access_log: Any
+    ) -> None:
         self.config = config
         self.app = app
         self.state = state
@@ -102,7 +104,9 @@ class ConnectionManager:
         self.refresh_headers()
         config = self.config
         keep_alive = max(1, math.ceil(config.keep_alive_timeout))
-        read_timeout = None if config.read_timeout is None else max(1, math.ceil(config.read_timeout))
+        read_timeout = (
+            None if config.read_timeout is None else max(1, math.ceil(config.read_timeout))
+        )
         for conn in list(self.connections):
             try:
                 conn.tick(keep_alive, read_timeout)

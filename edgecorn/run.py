@@ -39,7 +39,10 @@ def run(config: Config) -> int:
     try:
         sockets = create_sockets(config)
     except OSError as exc:
-        print(f"edgecorn: error: cannot listen on {config.bind + config.insecure_bind}: {exc}", file=sys.stderr)
+        print(
+            f"edgecorn: error: cannot listen on {config.bind + config.insecure_bind}: {exc}",
+            file=sys.stderr,
+        )
         return 1
     if config.pid_path:
         with open(config.pid_path, "w") as file:
@@ -74,7 +77,9 @@ def _serve(app: Any, config: Config, sockets: Sockets) -> int:
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     elif config.worker_class == "trio":
-        print("edgecorn: error: worker_class 'trio' is not available in this build", file=sys.stderr)
+        print(
+            "edgecorn: error: worker_class 'trio' is not available in this build", file=sys.stderr
+        )
         return 2
     try:
         asyncio.run(serve(app, config, sockets=sockets))
@@ -124,9 +129,9 @@ def _supervise(app: Any, config: Config, sockets: Sockets) -> int:
             break
         except InterruptedError:
             continue
-        index = workers.pop(pid, None)
-        if index is None:
+        if pid not in workers:
             continue
+        index = workers.pop(pid)
         code = os.waitstatus_to_exitcode(wait_status)
         if code == STARTUP_FAILED:
             status = STARTUP_FAILED

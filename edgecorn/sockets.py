@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from .config import Config
 
 
+DEFAULT_BIND = ["127.0.0.1:8000"]
+
+
 @dataclass
 class Sockets:
     secure: list[socket.socket] = field(default_factory=list)
@@ -70,7 +73,10 @@ def create_sockets(config: Config) -> Sockets:
     sockets = Sockets()
     try:
         secure = sockets.secure if config.ssl_enabled else sockets.insecure
-        for bind in config.bind:
+        binds = config.bind
+        if not config.ssl_enabled and config.insecure_bind and binds == DEFAULT_BIND:
+            binds = []  # cleartext binds given: the default one would only surprise
+        for bind in binds:
             secure.append(create_socket(bind, config.backlog))
         for bind in config.insecure_bind:
             sockets.insecure.append(create_socket(bind, config.backlog))

@@ -211,15 +211,17 @@ class ServerFactory:
         wait_unix: Sequence[str] = (),
         pass_fds: Sequence[int] = (),
     ) -> Server:
-        """Start a server (TLS --bind and one cleartext --insecure-bind by default).
+        """Start a server: a --bind (TLS unless `tls=False`) and, unless `insecure=False`,
+        one cleartext --insecure-bind.
 
         `config` is YAML text written to a file and passed with `-c`.
         """
         args: list[str] = [app, "--workers", "0"]
-        port = insecure_port = None
+        insecure_port = None
+        # Always give --bind: without it the default 127.0.0.1:8000 would be bound too.
+        port = free_port()
+        args += ["--bind", f"127.0.0.1:{port}"]
         if tls:
-            port = free_port()
-            args += ["--bind", f"127.0.0.1:{port}"]
             args += ["--certfile", self.certfile, "--keyfile", self.keyfile]
         if insecure:
             insecure_port = free_port()
@@ -455,7 +457,7 @@ class H1Conn:
             data = self.sock.recv(65536)
         except (ConnectionResetError, BrokenPipeError):
             return True
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             return False
         if data:
             self.buf += data

@@ -46,9 +46,7 @@ def test_creates_a_ca_and_a_chain(tmp_path: Path) -> None:
     assert ExtendedKeyUsageOID.SERVER_AUTH in eku
     assert not leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     for cert in (ca, leaf):
-        assert cert.not_valid_after_utc - cert.not_valid_before_utc <= datetime.timedelta(
-            days=825
-        )
+        assert cert.not_valid_after_utc - cert.not_valid_before_utc <= datetime.timedelta(days=825)
 
     for key in (keyfile, str(tmp_path / "certs" / "ca.key")):
         assert stat.S_IMODE(Path(key).stat().st_mode) == 0o600
@@ -72,7 +70,9 @@ def test_python_ssl_verifies_the_chain(tmp_path: Path) -> None:
         server_in.write(client_out.read())
         client_in.write(server_out.read())
     c.do_handshake()
-    assert c.getpeercert()["subject"] == ((("commonName", "localhost"),),)
+    peer = c.getpeercert()
+    assert peer is not None
+    assert peer["subject"] == ((("commonName", "localhost"),),)
 
 
 def test_reuses_valid_files(tmp_path: Path) -> None:

@@ -95,8 +95,7 @@ def test_missing_module() -> None:
     with pytest.raises(AppLoadError) as info:
         load("edgecorn_no_such_module:app")
     assert str(info.value) == (
-        "cannot import module 'edgecorn_no_such_module': "
-        "No module named 'edgecorn_no_such_module'"
+        "cannot import module 'edgecorn_no_such_module': No module named 'edgecorn_no_such_module'"
     )
 
 
@@ -216,7 +215,7 @@ def test_demo_not_found() -> None:
 
 
 def test_demo_websocket_echo() -> None:
-    incoming = [
+    incoming: list[dict[str, Any]] = [
         {"type": "websocket.connect"},
         {"type": "websocket.receive", "text": "hi"},
         {"type": "websocket.receive", "bytes": b"\x00"},

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ def read_all(conn: Any, timeout: float = 5.0) -> tuple[bytes, bool]:
     try:
         data = conn.read_until_close()
         return data, True
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         data, conn.buf = conn.buf, b""
         return data, False
 

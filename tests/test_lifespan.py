@@ -13,6 +13,12 @@ from edgecorn.asgi.wsgi import WSGIAdapter
 from edgecorn.config import Config
 
 
+@pytest.fixture(autouse=True)
+def _propagate(monkeypatch: pytest.MonkeyPatch) -> None:
+    # configure_logging() (run by other tests) stops "edgecorn" propagating; caplog needs it.
+    monkeypatch.setattr(logging.getLogger("edgecorn"), "propagate", True)
+
+
 def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
     return asyncio.run(coroutine)
 
@@ -134,6 +140,19 @@ def test_shutdown_failed_is_logged(caplog: pytest.LogCaptureFixture) -> None:
 
 def test_shutdown_raise_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     run(cycle(Recorder(shutdown="raise")))
+    assert any(r.levelno == logging.ERROR and r.exc_info for r in caplog.records)
+
+
+def test_raise_right_after_startup_complete_is_not_unsupported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        raise RuntimeError("later")
+
+    lifespan, _ = run(cycle(app, lifespan="on"))
+    assert lifespan.supported is True
     assert any(r.levelno == logging.ERROR and r.exc_info for r in caplog.records)
 
 

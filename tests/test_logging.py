@@ -76,7 +76,7 @@ def access_line(fmt: str, tmp_path: Path, **log: Any) -> str:
 def test_default_format(tmp_path: Path) -> None:
     line = access_line(Config.access_log_format, tmp_path)
     assert re.fullmatch(
-        r'192\.0\.2\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] '
+        r"192\.0\.2\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "
         r'"POST /caf%C3%A9\?a=1 HTTP/2" 201 1234 "https://example.com/" "curl/8"',
         line,
     ), line

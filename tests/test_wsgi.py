@@ -270,7 +270,7 @@ def test_flask_app() -> None:
     flask = pytest.importorskip("flask")
     app = flask.Flask("edgecorn_test")
 
-    @app.post("/items/<name>")
+    @app.post("/items/<name>")  # type: ignore[untyped-decorator]
     def item(name: str) -> Any:
         return {"name": name, "data": flask.request.get_data(as_text=True)}
 

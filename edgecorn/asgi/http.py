@@ -18,7 +18,10 @@ if TYPE_CHECKING:
     from ..connection import Connection
 
 Message = dict[str, Any]
-ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
+ASGIApp = Callable[
+    [dict[str, Any], Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
+    Awaitable[None],
+]
 
 log = logging.getLogger("edgecorn.error")
 

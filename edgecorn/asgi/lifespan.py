@@ -32,6 +32,7 @@ class Lifespan:
         self._startup = asyncio.Event()  # startup.complete/failed, or the app ended
         self._shutdown = asyncio.Event()
         self._startup_failed: str | None = None
+        self._started = False  # the app sent lifespan.startup.complete
         self._error: BaseException | None = None  # what the app raised, if it did
         self.supported = config.lifespan != "off"
 
@@ -48,7 +49,7 @@ class Lifespan:
 
         if self._startup_failed is not None:
             raise LifespanFailure(self._startup_failed or "application startup failed")
-        if self._task.done():
+        if not self._started:
             # The app ended without completing startup: no lifespan support.
             self.supported = False
             error = self._error
@@ -109,6 +110,7 @@ class Lifespan:
     async def _send(self, message: Message) -> None:
         kind = message["type"]
         if kind == "lifespan.startup.complete":
+            self._started = True
             self._startup.set()
         elif kind == "lifespan.startup.failed":
             self._startup_failed = str(message.get("message", ""))

@@ -20,8 +20,7 @@ class TCPProtocol(Connection, asyncio.Protocol):
         self.secure = secure
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
         local = transport.get_extra_info("sockname")
         if isinstance(peer, tuple):
@@ -36,22 +35,17 @@ class TCPProtocol(Connection, asyncio.Protocol):
             alpn = (ssl_object.selected_alpn_protocol() if ssl_object else None) or "http/1.1"
         self.use_protocol(alpn)
 
-    # asyncio.Protocol callbacks map straight onto Connection's
-    def data_received(self, data: bytes) -> None:
-        Connection.data_received(self, data)
+    # asyncio.Protocol callbacks are Connection's own handlers: no extra call per read.
+    data_received = Connection.on_data
+    pause_writing = Connection.on_pause_writing
+    resume_writing = Connection.on_resume_writing
 
     def eof_received(self) -> bool:
-        Connection.eof_received(self)
+        self.on_eof()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        Connection.connection_lost(self)
-
-    def pause_writing(self) -> None:
-        Connection.pause_writing(self)
-
-    def resume_writing(self) -> None:
-        Connection.resume_writing(self)
+        self.on_lost()
 
     # backend primitives
     def write(self, data: bytes) -> None:
@@ -80,4 +74,3 @@ class TCPProtocol(Connection, asyncio.Protocol):
         task = self.loop.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
-

@@ -8,6 +8,7 @@ smuggling checks, 100-continue, error answers — lives in `H1Adapter` once.
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections import deque
 from http import HTTPStatus
 
@@ -69,8 +70,12 @@ def check_framing(headers: Headers, http_version: str) -> bool:
     return expect
 
 
-class H1Adapter:
+class H1Adapter(ABC):
     """Shared HTTP/1.1 logic; subclasses feed a parser and (h11) frame responses."""
+
+    @abstractmethod
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Feed bytes (b"" = the peer closed its side) and return the stream events."""
 
     http_version = "1.1"
 
@@ -524,7 +529,9 @@ class H11Adapter(H1Adapter):
         if stream_id != self.active or self.response_started or not self.http11:
             return
         h11 = self._h11
-        self.out.append(self.conn.send(h11.InformationalResponse(status_code=status, headers=headers)))
+        self.out.append(
+            self.conn.send(h11.InformationalResponse(status_code=status, headers=headers))
+        )
 
     def _send_continue(self) -> None:
         self.send_informational(self.active, 100, [])

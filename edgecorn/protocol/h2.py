@@ -120,7 +120,7 @@ class H2Adapter:
                 if event.stream_id in self.open:
                     events.append(EndBody(event.stream_id, trailers))
             elif isinstance(event, h2.events.TrailersReceived):
-                self.trailers[event.stream_id] = list(event.headers)  # type: ignore[arg-type]
+                self.trailers[event.stream_id] = list(event.headers)
             elif isinstance(event, h2.events.StreamReset):
                 self._drop(event.stream_id)
                 events.append(StreamReset(event.stream_id))
@@ -142,7 +142,7 @@ class H2Adapter:
         authority = None
         protocol = None
         headers: Headers = []
-        for name, value in event.headers:  # type: ignore[union-attr]
+        for name, value in event.headers:
             if name[:1] == b":":
                 if name == b":method":
                     method = value
@@ -155,7 +155,7 @@ class H2Adapter:
                 elif name == b":protocol":
                     protocol = value.decode("ascii")
             else:
-                headers.append((name, value))  # type: ignore[arg-type]
+                headers.append((name, value))
         if authority is not None and not any(name == b"host" for name, _ in headers):
             headers.insert(0, (b"host", authority))
         self.open.add(sid)
@@ -200,7 +200,9 @@ class H2Adapter:
     ) -> None:
         if stream_id not in self.open:
             return
-        self.conn.send_headers(stream_id, self._headers(status, headers), end_stream=end and not body)
+        self.conn.send_headers(
+            stream_id, self._headers(status, headers), end_stream=end and not body
+        )
         if body or end:
             self.send_data(stream_id, body, end) if body else self._done(stream_id)
 
@@ -211,7 +213,9 @@ class H2Adapter:
         size = self.conn.max_outbound_frame_size
         last = len(data) - size
         for start in range(0, len(data), size):
-            self.conn.send_data(stream_id, data[start : start + size], end_stream=end and start >= last)
+            self.conn.send_data(
+                stream_id, data[start : start + size], end_stream=end and start >= last
+            )
         if end:
             if not data:
                 self.conn.end_stream(stream_id)
@@ -253,4 +257,3 @@ class H2Adapter:
         if left:
             # Give the connection window back for data nobody will read.
             self.conn.acknowledge_received_data(left, stream_id)
-

@@ -11,8 +11,8 @@ plus a flush. A backend subclass supplies the four I/O primitives: `write`,
 from __future__ import annotations
 
 import logging
-from abc import ABC, abstractmethod
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 

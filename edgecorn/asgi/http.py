@@ -101,7 +101,7 @@ class HTTPStream:
             log.exception("error in ASGI app for %s %s", self.scope["method"], self.scope["path"])
             await self._fail()
         else:
-            if not self.done:
+            if not self.done and not self.disconnected:
                 if self.started:
                     log.error("ASGI app returned without completing its response")
                 else:

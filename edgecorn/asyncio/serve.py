@@ -11,7 +11,7 @@ from typing import Any
 from ..asgi.dispatch import wrap_app
 from ..asgi.lifespan import Lifespan
 from ..config import Config
-from ..logging import AccessLogger
+from ..logging import AccessLogger, configure_logging
 from ..manager import ConnectionManager
 from ..sockets import Sockets, create_sockets, describe
 from ..tls import create_ssl_context
@@ -29,6 +29,8 @@ async def serve(
 ) -> None:
     """Serve `app` until `shutdown_trigger` returns (or SIGINT/SIGTERM without one)."""
     loop = asyncio.get_running_loop()
+    if not logging.getLogger("edgecorn").handlers:
+        configure_logging(config)  # API use; run() has configured it already
     asgi_app = wrap_app(app, config)
     state: dict[str, Any] = {}
     lifespan = Lifespan(asgi_app, config, state)

@@ -40,16 +40,19 @@ class BadRequest(Exception):
         self.status = status
 
 
-def check_framing(headers: Headers, http_version: str) -> bool:
+def check_framing(request: Request, max_head: int) -> bool:
     """Reject what would let two parsers disagree on where a request ends.
 
     Returns whether the request asked for `Expect: 100-continue`.
     """
+    headers = request.headers
+    size = len(request.raw_path)
     lengths = 0
     chunked = False
     expect = False
     host = False
     for name, value in headers:
+        size += len(name) + len(value) + 4
         lname = name.lower()
         if lname == b"content-length":
             lengths += 1
@@ -61,11 +64,13 @@ def check_framing(headers: Headers, http_version: str) -> bool:
             expect = value.lower() == b"100-continue"
         elif lname == b"host":
             host = True
+    if size > max_head:
+        raise BadRequest("request head too large", 431)
     if lengths > 1:
         raise BadRequest("duplicate Content-Length")
     if lengths and chunked:
         raise BadRequest("both Content-Length and Transfer-Encoding")
-    if http_version == "1.1" and not host:
+    if request.http_version == "1.1" and not host:
         raise BadRequest("missing Host header")
     return expect
 
@@ -156,7 +161,7 @@ class H1Adapter(ABC):
         if self.requests >= self.max_requests:
             self.keep_alive = False
         try:
-            self.expect_continue = check_framing(request.headers, request.http_version)
+            self.expect_continue = check_framing(request, self.max_head)
         except BadRequest as exc:
             self._fail(exc)
             return
@@ -467,9 +472,11 @@ class H11Adapter(H1Adapter):
         h11 = self._h11
         conn = self.conn
         while not self._closing:
-            if conn.their_state is h11.IDLE and _duplicate_length(conn.trailing_data[0]):
-                self._fail(BadRequest("duplicate Content-Length"))
-                return
+            if conn.their_state is h11.IDLE:
+                problem = _head_problem(conn.trailing_data[0])
+                if problem:
+                    self._fail(BadRequest(problem))
+                    return
             try:
                 event = conn.next_event()
             except h11.RemoteProtocolError as exc:
@@ -530,7 +537,9 @@ class H11Adapter(H1Adapter):
             return
         h11 = self._h11
         self.out.append(
-            self.conn.send(h11.InformationalResponse(status_code=status, headers=headers))
+            self.conn.send(
+                h11.InformationalResponse(status_code=status, headers=headers, reason=_reason(status))
+            )
         )
 
     def _send_continue(self) -> None:
@@ -545,7 +554,9 @@ class H11Adapter(H1Adapter):
         self.response_started = True
         self.expect_continue = False
         headers = self._frame_headers(status, headers, body, end)
-        self.out.append(self.conn.send(h11.Response(status_code=status, headers=headers)))
+        self.out.append(
+            self.conn.send(h11.Response(status_code=status, headers=headers, reason=_reason(status)))
+        )
         if body and not self.head_only:
             self.out.append(self.conn.send(h11.Data(data=body)))
         if end:
@@ -577,6 +588,10 @@ class H11Adapter(H1Adapter):
         self._next_events()
 
 
+def _reason(status: int) -> bytes:
+    return (_STATUS_LINES.get(status) or _status_line(status))[13:-2]
+
+
 def _header_block(headers: Headers) -> bytes:
     return b"".join([name + b": " + value + b"\r\n" for name, value in headers]) + b"\r\n"
 
@@ -600,7 +615,12 @@ def _keep_alive(headers: Headers, version: str) -> bool:
     return b"close" not in connection
 
 
-def _duplicate_length(buffered: bytes | bytearray) -> bool:
+def _head_problem(buffered: bytes | bytearray) -> str | None:
+    """What h11 tolerates but llhttp refuses, checked on the raw head so both parsers agree."""
     end = buffered.find(b"\r\n\r\n")
     head = buffered if end < 0 else buffered[:end]
-    return len(_CONTENT_LENGTH_LINE.findall(head)) > 1
+    if head.count(b"\n") != head.count(b"\r\n"):
+        return "bare LF in request head"
+    if len(_CONTENT_LENGTH_LINE.findall(head)) > 1:
+        return "duplicate Content-Length"
+    return None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 
 from .asgi.http import HTTPStream
@@ -62,6 +62,8 @@ class Connection(ABC):
         self.read_paused = False
         self.drain_waiters: list[Any] = []
         self.window_waiters: list[Any] = []
+        self.batch_writes = False
+        self.flush_pending = False
         self.reads = 0  # bumped per read; the manager's tick compares it for timeouts
         self.idle_ticks = 0
         self.last_reads = 0
@@ -85,6 +87,10 @@ class Connection(ABC):
         ...
 
     @abstractmethod
+    def defer(self, callback: Callable[[], None]) -> None:
+        """Run `callback` soon, after the current callbacks of the event loop."""
+
+    @abstractmethod
     def create_future(self) -> Any:
         ...
 
@@ -98,6 +104,7 @@ class Connection(ABC):
         """TLS: ALPN decides. Cleartext (alpn None): wait for the first bytes."""
         if alpn == "h2":
             self.proto = self.manager.new_h2()
+            self.batch_writes = True
         elif alpn is not None:
             self.proto = self.manager.new_h1(allow_h2c=False)
         self.manager.add(self)
@@ -113,6 +120,7 @@ class Connection(ABC):
         self.sniffed = b""
         if data.startswith(H2_PREFACE):
             self.proto = self.manager.new_h2()
+            self.batch_writes = True
         else:
             self.proto = self.manager.new_h1(allow_h2c=True)
         return data
@@ -187,6 +195,7 @@ class Connection(ABC):
         )
         h2 = self.manager.new_h2(upgrade_settings=event.settings)
         self.proto = h2
+        self.batch_writes = True
         self.handle(h2.upgrade_request(event.request, event.body))
         if event.trailing:
             self.handle(h2.receive_data(event.trailing))
@@ -194,6 +203,17 @@ class Connection(ABC):
     # --- bytes out ------------------------------------------------------------------------
 
     def flush(self) -> None:
+        if self.batch_writes:
+            # Multiplexed: many streams answer in one loop turn; one write (and one TLS
+            # record, one syscall) for all of them instead of one each.
+            if not self.flush_pending:
+                self.flush_pending = True
+                self.defer(self._flush_now)
+            return
+        self._flush_now()
+
+    def _flush_now(self) -> None:
+        self.flush_pending = False
         proto = self.proto
         if proto is None:
             return

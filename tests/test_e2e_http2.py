@@ -119,3 +119,17 @@ def test_many_requests_on_one_connection(server: Any, h2conn: Any) -> None:
         resp = conn.response(stream_id)
         assert resp.status == 200
         assert json.loads(resp.body)["length"] == i
+
+
+@pytest.mark.parametrize("path", ["/", "/stream?n=3&size=100"])
+def test_head_has_no_body(server: Any, h2conn: Any, path: str) -> None:
+    import h2.exceptions
+
+    conn = h2conn(server.port)
+    try:
+        resp = conn.response(conn.request("HEAD", path))
+    except h2.exceptions.ProtocolError as exc:
+        pytest.fail(f"invalid HEAD response (DATA sent for HEAD?): {exc!r}")
+    assert resp.status == 200
+    assert resp.body == b""
+    assert conn.get("/").body == HELLO

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ..connection import Connection
@@ -66,6 +66,9 @@ class TCPProtocol(Connection, asyncio.Protocol):
     def resume_reading(self) -> None:
         if not self.closed:
             self.transport.resume_reading()
+
+    def defer(self, callback: Callable[[], None]) -> None:
+        self.loop.call_soon(callback)
 
     def create_future(self) -> asyncio.Future[None]:
         return self.loop.create_future()

@@ -29,8 +29,14 @@ class H2Adapter:
         max_requests: int,
         enable_connect_protocol: bool = True,
     ) -> None:
+        # Inbound headers are validated (a peer's bytes); outbound ones are ours, already
+        # lower-cased and checked by the connection, so h2 need not re-check each one.
         config = h2.config.H2Configuration(
-            client_side=False, header_encoding=None, validate_inbound_headers=True
+            client_side=False,
+            header_encoding=None,
+            validate_inbound_headers=True,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
         )
         self.conn = h2.connection.H2Connection(config)
         self.conn.local_settings = h2.settings.Settings(

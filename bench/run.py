@@ -1,0 +1,604 @@
+#!/usr/bin/env python3
+"""Benchmark edgecorn against Hypercorn and Uvicorn in one run, and print the ratios.
+
+    python bench/run.py              # 10 s per measurement
+    python bench/run.py --quick      # 3 s per measurement
+    python bench/run.py --json       # machine-readable output
+
+Each server serves bench/app.py (a hello-world ASGI app) pinned to one core
+(`taskset -c 0`); the load generator runs pinned to another (`taskset -c 1`):
+wrk for HTTP/1.1 cleartext, h2load for HTTP/2 over TLS. Servers and load go to
+loopback only, every load run is bounded in time, and every server is stopped
+(its whole process group) when its measurement ends, on errors and on Ctrl-C.
+
+Absolute numbers move a lot on a shared machine; compare the ratios of one run.
+To add a protocol (HTTP/3, say), add a `Protocol` to PROTOCOLS and teach the
+servers' `command` functions how to serve it (return None for "not supported").
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = "bench.app:app"
+BODY = b"Hello, world!"
+HOST = "127.0.0.1"  # loopback only
+MAX_REQUESTS = 100_000_000  # h2load does not reconnect: no server may retire a connection
+START_TIMEOUT = 30.0  # seconds for a server to accept connections
+STOP_TIMEOUT = 5.0  # seconds for each of SIGINT and SIGTERM before SIGKILL
+SLACK = 30.0  # seconds a load run may overrun its duration before it is killed
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class Result:
+    rps: float | None = None
+    requests: int | None = None  # completed requests in the measurement
+    succeeded: int | None = None
+    failed: int = 0  # requests that failed, errored, timed out or were not 2xx/3xx
+    latency_ms: float | None = None  # mean latency
+    server_cpu: float | None = None  # server CPU time / wall time (1.0 = one core busy)
+    error: str | None = None  # the server or the load generator did not run
+    notes: list[str] = field(default_factory=list)
+    unsupported: bool = False
+
+    @property
+    def flagged(self) -> bool:
+        return self.error is not None or self.failed > 0 or self.rps is None
+
+
+# --------------------------------------------------------------------------- load generators
+
+
+def _run_tool(argv: list[str], timeout: float) -> str:
+    """Run a load generator to completion (bounded) and return its stdout+stderr."""
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                              cwd=ROOT, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(f"{argv[0] if argv[0] != 'taskset' else argv[2]} "
+                           f"did not finish within {timeout:.0f} s") from exc
+    out = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        tail = "\n".join(out.strip().splitlines()[-5:])
+        raise RuntimeError(f"{Path(argv[0]).name} exited {proc.returncode}: {tail}")
+    return out
+
+
+def _size(value: str, unit: str) -> float:
+    return float(value) * {"": 1, "k": 1e3, "M": 1e6, "G": 1e9}.get(unit, 1)
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
+
+
+def parse_wrk(out: str) -> Result:
+    result = Result()
+    if m := re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M):
+        result.rps = float(m.group(1))
+    if m := re.search(r"^\s*(\d+) requests in ", out, re.M):
+        result.requests = int(m.group(1))
+    if m := re.search(r"^\s*Latency\s+([\d.]+)(us|ms|s|m)\b", out, re.M):
+        result.latency_ms = _ms(m.group(1), m.group(2))
+    failed = 0
+    if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
+        errors = dict(zip(("connect", "read", "write", "timeout"),
+                          map(int, m.groups()), strict=True))
+        if sum(errors.values()):
+            failed += sum(errors.values())
+            result.notes.append("socket errors: " + ", ".join(
+                f"{k} {v}" for k, v in errors.items() if v))
+    if m := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
+        failed += int(m.group(1))
+        result.notes.append(f"{m.group(1)} non-2xx/3xx responses")
+    result.failed = failed
+    if result.requests is not None:
+        result.succeeded = max(result.requests - failed, 0)
+    if result.rps is None:
+        result.error = "no 'Requests/sec:' in wrk's output"
+    return result
+
+
+def parse_h2load(out: str) -> Result:
+    result = Result()
+    if m := re.search(r"^finished in [\d.]+\w*, ([\d.]+) req/s", out, re.M):
+        result.rps = float(m.group(1))
+    if m := re.search(r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                      r"(\d+) failed, (\d+) errored, (\d+) timeout", out, re.M):
+        _total, _started, done, ok, failed, errored, timeout = map(int, m.groups())
+        result.requests, result.succeeded = done, ok
+        result.failed = failed + errored + timeout
+        if result.failed:
+            result.notes.append(f"{failed} failed, {errored} errored, {timeout} timed out")
+    if m := re.search(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out, re.M):
+        bad = int(m.group(3)) + int(m.group(4))
+        if bad:
+            result.notes.append(f"{bad} 4xx/5xx responses")
+            result.failed = max(result.failed, bad)
+    if m := re.search(r"^time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)\b", out, re.M):
+        result.latency_ms = _ms(m.group(1), m.group(2))
+    if m := re.search(r"^Application protocol: (\S+)", out, re.M):
+        if m.group(1) != "h2":
+            result.notes.append(f"negotiated {m.group(1)}, not h2")
+            result.error = f"negotiated {m.group(1)}, not h2"
+    elif "No protocol negotiated" in out:
+        result.error = "no protocol negotiated (ALPN h2 refused?)"
+    if result.rps is None and result.error is None:
+        result.error = "no 'finished in ..., N req/s' in h2load's output"
+    return result
+
+
+# --------------------------------------------------------------------------- protocols
+
+
+@dataclass
+class Settings:
+    duration: float
+    warmup: float
+    connections: int  # wrk
+    h2_clients: int
+    h2_streams: int
+    client_cpu: str | None
+    server_cpu: str | None
+
+
+def _pin(cpu: str | None, argv: list[str]) -> list[str]:
+    return ["taskset", "-c", cpu, *argv] if cpu is not None else argv
+
+
+def wrk_load(url: str, seconds: float, s: Settings) -> Result:
+    secs = max(1, round(seconds))
+    argv = _pin(s.client_cpu, ["wrk", "-t1", f"-c{s.connections}", f"-d{secs}s",
+                               "--timeout", "5s", url])
+    return parse_wrk(_run_tool(argv, secs + SLACK))
+
+
+def h2load_load(url: str, seconds: float, s: Settings) -> Result:
+    secs = max(1, round(seconds))
+    argv = _pin(s.client_cpu, ["h2load", "-D", str(secs), "-c", str(s.h2_clients),
+                               "-m", str(s.h2_streams), "-t", "1", url])
+    return parse_h2load(_run_tool(argv, secs + SLACK))
+
+
+def h1_smoke(port: int, timeout: float) -> None:
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request("GET", "/")
+        response = conn.getresponse()
+        body = response.read()
+    finally:
+        conn.close()
+    if response.status != 200 or body != BODY:
+        raise RuntimeError(f"GET / answered {response.status} {body[:60]!r}")
+
+
+def h2_smoke(port: int, timeout: float) -> None:
+    out = _run_tool(["h2load", "-n", "1", "-c", "1", f"https://{HOST}:{port}/"], timeout)
+    result = parse_h2load(out)
+    if result.error or result.succeeded != 1:
+        raise RuntimeError(result.error or f"1 h2 request: {result.notes or out[-300:]}")
+
+
+@dataclass
+class Protocol:
+    name: str  # key used by the servers' command functions and in --json
+    label: str  # shown in the table
+    tls: bool
+    tool: str  # executable that must be on PATH
+    load: Callable[[str, float, Settings], Result]
+    smoke: Callable[[int, float], None]  # one real request: the server answers correctly
+
+    def url(self, port: int) -> str:
+        return f"{'https' if self.tls else 'http'}://{HOST}:{port}/"
+
+
+PROTOCOLS = [
+    Protocol("h1", "HTTP/1.1 (wrk)", False, "wrk", wrk_load, h1_smoke),
+    Protocol("h2", "HTTP/2 TLS (h2load)", True, "h2load", h2load_load, h2_smoke),
+    # HTTP/3 later: Protocol("h3", "HTTP/3 (h2load)", True, "h2load", h3_load, h3_smoke)
+    # with a UDP port, and "h3" handled in the servers' command functions.
+]
+
+
+# --------------------------------------------------------------------------- servers
+
+
+@dataclass
+class Context:
+    tmp: Path
+    certfile: str
+    keyfile: str
+    extra: dict[str, list[str]]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def edgecorn_cmd(proto: str, port: int, ctx: Context) -> list[str] | None:
+    config = ctx.tmp / "edgecorn.yaml"
+    config.write_text(f"keep_alive_max_requests: {MAX_REQUESTS}\n")
+    argv = [sys.executable, "-m", "edgecorn", APP, "--workers", "0", "-k", "uvloop",
+            "-c", str(config)]
+    if proto == "h1":
+        # --bind defaults to 127.0.0.1:8000; keep it off that port, which may be in use.
+        argv += ["--insecure-bind", f"{HOST}:{port}", "--bind", f"{HOST}:{free_port()}"]
+    elif proto == "h2":
+        argv += ["--bind", f"{HOST}:{port}", "--certfile", ctx.certfile,
+                 "--keyfile", ctx.keyfile]
+    else:
+        return None
+    return argv + ctx.extra.get("edgecorn", [])
+
+
+def hypercorn_cmd(proto: str, port: int, ctx: Context) -> list[str] | None:
+    config = ctx.tmp / "hypercorn.toml"
+    config.write_text(f"keep_alive_max_requests = {MAX_REQUESTS}\n")
+    argv = [sys.executable, "-m", "hypercorn", APP, "-k", "uvloop", "--workers", "1",
+            "--config", str(config), "--bind", f"{HOST}:{port}"]
+    if proto == "h2":
+        argv += ["--certfile", ctx.certfile, "--keyfile", ctx.keyfile]
+    elif proto != "h1":
+        return None
+    return argv + ctx.extra.get("hypercorn", [])
+
+
+def uvicorn_cmd(proto: str, port: int, ctx: Context) -> list[str] | None:
+    if proto != "h1":
+        return None  # Uvicorn serves HTTP/1.1 only
+    return [sys.executable, "-m", "uvicorn", APP, "--http", "httptools", "--loop", "uvloop",
+            "--no-access-log", "--host", HOST, "--port", str(port),
+            *ctx.extra.get("uvicorn", [])]
+
+
+SERVERS: dict[str, Callable[[str, int, Context], list[str] | None]] = {
+    "edgecorn": edgecorn_cmd,
+    "hypercorn": hypercorn_cmd,
+    "uvicorn": uvicorn_cmd,
+}
+PEERS = ["hypercorn", "uvicorn"]
+
+
+class Server:
+    """A server process in its own session, so the whole group can be stopped."""
+
+    def __init__(self, name: str, argv: list[str], port: int, log: Path) -> None:
+        self.name, self.argv, self.port, self.log = name, argv, port, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
+        env.pop("PYTHONDEVMODE", None)
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+
+    def wait_ready(self, timeout: float) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"exited {self.proc.returncode} on start: {self.log_tail()}")
+            with contextlib.suppress(OSError), socket.create_connection((HOST, self.port), 0.5):
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"not accepting on port {self.port} after {timeout:.0f} s: "
+                           f"{self.log_tail()}")
+
+    def log_tail(self, lines: int = 6) -> str:
+        try:
+            text = self.log.read_text(errors="replace").strip()
+        except OSError:
+            return ""
+        return " | ".join(text.splitlines()[-lines:])
+
+    def cpu_seconds(self) -> float:
+        """user+system CPU of every live process in the server's process group."""
+        if self.proc is None:
+            return 0.0
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(fields[2]) == self.proc.pid:  # pgrp
+                total += int(fields[11]) + int(fields[12])  # utime + stime
+        return total / tick
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        for sig, wait in ((signal.SIGINT, STOP_TIMEOUT), (signal.SIGTERM, STOP_TIMEOUT),
+                          (signal.SIGKILL, STOP_TIMEOUT)):
+            if self.proc.poll() is not None:
+                break
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(wait)
+        # Workers that outlived their parent are in the same group: end them too.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc = None
+
+
+def measure(name: str, proto: Protocol, ctx: Context, s: Settings) -> Result:
+    port = free_port()
+    argv = SERVERS[name](proto.name, port, ctx)
+    if argv is None:
+        return Result(unsupported=True)
+    server = Server(name, _pin(s.server_cpu, argv), port, ctx.tmp / f"{name}-{proto.name}.log")
+    try:
+        server.start()
+        server.wait_ready(START_TIMEOUT)
+        proto.smoke(port, 10.0)
+        if s.warmup > 0:
+            proto.load(proto.url(port), s.warmup, s)
+        if server.proc is None or server.proc.poll() is not None:
+            raise RuntimeError(f"died during warm-up: {server.log_tail()}")
+        cpu0, t0 = server.cpu_seconds(), time.monotonic()
+        result = proto.load(proto.url(port), s.duration, s)
+        result.server_cpu = (server.cpu_seconds() - cpu0) / (time.monotonic() - t0)
+        if server.proc.poll() is not None:
+            result.notes.append(f"server exited during the run: {server.log_tail()}")
+            result.error = result.error or "server exited during the run"
+        return result
+    except (RuntimeError, OSError) as exc:
+        return Result(error=f"{exc}")
+    finally:
+        server.stop()
+
+
+# --------------------------------------------------------------------------- report
+
+
+def combine(results: list[Result]) -> Result:
+    """The median run of several (by req/s); failures of any run are kept."""
+    if len(results) == 1:
+        return results[0]
+    good = [r for r in results if r.rps is not None]
+    if not good:
+        return results[0]
+    median = statistics.median_low([r.rps for r in good if r.rps is not None])
+    chosen = next(r for r in good if r.rps == median)
+    chosen.failed = sum(r.failed for r in results)
+    chosen.notes = [n for r in results for n in r.notes]
+    errors = [r.error for r in results if r.error]
+    chosen.error = chosen.error or (errors[0] if errors else None)
+    chosen.notes.append("req/s of the runs: " + ", ".join(
+        f"{r.rps:.0f}" if r.rps is not None else "error" for r in results))
+    return chosen
+
+
+def ratio(a: Result, b: Result) -> float | None:
+    if a.rps is None or b.rps is None or b.rps == 0:
+        return None
+    return a.rps / b.rps
+
+
+def cell(result: Result | None) -> str:
+    if result is None:
+        return "-"
+    if result.unsupported:
+        return "n/a"
+    if result.rps is None:
+        return "error"
+    return f"{result.rps:,.0f}" + ("*" if result.flagged else "")
+
+
+def print_table(table: dict[str, dict[str, Result]], servers: list[str],
+                protocols: list[Protocol]) -> None:
+    peers = [p for p in PEERS if p in servers] if "edgecorn" in servers else []
+    head = ["protocol", *servers, *(f"edgecorn/{p}" for p in peers)]
+    rows = []
+    for proto in protocols:
+        row = table[proto.name]
+        cells = [proto.label, *(cell(row.get(name)) for name in servers)]
+        for peer in peers:
+            r = ratio(row["edgecorn"], row[peer])
+            cells.append("n/a" if r is None else f"{r:.2f}x")
+        rows.append(cells)
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=True)]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))) + " |"
+
+    print(line(head))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for cells in rows:
+        print(line(cells))
+
+
+def print_details(table: dict[str, dict[str, Result]], protocols: list[Protocol]) -> None:
+    flagged = False
+    print()
+    for proto in protocols:
+        for name, r in table[proto.name].items():
+            if r.unsupported:
+                continue
+            bits = []
+            if r.requests is not None:
+                bits.append(f"{r.requests:,} requests")
+            if r.latency_ms is not None:
+                bits.append(f"mean latency {r.latency_ms:.2f} ms")
+            if r.server_cpu is not None:
+                bits.append(f"server CPU {r.server_cpu:.0%} of a core")
+            if r.failed:
+                bits.append(f"{r.failed:,} FAILED")
+            if r.error:
+                bits.append(f"ERROR: {r.error}")
+            bits += r.notes
+            flagged |= r.flagged
+            print(f"  {proto.name:3} {name:10} " + "; ".join(b for b in bits if b))
+    if flagged:
+        print("\n* flagged: the run had failed requests or errors; its number is not comparable.")
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
+    p.add_argument("--warmup", type=float, default=None,
+                   help="seconds of load before each measurement (default 2, 1 with --quick)")
+    p.add_argument("--quick", action="store_true", help="3 s measurements, 1 s warm-up")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="measure each pair N times, interleaved, and report the median")
+    p.add_argument("--servers", default=",".join(SERVERS),
+                   help=f"comma-separated subset of {','.join(SERVERS)}")
+    p.add_argument("--protocols", default=",".join(pr.name for pr in PROTOCOLS),
+                   help=f"comma-separated subset of {','.join(pr.name for pr in PROTOCOLS)}")
+    p.add_argument("--connections", type=int, default=64, help="wrk connections (-c)")
+    p.add_argument("--h2-clients", type=int, default=16, help="h2load clients (-c)")
+    p.add_argument("--h2-streams", type=int, default=10, help="h2load streams per client (-m)")
+    p.add_argument("--server-cpu", default="0", help="core for the server (taskset -c)")
+    p.add_argument("--client-cpu", default="1", help="core for the load generator")
+    p.add_argument("--no-pin", action="store_true", help="do not use taskset")
+    for name in SERVERS:
+        p.add_argument(f"--{name}-args", default="", metavar="ARGS",
+                       help=f"extra command-line arguments for {name} (one string)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.duration = 3.0
+    if args.warmup is None:
+        args.warmup = 1.0 if args.quick else 2.0
+    if args.duration <= 0 or args.warmup < 0 or args.repeat < 1:
+        p.error("--duration must be > 0, --warmup >= 0, --repeat >= 1")
+    args.servers = [x for x in args.servers.split(",") if x]
+    args.protocols = [x for x in args.protocols.split(",") if x]
+    for x in args.servers:
+        if x not in SERVERS:
+            p.error(f"unknown server {x!r}")
+    known = {pr.name for pr in PROTOCOLS}
+    for x in args.protocols:
+        if x not in known:
+            p.error(f"unknown protocol {x!r}")
+    return args
+
+
+def check_tools(protocols: list[Protocol], pin: bool) -> list[str]:
+    missing = []
+    needed = {pr.tool: pr for pr in protocols}
+    packages = {"wrk": "wrk", "h2load": "nghttp2-client", "taskset": "util-linux"}
+    for tool in [*needed, *(["taskset"] if pin else [])]:
+        if shutil.which(tool) is None:
+            missing.append(f"{tool} (apt-get install {packages.get(tool, tool)})")
+    return missing
+
+
+def _raise_interrupt(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    protocols = [pr for pr in PROTOCOLS if pr.name in args.protocols]
+    pin = not args.no_pin
+    if pin and (os.cpu_count() or 1) < 2:
+        print("warning: fewer than 2 cores; not pinning", file=sys.stderr)
+        pin = False
+    missing = check_tools(protocols, pin)
+    if missing:
+        print("missing: " + "; ".join(missing), file=sys.stderr)
+        return 2
+    settings = Settings(
+        duration=args.duration, warmup=args.warmup, connections=args.connections,
+        h2_clients=args.h2_clients, h2_streams=args.h2_streams,
+        client_cpu=args.client_cpu if pin else None,
+        server_cpu=args.server_cpu if pin else None,
+    )
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # run the finally blocks on kill too
+
+    runs: dict[str, dict[str, list[Result]]] = {
+        pr.name: {name: [] for name in args.servers} for pr in protocols}
+    with tempfile.TemporaryDirectory(prefix="edgecorn-bench-") as tmp:
+        ctx = Context(Path(tmp), "", "", {
+            name: getattr(args, f"{name}_args").split() for name in SERVERS})
+        if any(pr.tls for pr in protocols):
+            sys.path.insert(0, str(ROOT))
+            from edgecorn.certs import ensure_dev_certs
+
+            ctx.certfile, ctx.keyfile, _ = ensure_dev_certs(Path(tmp) / "certs")
+        total = args.repeat * sum(
+            SERVERS[name](pr.name, 0, ctx) is not None for pr in protocols for name in args.servers)
+        done = 0
+        try:
+            for proto in protocols:
+                serving = []
+                for name in args.servers:
+                    if SERVERS[name](proto.name, 0, ctx) is None:
+                        runs[proto.name][name].append(Result(unsupported=True))
+                    else:
+                        serving.append(name)
+                for round_ in range(args.repeat):
+                    # Alternate the order between rounds so drift hits every server alike.
+                    order = serving if round_ % 2 == 0 else serving[::-1]
+                    for name in order:
+                        done += 1
+                        print(f"[{done}/{total}] {proto.name} {name} ...", end=" ",
+                              file=sys.stderr, flush=True)
+                        result = measure(name, proto, ctx, settings)
+                        runs[proto.name][name].append(result)
+                        print(f"{result.rps:,.0f} req/s" if result.rps is not None else
+                              f"error: {result.error}", file=sys.stderr, flush=True)
+        except KeyboardInterrupt:
+            print("\ninterrupted", file=sys.stderr)
+            return 130
+
+    table = {pr: {name: combine(rs) for name, rs in row.items() if rs}
+             for pr, row in runs.items()}
+    if args.json:
+        out: dict[str, Any] = {
+            "settings": asdict(settings) | {"repeat": args.repeat, "pinned": pin},
+            "results": {pr: {name: asdict(r) | {"flagged": r.flagged}
+                             for name, r in row.items()} for pr, row in table.items()},
+            "ratios": {pr: {f"edgecorn/{peer}": ratio(row["edgecorn"], row[peer])
+                            for peer in PEERS if "edgecorn" in row and peer in row}
+                       for pr, row in table.items()},
+        }
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"\nreq/s; {settings.duration:g} s per measurement after {settings.warmup:g} s "
+              f"warm-up; server on core {settings.server_cpu}, load on core "
+              f"{settings.client_cpu}; wrk -c{settings.connections}, h2load "
+              f"-c{settings.h2_clients} -m{settings.h2_streams}\n")
+        print_table(table, args.servers, protocols)
+        print_details(table, protocols)
+    failed = any(r.flagged for row in table.values() for r in row.values() if not r.unsupported)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

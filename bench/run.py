@@ -54,6 +54,7 @@ SLACK = 30.0  # seconds a load run may overrun its duration before it is killed
 class Result:
     rps: float | None = None
     requests: int | None = None  # completed requests in the measurement
+    seconds: float | None = None  # how long the load generator says it measured
     succeeded: int | None = None
     failed: int = 0  # requests that failed, errored, timed out or were not 2xx/3xx
     latency_ms: float | None = None  # mean latency
@@ -97,8 +98,9 @@ def parse_wrk(out: str) -> Result:
     result = Result()
     if m := re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M):
         result.rps = float(m.group(1))
-    if m := re.search(r"^\s*(\d+) requests in ", out, re.M):
+    if m := re.search(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m)\b", out, re.M):
         result.requests = int(m.group(1))
+        result.seconds = _ms(m.group(2), m.group(3)) / 1e3
     if m := re.search(r"^\s*Latency\s+([\d.]+)(us|ms|s|m)\b", out, re.M):
         result.latency_ms = _ms(m.group(1), m.group(2))
     failed = 0
@@ -122,8 +124,9 @@ def parse_wrk(out: str) -> Result:
 
 def parse_h2load(out: str) -> Result:
     result = Result()
-    if m := re.search(r"^finished in [\d.]+\w*, ([\d.]+) req/s", out, re.M):
-        result.rps = float(m.group(1))
+    if m := re.search(r"^finished in ([\d.]+)(us|ms|s|m), ([\d.]+) req/s", out, re.M):
+        result.seconds = _ms(m.group(1), m.group(2)) / 1e3
+        result.rps = float(m.group(3))
     if m := re.search(r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
                       r"(\d+) failed, (\d+) errored, (\d+) timeout", out, re.M):
         _total, _started, done, ok, failed, errored, timeout = map(int, m.groups())
@@ -365,6 +368,8 @@ def measure(name: str, proto: Protocol, ctx: Context, s: Settings) -> Result:
             raise RuntimeError(f"died during warm-up: {server.log_tail()}")
         cpu0, t0 = server.cpu_seconds(), time.monotonic()
         result = proto.load(proto.url(port), s.duration, s)
+        if result.seconds is not None and abs(result.seconds - s.duration) > 0.1 * s.duration:
+            result.notes.append(f"measured {result.seconds:.2f} s, not {s.duration:g} s")
         result.server_cpu = (server.cpu_seconds() - cpu0) / (time.monotonic() - t0)
         if server.proc.poll() is not None:
             result.notes.append(f"server exited during the run: {server.log_tail()}")
@@ -469,8 +474,8 @@ def print_details(table: dict[str, dict[str, Result]], protocols: list[Protocol]
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
-    p.add_argument("--warmup", type=float, default=None,
+    p.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    p.add_argument("--warmup", type=int, default=None,
                    help="seconds of load before each measurement (default 2, 1 with --quick)")
     p.add_argument("--quick", action="store_true", help="3 s measurements, 1 s warm-up")
     p.add_argument("--repeat", type=int, default=1,
@@ -491,9 +496,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = p.parse_args(argv)
     if args.quick:
-        args.duration = 3.0
+        args.duration = 3
     if args.warmup is None:
-        args.warmup = 1.0 if args.quick else 2.0
+        args.warmup = 1 if args.quick else 2
     if args.duration <= 0 or args.warmup < 0 or args.repeat < 1:
         p.error("--duration must be > 0, --warmup >= 0, --repeat >= 1")
     args.servers = [x for x in args.servers.split(",") if x]

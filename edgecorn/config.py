@@ -37,6 +37,7 @@ LIFESPAN_MODES = ("auto", "on", "off")
 WORKER_CLASSES = ("asyncio", "uvloop", "trio")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 ALPN_PROTOCOLS = ("h2", "http/1.1")
+QUIC_RETRY_MODES = ("off", "on", "under_load")
 BIND_SHAPES = "'host:port', '[ipv6]:port', 'unix:/path' or 'fd://N'"
 
 
@@ -99,6 +100,19 @@ class Config:
     wsgi_max_body_size: int = 16 * 1024 * 1024
     alt_svc: bool = True  # advertise HTTP/3 on h1/h2 responses when a QUIC bind is up
     alt_svc_max_age: int = 86400
+    alt_svc_port: int | None = None  # advertise this port (a NAT or balancer in front)
+    alt_svc_persist: bool = False
+
+    # QUIC / HTTP/3
+    quic_on_tls_binds: bool = True  # also listen for QUIC on each TLS bind's port
+    quic_retry: str = "off"  # off | on | under_load
+    quic_retry_threshold: int = 100  # connections in handshake before under_load retries
+    quic_early_data: bool = False  # accept 0-RTT requests
+    quic_early_data_unsafe: bool = False  # let non-idempotent methods through in 0-RTT
+    quic_idle_timeout: float = 30 * SECONDS
+    h3_max_concurrent_streams: int = 100
+    h3_max_header_list_size: int = 2**16
+    qlog_dir: str | None = None
     websocket_max_message_size: int = 16 * 1024 * 1024
     websocket_ping_interval: float | None = None
 
@@ -511,6 +525,11 @@ _SPECS: dict[str, Validator] = {
     "include_server_header": _bool, "include_date_header": _bool,
     "server_names": _str_list(), "root_path": _root_path, "max_app_queue_size": _int(1),
     "wsgi_max_body_size": _int(0), "alt_svc": _bool, "alt_svc_max_age": _int(0),
+    "alt_svc_port": _int(1, 65535, optional=True), "alt_svc_persist": _bool,
+    "quic_on_tls_binds": _bool, "quic_retry": _choice(QUIC_RETRY_MODES),
+    "quic_retry_threshold": _int(0), "quic_early_data": _bool, "quic_early_data_unsafe": _bool,
+    "quic_idle_timeout": _seconds(positive=True), "h3_max_concurrent_streams": _int(1),
+    "h3_max_header_list_size": _int(1), "qlog_dir": _str(optional=True, path=True),
     "websocket_max_message_size": _int(1),
     "websocket_ping_interval": _seconds(positive=True, optional=True),
     "application_path": _str(optional=True), "factory": _bool,

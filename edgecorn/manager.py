@@ -77,6 +77,21 @@ class ConnectionManager:
         adapter.initiate(upgrade_settings)
         return adapter
 
+    def advertise_h3(self, ports: list[int]) -> None:
+        """Alt-Svc on every h1/h2 response: one entry per QUIC port (or the configured one)."""
+        config = self.config
+        if not config.alt_svc or not ports:
+            return
+        if config.alt_svc_port is not None:
+            ports = [config.alt_svc_port]
+        suffix = f"; ma={config.alt_svc_max_age}"
+        if config.alt_svc_persist:
+            suffix += "; persist=1"
+        value = ", ".join(f'h3=":{port}"{suffix}' for port in dict.fromkeys(ports))
+        self.alt_svc = value.encode()
+        self.refresh_headers()
+        log.info("Advertising HTTP/3: alt-svc: %s", value)
+
     # --- registry ------------------------------------------------------------------
 
     def add(self, conn: Connection) -> None:

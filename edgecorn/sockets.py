@@ -23,9 +23,10 @@ DEFAULT_BIND = ["127.0.0.1:8000"]
 class Sockets:
     secure: list[socket.socket] = field(default_factory=list)
     insecure: list[socket.socket] = field(default_factory=list)
+    quic: list[socket.socket] = field(default_factory=list)
 
     def all(self) -> list[socket.socket]:
-        return self.secure + self.insecure
+        return self.secure + self.insecure + self.quic
 
     def close(self) -> None:
         for sock in self.all():
@@ -69,6 +70,44 @@ def create_socket(bind: str, backlog: int) -> socket.socket:
     return sock
 
 
+# Bursts of datagrams must not be dropped because a kernel queue is small.
+UDP_BUFFER = 4 * 1024 * 1024
+
+
+def create_udp_socket(bind: str) -> socket.socket:
+    host, port = parse_host_port(bind)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    for forced, plain in (
+        (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF),
+        (getattr(socket, "SO_SNDBUFFORCE", None), socket.SO_SNDBUF),
+    ):
+        try:  # the FORCE variants pass rmem_max/wmem_max when we may
+            sock.setsockopt(socket.SOL_SOCKET, forced or plain, UDP_BUFFER)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, plain, UDP_BUFFER)
+    sock.bind((host, port))
+    sock.setblocking(False)
+    return sock
+
+
+def quic_binds(config: Config, secure: list[socket.socket]) -> list[str]:
+    """`quic_bind`, plus each TLS listener's address when `quic_on_tls_binds` is on."""
+    binds = list(config.quic_bind)
+    if config.ssl_enabled and config.quic_on_tls_binds:
+        for sock in secure:
+            name = sock.getsockname()
+            if isinstance(name, tuple):
+                host = f"[{name[0]}]" if ":" in name[0] else name[0]
+                bind = f"{host}:{name[1]}"
+                if bind not in binds:
+                    binds.append(bind)
+    return binds
+
+
 def create_sockets(config: Config) -> Sockets:
     sockets = Sockets()
     try:
@@ -80,6 +119,10 @@ def create_sockets(config: Config) -> Sockets:
             secure.append(create_socket(bind, config.backlog))
         for bind in config.insecure_bind:
             sockets.insecure.append(create_socket(bind, config.backlog))
+        if config.quic_bind and not config.ssl_enabled:
+            raise OSError("quic_bind needs a certificate (certfile and keyfile): QUIC is TLS only")
+        for bind in quic_binds(config, sockets.secure):
+            sockets.quic.append(create_udp_socket(bind))
     except BaseException:
         sockets.close()
         raise
@@ -89,6 +132,8 @@ def create_sockets(config: Config) -> Sockets:
 def describe(sock: socket.socket, secure: bool) -> str:
     name = sock.getsockname()
     scheme = "https" if secure else "http"
+    if sock.type == socket.SOCK_DGRAM:
+        scheme = "quic"
     if isinstance(name, str) or isinstance(name, bytes):
         return f"{scheme}+unix://{name!s}"
     host, port = name[0], name[1]

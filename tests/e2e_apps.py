@@ -128,6 +128,24 @@ async def scope_info(scope: Scope, receive: Receive, send: Send) -> None:
     await _respond(send, 200, json.dumps(info).encode(), b"application/json")
 
 
+def _watch_disconnect(receive: Receive) -> tuple[asyncio.Event, asyncio.Task[None]]:
+    """Set an event on `http.disconnect`, so a streaming loop knows when to stop.
+
+    (Servers may make `send` a no-op after a disconnect; without this a long loop
+    would keep "sending" forever.)
+    """
+    gone = asyncio.Event()
+
+    async def watch() -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                gone.set()
+                return
+
+    return gone, asyncio.ensure_future(watch())
+
+
 async def stream(scope: Scope, receive: Receive, send: Send) -> None:
     query = _query(scope)
     n, size = int(query.get("n", "10")), int(query.get("size", "1024"))
@@ -154,10 +172,15 @@ async def big(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     chunk = big_chunk()
     sent = 0
-    while mb == 0 or sent < mb:
-        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        sent += 1
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
+    gone, watcher = _watch_disconnect(receive)
+    try:
+        while (mb == 0 or sent < mb) and not gone.is_set():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            sent += 1
+            await asyncio.sleep(0)  # let the watcher run even if `send` never yields
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    finally:
+        watcher.cancel()
 
 
 async def slow(scope: Scope, receive: Receive, send: Send) -> None:
@@ -227,6 +250,25 @@ async def disconnect(scope: Scope, receive: Receive, send: Send) -> None:
         raise
 
 
+class AppError(Exception):
+    pass
+
+
+async def error(scope: Scope, receive: Receive, send: Send) -> None:
+    """Raise before the response starts, or (`?after=1`) in the middle of a streamed body."""
+    if _query(scope).get("after") != "1":
+        raise AppError("e2e: failure before the response")
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/octet-stream")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+    raise AppError("e2e: failure in the middle of the body")
+
+
 async def lifespan_state(scope: Scope, receive: Receive, send: Send) -> None:
     state = scope.get("state")
     value = state.get("started") if isinstance(state, dict) else None
@@ -256,6 +298,7 @@ ROUTES: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {
     "/trailers": trailers,
     "/early-hints": early_hints,
     "/disconnect": disconnect,
+    "/error": error,
     "/lifespan-state": lifespan_state,
 }
 

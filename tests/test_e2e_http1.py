@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e_apps import EARLY_HINT_LINK, HELLO, pattern
+from tests.e2e_apps import EARLY_HINT_LINK, HELLO, TRAILER_NAME, pattern
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -225,6 +225,74 @@ def test_early_hints_103_before_200(h1_server: Any, h1: Any) -> None:
     assert informational[0].raw_head.startswith(b"HTTP/1.1 103")
     assert informational[0].header("link") == EARLY_HINT_LINK.decode()
     assert (resp.status, resp.body) == (200, b"after early hints")
+
+
+def test_trailers_with_te_trailers(h1_server: Any, h1: Any) -> None:
+    conn = h1(h1_server.insecure_port)
+    conn.request("GET", "/trailers", headers=[("TE", "trailers")])
+    resp = conn.read_response()
+    assert resp.status == 200
+    assert resp.chunked, resp.raw_head  # trailers need the chunked framing
+    assert resp.body == pattern(4096)
+    assert resp.trailers == [
+        (TRAILER_NAME.decode(), hashlib.sha256(resp.body).hexdigest())
+    ]
+    conn.request("GET", "/")
+    assert conn.read_response().body == HELLO
+
+
+@pytest.mark.parametrize("size", [4000, 200_000])
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_unread_request_body_is_skipped(
+    h1_server: Any, h1: Any, chunked: bool, size: int
+) -> None:
+    """The hello app never reads the body; the next request on the connection must still be
+    framed right, or the response must announce `Connection: close` (RFC 9112 9.6)."""
+    conn = h1(h1_server.insecure_port)
+    body = pattern(size)
+    if chunked:
+        payload = b"".join(
+            b"%x\r\n%s\r\n" % (len(body[i : i + 1500]), body[i : i + 1500])
+            for i in range(0, len(body), 1500)
+        )
+        conn.send(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  + payload + b"0\r\n\r\n")
+    else:
+        conn.request("POST", "/", body=body)
+    resp = conn.read_response()
+    assert (resp.status, resp.body) == (200, HELLO)
+    if (resp.header("connection") or "").lower() == "close":
+        assert conn.closed_by_peer(5)  # allowed: give up on the body and close
+        return
+    conn.request("GET", "/scope?after=body")
+    resp = conn.read_response()
+    assert resp.status == 200
+    assert resp.json()["query_string"] == "after=body"
+
+
+def test_app_error_before_response_is_500(h1_server: Any, h1: Any) -> None:
+    conn = h1(h1_server.insecure_port)
+    conn.request("GET", "/error")
+    resp = conn.read_response()
+    assert resp.status == 500
+    assert b"e2e: failure" not in resp.body  # no exception details to the client
+    if (resp.header("connection") or "").lower() != "close":
+        conn.request("GET", "/")
+        assert conn.read_response().body == HELLO
+
+
+def test_app_error_mid_body_truncates_and_closes(h1_server: Any, h1: Any) -> None:
+    conn = h1(h1_server.insecure_port)
+    conn.request("GET", "/error?after=1")
+    head = conn.read_head()
+    assert head.status == 200
+    data, closed = read_all(conn)
+    assert closed, "connection kept open after a broken response"
+    # A complete chunked body would end in the last-chunk; a broken one must not.
+    assert b"partial" in data and not data.endswith(b"0\r\n\r\n"), data
+    ok = h1(h1_server.insecure_port)  # the server itself is fine
+    ok.request("GET", "/")
+    assert ok.read_response().body == HELLO
 
 
 # --------------------------------------------------------------------------- bad requests

@@ -133,3 +133,16 @@ def test_head_has_no_body(server: Any, h2conn: Any, path: str) -> None:
     assert resp.status == 200
     assert resp.body == b""
     assert conn.get("/").body == HELLO
+
+
+def test_app_error_resets_only_its_stream(server: Any, h2conn: Any) -> None:
+    conn = h2conn(server.port)
+    before = conn.request("GET", "/error")
+    broken = conn.request("GET", "/error?after=1")
+    slow = conn.request("GET", "/slow?s=1")
+    resp = conn.response(before)
+    assert resp.status == 500
+    resp = conn.response(broken)
+    assert resp.reset is not None, "a broken response must end in RST_STREAM, not END_STREAM"
+    assert conn.response(slow).body == b"slow done"
+    assert conn.get("/").body == HELLO

@@ -13,9 +13,11 @@ from ..asgi.lifespan import Lifespan
 from ..config import Config
 from ..logging import AccessLogger, configure_logging
 from ..manager import ConnectionManager
+from ..protocol.quic import TicketStore, quic_configuration
 from ..sockets import Sockets, create_sockets, describe
 from ..tls import create_ssl_context
 from .tcp import TCPProtocol
+from .udp import QUICListener
 
 log = logging.getLogger("edgecorn.error")
 
@@ -43,6 +45,7 @@ async def serve(
     tasks: set[Any] = set()
     ssl_context = create_ssl_context(config) if sockets.secure else None
     servers: list[asyncio.base_events.Server] = []
+    quic_listeners: list[QUICListener] = []
     try:
         for sock in sockets.secure:
             servers.append(
@@ -62,6 +65,7 @@ async def serve(
                 )
             )
             log.info("Running on %s (http/1.1, h2c; CTRL + C to quit)", describe(sock, False))
+        quic_listeners = await _start_quic(loop, manager, sockets, tasks)
 
         ticker = _Ticker(loop, manager)
         if shutdown_trigger is None:
@@ -71,13 +75,15 @@ async def serve(
         log.info("Shutting down: finishing open requests (up to %ss)", config.graceful_timeout)
         for server in servers:
             server.close()
-        manager.shutdown()
+        manager.shutdown()  # QUIC connections too: GOAWAY, then close when answered
         await _drain(manager, tasks, config.graceful_timeout)
         ticker.stop()
     finally:
         for server in servers:
             server.close()
         manager.close_all()
+        for listener in quic_listeners:
+            listener.close()
         for task in list(tasks):
             task.cancel()
         if tasks:
@@ -85,6 +91,31 @@ async def serve(
         if own_sockets:
             sockets.close()
     await lifespan.shutdown()
+
+
+async def _start_quic(
+    loop: asyncio.AbstractEventLoop, manager: ConnectionManager, sockets: Sockets, tasks: set[Any]
+) -> list[QUICListener]:
+    config = manager.config
+    if not sockets.quic:
+        return []
+    configuration = quic_configuration(config)
+    tickets = TicketStore()
+    listeners = []
+    for sock in sockets.quic:
+        listener = QUICListener(manager, sock, configuration, tickets, tasks)
+        await loop.create_datagram_endpoint(_factory(listener), sock=sock)
+        listeners.append(listener)
+        log.info("Running on %s (h3; CTRL + C to quit)", describe(sock, True))
+    ports = [sock.getsockname()[1] for sock in sockets.quic]
+    manager.advertise_h3(ports)
+    if not sockets.secure:
+        log.warning("QUIC is on but no TLS listener exists to advertise it (Alt-Svc) from")
+    return listeners
+
+
+def _factory(listener: QUICListener) -> Callable[[], QUICListener]:
+    return lambda: listener
 
 
 async def _drain(manager: ConnectionManager, tasks: set[Any], timeout: float) -> None:

@@ -536,11 +536,9 @@ class H11Adapter(H1Adapter):
         if stream_id != self.active or self.response_started or not self.http11:
             return
         h11 = self._h11
-        self.out.append(
-            self.conn.send(
-                h11.InformationalResponse(status_code=status, headers=headers, reason=_reason(status))
-            )
-        )
+        reason = _reason(status)
+        event = h11.InformationalResponse(status_code=status, headers=headers, reason=reason)
+        self.out.append(self.conn.send(event))
 
     def _send_continue(self) -> None:
         self.send_informational(self.active, 100, [])
@@ -554,9 +552,8 @@ class H11Adapter(H1Adapter):
         self.response_started = True
         self.expect_continue = False
         headers = self._frame_headers(status, headers, body, end)
-        self.out.append(
-            self.conn.send(h11.Response(status_code=status, headers=headers, reason=_reason(status)))
-        )
+        response = h11.Response(status_code=status, headers=headers, reason=_reason(status))
+        self.out.append(self.conn.send(response))
         if body and not self.head_only:
             self.out.append(self.conn.send(h11.Data(data=body)))
         if end:

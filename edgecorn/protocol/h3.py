@@ -1,0 +1,289 @@
+"""HTTP/3 adapter: one QUIC connection (aioquic) with its H3Connection.
+
+Datagrams and the clock go in; the same stream events as h1/h2 come out, and
+the same commands go back in. QUIC specifics stay here: connection IDs to
+route by, early data (RFC 8470), GOAWAY, and the send-buffer bound that turns
+aioquic's unbounded stream buffers into back-pressure.
+"""
+
+from __future__ import annotations
+
+from aioquic.buffer import encode_uint_var
+from aioquic.h3.connection import H3_ALPN, ErrorCode, FrameType, H3Connection, encode_frame
+from aioquic.h3.events import DataReceived, HeadersReceived
+from aioquic.quic import events as quic_events
+from aioquic.quic.connection import QuicConnection
+
+from .events import Body, EndBody, Event, Headers, Request, StreamReset
+
+# Bytes of response body aioquic may hold per stream (unsent or unacknowledged)
+# before `sendable` reports 0 and the app's `send` waits.
+SEND_BUFFER = 1024 * 1024
+# aioquic raises receive windows as data arrives, not as the app reads it, so a
+# peer could make us hold unbounded request bodies: past these, we give up.
+MAX_UNREAD_STREAM = 8 * 1024 * 1024
+MAX_UNREAD_CONNECTION = 32 * 1024 * 1024
+
+# RFC 8470: methods that are safe to replay from 0-RTT (idempotent, RFC 9110 9.2.2).
+IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"))
+
+_CONNECTION_HEADERS = frozenset(
+    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
+)
+
+
+class H3Adapter:
+    http_version = "3"
+
+    def __init__(
+        self,
+        quic: QuicConnection,
+        *,
+        max_requests: int,
+        max_header_list_size: int,
+        early_data_unsafe: bool = False,
+    ) -> None:
+        self.quic = quic
+        self.h3: H3Connection | None = None
+        self.max_requests = max_requests
+        self.max_header_list_size = max_header_list_size
+        self.early_data_unsafe = early_data_unsafe
+        self.requests = 0
+        self.open: set[int] = set()
+        self.unread: dict[int, int] = {}
+        self.unread_total = 0
+        self.last_stream_id: int | None = None  # set once GOAWAY has been sent
+        self.handshake_done = False
+        self.terminated = False
+        self.addr: tuple[str, int] | None = None
+        self.now = 0.0
+        self.cid_changes: list[tuple[bool, bytes]] = []  # (issued?, cid) for the router
+
+    # --- state ---------------------------------------------------------------
+
+    @property
+    def backlog(self) -> int:
+        return 0
+
+    @property
+    def closing(self) -> bool:
+        return self.terminated
+
+    @property
+    def idle(self) -> bool:
+        return not self.open
+
+    def data_to_send(self) -> bytes:
+        return b""  # QUIC output is datagrams: see `datagrams`
+
+    def datagrams(self, now: float) -> list[tuple[bytes, tuple[str, int]]]:
+        return self.quic.datagrams_to_send(now)
+
+    # --- input ----------------------------------------------------------------
+
+    def receive_datagram(self, data: bytes, addr: tuple[str, int], now: float) -> list[Event]:
+        self.addr = addr
+        self.now = now
+        self.quic.receive_datagram(data, addr, now)
+        return self._events()
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """A datagram from the connection's current path at the last known time."""
+        assert self.addr is not None
+        return self.receive_datagram(data, self.addr, self.now)
+
+    def handle_timer(self, now: float) -> list[Event]:
+        self.now = now
+        self.quic.handle_timer(now)
+        return self._events()
+
+    def _events(self) -> list[Event]:
+        events: list[Event] = []
+        quic = self.quic
+        while (event := quic.next_event()) is not None:
+            kind = type(event)
+            if kind is quic_events.ProtocolNegotiated:
+                if event.alpn_protocol in H3_ALPN:  # type: ignore[attr-defined]
+                    self.h3 = H3Connection(quic)
+            elif kind is quic_events.HandshakeCompleted:
+                self.handshake_done = True
+            elif kind is quic_events.ConnectionIdIssued:
+                self.cid_changes.append((True, event.connection_id))  # type: ignore[attr-defined]
+            elif kind is quic_events.ConnectionIdRetired:
+                self.cid_changes.append((False, event.connection_id))  # type: ignore[attr-defined]
+            elif kind is quic_events.ConnectionTerminated:
+                self.terminated = True
+                events.extend(StreamReset(sid) for sid in self.open)
+                self.open.clear()
+                continue
+            elif kind is quic_events.StreamReset:
+                sid = event.stream_id  # type: ignore[attr-defined]
+                if sid in self.open:
+                    self._drop(sid)
+                    events.append(StreamReset(sid))
+            if self.h3 is not None:
+                for h3_event in self.h3.handle_event(event):
+                    self._h3_event(h3_event, events)
+        return events
+
+    def _h3_event(self, event: object, events: list[Event]) -> None:
+        if isinstance(event, DataReceived):
+            sid = event.stream_id
+            if sid in self.open:
+                if event.data:
+                    size = len(event.data)
+                    self.unread[sid] = unread = self.unread.get(sid, 0) + size
+                    self.unread_total += size
+                    if unread > MAX_UNREAD_STREAM or self.unread_total > MAX_UNREAD_CONNECTION:
+                        self.reset(sid, ErrorCode.H3_EXCESSIVE_LOAD)
+                        events.append(StreamReset(sid))
+                        return
+                    events.append(Body(sid, event.data))
+                if event.stream_ended:
+                    events.append(EndBody(sid))
+        elif isinstance(event, HeadersReceived):
+            sid = event.stream_id
+            if sid in self.open:  # a second HEADERS frame: trailers
+                if event.stream_ended:
+                    events.append(EndBody(sid, list(event.headers)))
+                return
+            self._request(sid, event.headers, event.stream_ended, events)
+
+    def _request(self, sid: int, raw: Headers, ended: bool, events: list[Event]) -> None:
+        if self.last_stream_id is not None and sid > self.last_stream_id:
+            self.quic.reset_stream(sid, ErrorCode.H3_REQUEST_REJECTED)
+            return
+        method = path = b""
+        scheme = authority = protocol = None
+        headers: Headers = []
+        size = 0
+        for name, value in raw:
+            size += len(name) + len(value) + 32  # RFC 9114 4.2.2's accounting
+            if name[:1] == b":":
+                if name == b":method":
+                    method = value
+                elif name == b":path":
+                    path = value
+                elif name == b":scheme":
+                    scheme = value.decode("ascii")
+                elif name == b":authority":
+                    authority = value
+                elif name == b":protocol":
+                    protocol = value.decode("ascii")
+            else:
+                headers.append((name, value))
+        self.open.add(sid)
+        self.requests += 1
+        if size > self.max_header_list_size:
+            self._refuse(sid, 431)
+            return
+        early = not self.handshake_done
+        method_str = method.decode("ascii")
+        if early:
+            if method_str not in IDEMPOTENT and not self.early_data_unsafe:
+                self._refuse(sid, 425)  # RFC 8470 5.2: the client retries after the handshake
+                return
+            headers.append((b"early-data", b"1"))
+        if authority is not None and not any(name == b"host" for name, _ in headers):
+            headers.insert(0, (b"host", authority))
+        events.append(Request(sid, method_str, path, headers, "3", scheme, authority, protocol))
+        events[-1].early_data = early  # type: ignore[union-attr]
+        if ended:
+            events.append(EndBody(sid))
+        if self.requests >= self.max_requests:
+            self.goaway(sid)
+
+    def _refuse(self, sid: int, status: int) -> None:
+        self.send_response(sid, status, [(b"content-length", b"0")], b"", True)
+
+    # --- commands -------------------------------------------------------------
+
+    def resume(self) -> list[Event]:
+        return []
+
+    def want_body(self, stream_id: int) -> None:
+        pass
+
+    def ack_data(self, stream_id: int, size: int) -> None:
+        unread = self.unread.get(stream_id)
+        if unread is not None:
+            size = min(size, unread)
+            self.unread[stream_id] = unread - size
+            self.unread_total -= size
+
+    def _headers(self, status: int, headers: Headers) -> Headers:
+        out: Headers = [(b":status", b"%d" % status)]
+        for name, value in headers:
+            name = name.lower()
+            if name not in _CONNECTION_HEADERS:
+                out.append((name, value))
+        return out
+
+    def send_informational(self, stream_id: int, status: int, headers: Headers) -> None:
+        if stream_id in self.open and self.h3 is not None:
+            self.h3.send_headers(stream_id, self._headers(status, headers))
+
+    def send_response(
+        self, stream_id: int, status: int, headers: Headers, body: bytes, end: bool
+    ) -> None:
+        if stream_id not in self.open or self.h3 is None:
+            return
+        self.h3.send_headers(stream_id, self._headers(status, headers), end and not body)
+        if body:
+            self.h3.send_data(stream_id, body, end)
+        if end:
+            self._drop(stream_id)
+
+    def send_data(self, stream_id: int, data: bytes, end: bool) -> None:
+        if stream_id not in self.open or self.h3 is None:
+            return
+        self.h3.send_data(stream_id, data, end)
+        if end:
+            self._drop(stream_id)
+
+    def send_trailers(self, stream_id: int, headers: Headers) -> None:
+        if stream_id not in self.open or self.h3 is None:
+            return
+        trailers = [(name.lower(), value) for name, value in headers]
+        self.h3.send_headers(stream_id, trailers, end_stream=True)
+        self._drop(stream_id)
+
+    def sendable(self, stream_id: int) -> int:
+        if stream_id not in self.open:
+            return -1
+        stream = self.quic._streams.get(stream_id)
+        if stream is None:
+            return -1
+        sender = stream.sender
+        return max(0, SEND_BUFFER - (sender._buffer_stop - sender._buffer_start))
+
+    def reset(self, stream_id: int, code: int = ErrorCode.H3_INTERNAL_ERROR) -> None:
+        if stream_id in self.open:
+            self._drop(stream_id)
+            try:
+                self.quic.reset_stream(stream_id, code)
+                self.quic.stop_stream(stream_id, code)
+            except ValueError:
+                pass  # the stream is already finished in that direction
+
+    def goaway(self, last_stream_id: int | None = None) -> None:
+        """RFC 9114 5.2: name the first request stream we will not process."""
+        if self.last_stream_id is not None or self.terminated or self.h3 is None:
+            if self.h3 is None and not self.terminated:
+                self.close()
+            return
+        if last_stream_id is None:
+            last_stream_id = max(self.open, default=-4)
+        self.last_stream_id = last_stream_id
+        control = self.h3._local_control_stream_id
+        if control is not None:
+            frame = encode_frame(FrameType.GOAWAY, encode_uint_var(last_stream_id + 4))
+            self.quic.send_stream_data(control, frame)
+
+    def close(self) -> None:
+        self.quic.close(error_code=ErrorCode.H3_NO_ERROR)
+
+    def _drop(self, stream_id: int) -> None:
+        self.open.discard(stream_id)
+        unread = self.unread.pop(stream_id, 0)
+        self.unread_total -= unread

@@ -64,6 +64,21 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument("--quic-bind", action="append", metavar="ADDR",
                         help="a UDP bind for HTTP/3 (repeatable)")
     listen.add_argument("--backlog", type=int, help="the listen backlog")
+    listen.add_argument("--no-quic-on-tls-binds", dest="quic_on_tls_binds",
+                        action="store_false",
+                        help="do not also listen for QUIC on each TLS bind's port")
+
+    quic = p.add_argument_group("QUIC / HTTP/3")
+    quic.add_argument("--quic-retry", choices=("off", "on", "under_load"),
+                      help="address validation with Retry")
+    quic.add_argument("--quic-early-data", action="store_true",
+                      help="accept 0-RTT requests (idempotent methods; others get 425)")
+    quic.add_argument("--alt-svc-max-age", type=int, metavar="SECONDS")
+    quic.add_argument("--alt-svc-port", type=int, metavar="PORT",
+                      help="advertise this port in Alt-Svc (a NAT or balancer in front)")
+    quic.add_argument("--no-alt-svc", dest="alt_svc", action="store_false",
+                      help="do not advertise HTTP/3 on h1/h2 responses")
+    quic.add_argument("--qlog-dir", metavar="DIR", help="write one qlog file per QUIC connection")
 
     tls = p.add_argument_group("TLS")
     tls.add_argument("--certfile", help="certificate file (PEM)")

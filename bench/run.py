@@ -65,6 +65,8 @@ class Result:
 
     @property
     def flagged(self) -> bool:
+        if self.unsupported:
+            return False
         return self.error is not None or self.failed > 0 or self.rps is None
 
 
@@ -371,6 +373,9 @@ def measure(name: str, proto: Protocol, ctx: Context, s: Settings) -> Result:
         if result.seconds is not None and abs(result.seconds - s.duration) > 0.1 * s.duration:
             result.notes.append(f"measured {result.seconds:.2f} s, not {s.duration:g} s")
         result.server_cpu = (server.cpu_seconds() - cpu0) / (time.monotonic() - t0)
+        if result.server_cpu < 0.7:
+            result.notes.append("server core not saturated: other load on the machine, "
+                                "or the load generator was the limit")
         if server.proc.poll() is not None:
             result.notes.append(f"server exited during the run: {server.log_tail()}")
             result.error = result.error or "server exited during the run"
@@ -492,7 +497,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-pin", action="store_true", help="do not use taskset")
     for name in SERVERS:
         p.add_argument(f"--{name}-args", default="", metavar="ARGS",
-                       help=f"extra command-line arguments for {name} (one string)")
+                       help=f"extra command-line arguments for {name}, one string: "
+                       f"--{name}-args='--flag value'")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = p.parse_args(argv)
     if args.quick:

@@ -115,6 +115,7 @@ class Config:
     qlog_dir: str | None = None
     websocket_max_message_size: int = 16 * 1024 * 1024
     websocket_ping_interval: float | None = None
+    websocket_permessage_deflate: bool = True
 
     # App
     application_path: str | None = None
@@ -532,6 +533,7 @@ _SPECS: dict[str, Validator] = {
     "h3_max_header_list_size": _int(1), "qlog_dir": _str(optional=True, path=True),
     "websocket_max_message_size": _int(1),
     "websocket_ping_interval": _seconds(positive=True, optional=True),
+    "websocket_permessage_deflate": _bool,
     "application_path": _str(optional=True), "factory": _bool,
     "lifespan": _choice(LIFESPAN_MODES), "startup_timeout": _seconds(),
     "shutdown_timeout": _seconds(),

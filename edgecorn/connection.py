@@ -17,6 +17,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 
 from .asgi.http import HTTPStream
+from .asgi.websocket import WebSocketStream
 from .protocol.events import (
     Body,
     EndBody,
@@ -56,11 +57,12 @@ class Connection(ABC):
         self.scheme = "https" if secure else "http"
         self.proto: Adapter | None = None
         self.sniffed = b""
-        self.streams: dict[int, HTTPStream] = {}
+        self.streams: dict[int, HTTPStream | WebSocketStream] = {}
         self.closed = False
         self.write_paused = False
         self.read_paused = False
         self.drain_waiters: list[Any] = []
+        self.body_queue: list[tuple[int, bytes]] = []
         self.window_waiters: list[Any] = []
         self.batch_writes = False
         self.flush_pending = False
@@ -89,6 +91,10 @@ class Connection(ABC):
     @abstractmethod
     def defer(self, callback: Callable[[], None]) -> None:
         """Run `callback` soon, after the current callbacks of the event loop."""
+
+    @abstractmethod
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Any:
+        """Run `callback` after `delay` seconds; the result has `cancel()`."""
 
     @abstractmethod
     def create_future(self) -> Any:
@@ -165,9 +171,7 @@ class Connection(ABC):
         for event in events:
             kind = type(event)
             if kind is Request:
-                stream = HTTPStream(self, event)  # type: ignore[arg-type]
-                streams[event.stream_id] = stream  # type: ignore[union-attr]
-                self.spawn(stream.run(self.app))
+                self._request(event)  # type: ignore[arg-type]
             elif kind is Body:
                 stream_or_none = streams.get(event.stream_id)  # type: ignore[union-attr]
                 if stream_or_none is not None:
@@ -188,6 +192,21 @@ class Connection(ABC):
                 log.debug("protocol error from %s: %s", self.client, event.message)  # type: ignore[union-attr]
         if self.window_waiters:
             self._wake(self.window_waiters)
+
+    def _request(self, request: Request) -> None:
+        stream: HTTPStream | WebSocketStream
+        if request.protocol == "websocket":
+            stream = WebSocketStream(self, request)
+        elif request.method == "CONNECT":
+            # Only extended CONNECT for WebSockets; edgecorn is not a forward proxy.
+            assert self.proto is not None
+            headers = self.response_headers([(b"content-length", b"0")])
+            self.proto.send_response(request.stream_id, 501, headers, b"", True)
+            return
+        else:
+            stream = HTTPStream(self, request)
+        self.streams[request.stream_id] = stream
+        self.spawn(stream.run(self.app))
 
     def _upgrade_h2c(self, event: H2CUpgrade) -> None:
         self.write(
@@ -299,6 +318,29 @@ class Connection(ABC):
         if self.write_paused:
             await self._drain()
 
+    def write_body(self, stream_id: int, data: bytes) -> None:
+        """Queue a small piece of body now if flow control has room, else in order later."""
+        proto = self.proto
+        assert proto is not None
+        if not self.body_queue and proto.sendable(stream_id) >= len(data):
+            proto.send_data(stream_id, data, False)
+            self.flush()
+        else:
+            self.body_queue.append((stream_id, data))
+            if len(self.body_queue) == 1:
+                self.spawn(self._send_queued())
+
+    async def _send_queued(self) -> None:
+        while self.body_queue:
+            stream_id, data = self.body_queue[0]
+            await self.send_body(stream_id, data, False)
+            self.body_queue.pop(0)
+
+    def end_body(self, stream_id: int) -> None:
+        assert self.proto is not None
+        self.proto.send_data(stream_id, b"", True)
+        self.flush()
+
     def send_trailers(self, stream_id: int, headers: Headers) -> None:
         assert self.proto is not None
         self.proto.send_trailers(stream_id, headers)
@@ -328,7 +370,7 @@ class Connection(ABC):
             self.proto.reset(stream_id)
             self.flush()
 
-    def stream_done(self, stream: HTTPStream) -> None:
+    def stream_done(self, stream: HTTPStream | WebSocketStream) -> None:
         if self.streams.get(stream.stream_id) is stream:
             del self.streams[stream.stream_id]
         proto = self.proto
@@ -358,7 +400,7 @@ class Connection(ABC):
                 self.shutdown()
                 self.close()
         elif read_timeout_ticks is not None and self.idle_ticks >= read_timeout_ticks:
-            if any(not s.complete for s in self.streams.values()):
+            if any(isinstance(s, HTTPStream) and not s.complete for s in self.streams.values()):
                 self.close()
 
     def shutdown(self) -> None:
@@ -366,5 +408,8 @@ class Connection(ABC):
         if self.proto is None:
             self.close()
             return
+        for stream in list(self.streams.values()):
+            if isinstance(stream, WebSocketStream):
+                stream.going_away()
         self.proto.goaway()
         self.flush()

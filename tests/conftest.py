@@ -258,6 +258,30 @@ class ServerFactory:
         self.servers.clear()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
+@pytest.fixture(autouse=True)
+def _server_logs_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
+    """When a test fails, print the stderr of every server it used."""
+    yield
+    report = getattr(request.node, "rep_call", None)
+    if report is None or not report.failed:
+        return
+    servers: list[Server] = []
+    for value in getattr(request.node, "funcargs", {}).values():
+        if isinstance(value, Server):
+            servers.append(value)
+        elif isinstance(value, ServerFactory):
+            servers.extend(value.servers)
+    for srv in servers:
+        print(f"\n[e2e] {srv.describe()}", file=sys.stderr)
+
+
 @pytest.fixture(scope="session")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, str]:
     """(certfile, keyfile, cafile): a dev CA and a localhost leaf made by edgecorn itself."""

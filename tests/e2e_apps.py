@@ -184,8 +184,9 @@ async def big(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 async def slow(scope: Scope, receive: Receive, send: Send) -> None:
-    seconds = float(_query(scope).get("s", "2"))
-    await asyncio.sleep(seconds)
+    query = _query(scope)
+    _append(query.get("file"), "started")
+    await asyncio.sleep(float(query.get("s", "2")))
     await _respond(send, 200, b"slow done")
 
 

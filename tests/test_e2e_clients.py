@@ -73,10 +73,11 @@ def test_curl_h2c_upgrade_post_body(h1_server: Any, curl: Any) -> None:
     assert body == payload.encode()
 
 
-def test_curl_head(server: Any, curl: Any) -> None:
-    for flag in ("--http1.1", "--http2"):
-        result = curl(flag, "-I", f"{server.https}/")
-        assert re.match(rb"HTTP/(1\.1|2) 200", result.stdout), result.stdout
+@pytest.mark.parametrize("flag", ["--http1.1", "--http2"])
+def test_curl_head(server: Any, curl: Any, flag: str) -> None:
+    result = curl(flag, "-I", f"{server.https}/")
+    assert re.match(rb"HTTP/(1\.1|2) 200", result.stdout), result.stdout
+    assert re.search(rb"(?im)^content-length: 13\r?$", result.stdout), result.stdout
 
 
 H2LOAD_LINE = re.compile(

@@ -70,11 +70,16 @@ def test_failing_lifespan_startup_exits_nonzero(server_factory: Any) -> None:
     assert STARTUP_FAILURE in srv.stderr(), srv.stderr()
 
 
-def test_graceful_shutdown_finishes_open_request(server_factory: Any, h1: Any) -> None:
+def test_graceful_shutdown_finishes_open_request(
+    server_factory: Any, h1: Any, tmp_path: Path
+) -> None:
     srv = server_factory.start()
+    record = tmp_path / "slow.txt"
     conn = h1(srv.insecure_port)
-    conn.request("GET", "/slow?s=1")
-    time.sleep(0.3)  # let the request reach the app
+    conn.request("GET", f"/slow?s=1&file={record}")
+    deadline = time.monotonic() + 10
+    while not record.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)  # until the request has reached the app
     srv.proc.send_signal(signal.SIGTERM)
     resp = conn.read_response()
     assert (resp.status, resp.body) == (200, b"slow done")

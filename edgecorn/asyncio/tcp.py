@@ -70,6 +70,9 @@ class TCPProtocol(Connection, asyncio.Protocol):
     def defer(self, callback: Callable[[], None]) -> None:
         self.loop.call_soon(callback)
 
+    def call_later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+        return self.loop.call_later(delay, callback)
+
     def create_future(self) -> asyncio.Future[None]:
         return self.loop.create_future()
 

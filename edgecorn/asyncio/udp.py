@@ -154,6 +154,9 @@ class QUICConnection(Connection):
     def defer(self, callback: Callable[[], None]) -> None:
         self.loop.call_soon(callback)
 
+    def call_later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+        return self.loop.call_later(delay, callback)
+
     def create_future(self) -> asyncio.Future[None]:
         return self.loop.create_future()
 

@@ -105,6 +105,9 @@ class H1Adapter(ABC):
         self.unacked = 0
         self._closing = False
         self._pending_keep_alive: deque[bool] = deque()
+        # After a WebSocket upgrade request, the connection's bytes are that stream's body.
+        self.tunnel = False
+        self.request_protocol: str | None = None
 
     # --- state the connection reads ---------------------------------------
 
@@ -165,11 +168,18 @@ class H1Adapter(ABC):
         except BadRequest as exc:
             self._fail(exc)
             return
+        upgrade = _header(request.headers, b"upgrade") or b""
+        if request.method == "GET" and b"websocket" in upgrade.lower():
+            request.protocol = "websocket"
+            self.keep_alive = False  # accepted or denied, this connection ends with the stream
+        self.request_protocol = request.protocol
         self.events.append(request)
 
     def _end_of_request(self, stream_id: int, trailers: Headers | None = None) -> None:
         if stream_id == self.active:
             self.request_done = True
+            if self.request_protocol == "websocket":
+                return  # the upgrade request has no body; the stream goes on in the tunnel
         self._emit(EndBody(stream_id, trailers))
 
     def _fail(self, exc: BadRequest) -> None:
@@ -214,6 +224,21 @@ class H1Adapter(ABC):
             self.events.append(event)
         events, self.events = self.events, []
         return events
+
+    def _tunnel_receive(self, data: bytes) -> list[Event]:
+        if data:
+            self._emit(Body(self.active, data))
+        else:
+            if self.active:
+                self.events.append(StreamReset(self.active))
+            self._closing = True
+        events, self.events = self.events, []
+        return events
+
+    def _open_tunnel(self, trailing: bytes) -> None:
+        self.tunnel = True
+        if trailing:
+            self._emit(Body(self.active, trailing))
 
     def ack_data(self, stream_id: int, size: int) -> None:
         self.unacked = max(0, self.unacked - size)
@@ -382,6 +407,8 @@ class HttptoolsAdapter(H1Adapter):
     def receive_data(self, data: bytes) -> list[Event]:
         if self._closing:
             return []
+        if self.tunnel:
+            return self._tunnel_receive(data)
         if self.h2c is not None:
             self._h2c_feed(data)
             events, self.events = self.events, []
@@ -412,6 +439,12 @@ class HttptoolsAdapter(H1Adapter):
     def _upgrade(self, trailing: bytes) -> None:
         """llhttp stops at the head of an Upgrade request; an h2c body is ours to read."""
         request = self._find_request()
+        if request is not None and request.protocol == "websocket":
+            self._open_tunnel(trailing)
+            return
+        if request is None and self.pending:
+            self._fail(BadRequest("an Upgrade request cannot be pipelined"))
+            return
         settings = None if request is None else _header(request.headers, b"http2-settings")
         if request is None or settings is None or not self.allow_h2c:
             # Served as a plain request; llhttp stays paused, so the connection ends after it.
@@ -462,6 +495,8 @@ class H11Adapter(H1Adapter):
     def receive_data(self, data: bytes) -> list[Event]:
         if self._closing:
             return []
+        if self.tunnel:
+            return self._tunnel_receive(data)
         self.conn.receive_data(data)
         self._next_events()
         events = self.events
@@ -481,6 +516,10 @@ class H11Adapter(H1Adapter):
                 event = conn.next_event()
             except h11.RemoteProtocolError as exc:
                 self._fail(BadRequest(str(exc), exc.error_status_hint))
+                return
+            if event is h11.PAUSED and conn.their_state is h11.MIGHT_SWITCH_PROTOCOL:
+                if self.active and self.request_protocol == "websocket":
+                    self._open_tunnel(bytes(conn.trailing_data[0]))
                 return
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 return
@@ -548,6 +587,10 @@ class H11Adapter(H1Adapter):
     ) -> None:
         if stream_id != self.active or self.response_started:
             return
+        if status == 101:
+            # h11 is paused on the upgrade request; the tunnel's head and bytes are ours.
+            H1Adapter.send_response(self, stream_id, status, headers, body, end)
+            return
         h11 = self._h11
         self.response_started = True
         self.expect_continue = False
@@ -560,6 +603,9 @@ class H11Adapter(H1Adapter):
             self._finish(None)
 
     def send_data(self, stream_id: int, data: bytes, end: bool) -> None:
+        if self.tunnel:
+            H1Adapter.send_data(self, stream_id, data, end)
+            return
         if stream_id != self.active:
             return
         if data and not self.head_only:
@@ -568,6 +614,9 @@ class H11Adapter(H1Adapter):
             self._finish(None)
 
     def _finish(self, trailers: Headers | None) -> None:
+        if self.tunnel:
+            self._response_done()
+            return
         h11 = self._h11
         if not self.chunked:
             trailers = None

@@ -304,14 +304,16 @@ class Connection(ABC):
             room = proto.sendable(stream_id)
             if room < 0:
                 return
+            # Streaming writes go out at once (not batched) so that the transport's
+            # buffer limit, not the peer's flow-control window, bounds what we hold.
             if room >= len(view):
                 proto.send_data(stream_id, bytes(view) if len(view) != len(data) else data, end)
-                self.flush()
+                self._flush_now()
                 break
             if room > 0:
                 proto.send_data(stream_id, bytes(view[:room]), False)
                 view = view[room:]
-                self.flush()
+                self._flush_now()
             waiter = self.create_future()
             self.window_waiters.append(waiter)
             await waiter

@@ -83,6 +83,26 @@ def test_graceful_shutdown_finishes_open_request(
     srv.proc.send_signal(signal.SIGTERM)
     resp = conn.read_response()
     assert (resp.status, resp.body) == (200, b"slow done")
+    assert (resp.header("connection") or "").lower() == "close"  # draining: no keep-alive
+    assert conn.closed_by_peer(5)
+    assert wait_exit(srv.proc, 10) == 0, srv.stderr()
+
+
+def test_graceful_shutdown_h2_goaway(server_factory: Any, h2conn: Any, tmp_path: Path) -> None:
+    srv = server_factory.start()
+    record = tmp_path / "slow.txt"
+    conn = h2conn(srv.port)
+    stream_id = conn.request("GET", f"/slow?s=1&file={record}")
+    deadline = time.monotonic() + 10
+    while not record.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    srv.proc.send_signal(signal.SIGTERM)
+    resp = conn.response(stream_id)
+    assert (resp.status, resp.body) == (200, b"slow done")
+    while conn.goaway is None:  # bounded by the socket timeout
+        conn.pump()
+    assert conn.goaway.error_code == 0
+    assert conn.goaway.last_stream_id >= stream_id
     assert wait_exit(srv.proc, 10) == 0, srv.stderr()
 
 

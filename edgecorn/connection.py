@@ -146,6 +146,8 @@ class Connection(ABC):
         events = proto.receive_data(data)
         if events:
             self.handle(events)
+        if self.window_waiters:  # a WINDOW_UPDATE makes no event but may free senders
+            self._wake(self.window_waiters)
         self.flush()
         if self.proto is proto and proto.backlog > READ_BACKLOG and not self.read_paused:
             self.read_paused = True
@@ -190,8 +192,6 @@ class Connection(ABC):
                 self._upgrade_h2c(event)  # type: ignore[arg-type]
             elif kind is ProtocolError:
                 log.debug("protocol error from %s: %s", self.client, event.message)  # type: ignore[union-attr]
-        if self.window_waiters:
-            self._wake(self.window_waiters)
 
     def _request(self, request: Request) -> None:
         stream: HTTPStream | WebSocketStream
@@ -272,9 +272,7 @@ class Connection(ABC):
     def response_headers(self, headers: Iterable[tuple[bytes, bytes]]) -> Headers:
         """The app's headers, checked, plus Server/Date/Alt-Svc unless the app set them."""
         result = list(headers)
-        for name, value in result:
-            if _BAD_NAME.search(name) or _BAD_VALUE.search(value) or not name:
-                raise ValueError(f"invalid response header {name!r}: {value!r}")
+        _check_headers(result)
         extra = self.manager.extra_headers
         if extra:
             present = {name.lower() for name, _ in result}
@@ -345,7 +343,8 @@ class Connection(ABC):
 
     def send_trailers(self, stream_id: int, headers: Headers) -> None:
         assert self.proto is not None
-        self.proto.send_trailers(stream_id, headers)
+        _check_headers(headers)
+        self.proto.send_trailers(stream_id, [(name.lower(), value) for name, value in headers])
         self.flush()
 
     def send_informational(self, stream_id: int, status: int, headers: Headers) -> None:
@@ -415,3 +414,10 @@ class Connection(ABC):
                 stream.going_away()
         self.proto.goaway()
         self.flush()
+
+
+def _check_headers(headers: Headers) -> None:
+    """App-supplied fields go onto the wire: refuse what would split or smuggle them."""
+    for name, value in headers:
+        if not name or _BAD_NAME.search(name) or _BAD_VALUE.search(value):
+            raise ValueError(f"invalid response header {name!r}: {value!r}")

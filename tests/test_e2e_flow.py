@@ -31,31 +31,35 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.mark.timeout(120)
-@pytest.mark.parametrize(
-    "flags,where",
-    [
-        (("--http1.1",), "http"),
-        (("--http1.1",), "https"),
-        (("--http2",), "https"),
-        (("--http2-prior-knowledge",), "http"),
-    ],
-    ids=["h1", "h1-tls", "h2-tls", "h2c"],
-)
-def test_echo_10_mib(
-    h1_server: Any, curl: Any, ten_mib: tuple[Path, str], tmp_path: Path,
-    flags: tuple[str, ...], where: str,
-) -> None:
+def echo_10_mib(curl: Any, base: str, flag: str, ten_mib: tuple[Path, str], out: Path) -> None:
     source, digest = ten_mib
-    out = tmp_path / "out.bin"
-    base = h1_server.http if where == "http" else h1_server.https
     result = curl(
-        *flags, "--data-binary", f"@{source}", "-H", "Content-Type: application/octet-stream",
+        flag, "--data-binary", f"@{source}", "-H", "Content-Type: application/octet-stream",
         "-o", str(out), "-w", "%{http_code} %{http_version}", f"{base}/echo", timeout=110,
     )
-    assert result.text.split()[0] == "200"
+    code, version = result.text.split()
+    assert code == "200"
+    assert version == ("2" if "http2" in flag else "1.1")
     assert out.stat().st_size == 10 * MIB
     assert sha256_file(out) == digest
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("tls", [False, True], ids=["cleartext", "tls"])
+def test_echo_10_mib_h1(
+    h1_server: Any, curl: Any, ten_mib: tuple[Path, str], tmp_path: Path, tls: bool
+) -> None:
+    base = h1_server.https if tls else h1_server.http
+    echo_10_mib(curl, base, "--http1.1", ten_mib, tmp_path / "out.bin")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("tls", [False, True], ids=["h2c", "tls"])
+def test_echo_10_mib_h2(
+    server: Any, curl: Any, ten_mib: tuple[Path, str], tmp_path: Path, tls: bool
+) -> None:
+    flag = "--http2" if tls else "--http2-prior-knowledge"
+    echo_10_mib(curl, server.https if tls else server.http, flag, ten_mib, tmp_path / "out.bin")
 
 
 @pytest.mark.timeout(120)

@@ -219,13 +219,6 @@ def test_chunked_request_body(make: Factory) -> None:
 def test_request_trailers_do_not_leak_into_request_headers(
     make: Factory, parser: str, request: pytest.FixtureRequest
 ) -> None:
-    xfail_for(
-        request,
-        parser,
-        "httptools",
-        "httptools: trailer fields are appended to the already-delivered Request.headers "
-        "list (on_header keeps appending to the list the Request holds)",
-    )
     adapter = make()
     events = adapter.receive_data(
         b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
@@ -239,12 +232,6 @@ def test_request_trailers_do_not_leak_into_request_headers(
 def test_request_trailers_reported_on_end_body(
     make: Factory, parser: str, request: pytest.FixtureRequest
 ) -> None:
-    reasons = {
-        "httptools": "httptools: request trailers are dropped, EndBody.trailers is None",
-        "h11": "h11: trailer names keep the client's case ([(b'X-Checksum', b'42')]) while "
-        "request header names (and h2 trailers) are lowercased",
-    }
-    xfail_for(request, parser, parser, reasons[parser])
     adapter = make()
     adapter.receive_data(
         b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
@@ -448,6 +435,26 @@ def test_pipelining_delivers_requests_one_at_a_time_in_order(make: Factory) -> N
     assert not adapter.closing
 
 
+@pytest.mark.parametrize("more", [False, True], ids=["last", "more-after"])
+def test_pipelined_connection_close_ends_the_pipeline(
+    make: Factory, parser: str, more: bool, request: pytest.FixtureRequest
+) -> None:
+    adapter = make()
+    adapter.receive_data(
+        GET
+        + b"GET /2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        + (b"GET /3 HTTP/1.1\r\nHost: x\r\n\r\n" if more else b"")
+    )
+    adapter.send_response(1, 200, [], b"1", True)
+    assert [r.raw_path for r in requests_in(adapter.resume())] == [b"/2"]
+    assert not adapter.closing
+    adapter.send_response(2, 200, [], b"2", True)
+    assert requests_in(adapter.resume()) == []
+    responses = parse_responses(adapter.data_to_send())
+    assert [(r.body, r.closes) for r in responses] == [(b"1", False), (b"2", True)]
+    assert adapter.closing
+
+
 def test_pipelined_bodies_are_held_with_their_request(make: Factory) -> None:
     adapter = make()
     events = adapter.receive_data(
@@ -568,13 +575,6 @@ def test_expect_100_continue_not_sent_after_final_response(make: Factory) -> Non
 def test_expect_100_continue_ignored_for_http10(
     make: Factory, parser: str, request: pytest.FixtureRequest
 ) -> None:
-    xfail_for(
-        request,
-        parser,
-        "httptools",
-        "httptools: H1Adapter._send_continue writes 'HTTP/1.1 100 Continue' to an HTTP/1.0 "
-        "client (RFC 9110 10.1.1: MUST ignore 100-continue in HTTP/1.0); H11Adapter checks it",
-    )
     adapter = make()
     adapter.receive_data(
         b"POST / HTTP/1.0\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
@@ -659,14 +659,6 @@ def _check_rejected(
 def test_bad_request_is_rejected_and_closes(
     make: Factory, parser: str, case: str, request: pytest.FixtureRequest
 ) -> None:
-    if case == "duplicate-host":
-        xfail_for(
-            request,
-            parser,
-            "httptools",
-            "httptools: two Host fields are accepted and the Request delivered; "
-            "check_framing only checks that a Host exists (RFC 9112 3.2 requires a 400)",
-        )
     status, data = BAD_REQUESTS[case]
     adapter = make(max_head=1024)
     events = adapter.receive_data(data)
@@ -710,14 +702,6 @@ def test_head_under_the_limit_is_accepted(make: Factory, pieces: int) -> None:
 def test_body_then_next_head_in_one_read_is_not_an_oversized_head(
     make: Factory, parser: str, request: pytest.FixtureRequest
 ) -> None:
-    xfail_for(
-        request,
-        parser,
-        "httptools",
-        "httptools: when a read ends inside a head, receive_data adds the WHOLE read "
-        "(body and earlier pipelined requests included) to head_bytes, so a valid pipelined "
-        "POST body larger than max_head followed by the next request's first bytes gets 431",
-    )
     adapter = make(max_head=1024)
     events = adapter.receive_data(
         b"POST /1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n"
@@ -736,14 +720,6 @@ def test_body_then_next_head_in_one_read_is_not_an_oversized_head(
 def test_pipelined_requests_held_count_as_read_backlog(
     make: Factory, request: pytest.FixtureRequest
 ) -> None:
-    request.applymarker(
-        pytest.mark.xfail(
-            strict=True,
-            reason="MAX_PENDING in h1.py is never used: pipelined requests held while a "
-            "response is in progress are not counted in `backlog`, so the connection never "
-            "pauses reading and buffers an unbounded amount of pipelined input",
-        )
-    )
     from edgecorn.connection import READ_BACKLOG
 
     adapter = make(max_requests=10**9)
@@ -886,13 +862,6 @@ def test_response_header_injection_raises(make: Factory, case: str) -> None:
 def test_rejected_response_headers_leave_the_stream_usable(
     make: Factory, parser: str, request: pytest.FixtureRequest
 ) -> None:
-    xfail_for(
-        request,
-        parser,
-        "h11",
-        "h11: H11Adapter.send_response sets response_started=True before _frame_headers "
-        "raises ValueError, so the follow-up 500 is silently dropped and nothing is ever sent",
-    )
     adapter = make()
     adapter.receive_data(GET)
     with pytest.raises(ValueError):
@@ -906,13 +875,6 @@ def test_rejected_response_headers_leave_the_stream_usable(
 def test_response_trailer_injection_raises(
     make: Factory, parser: str, request: pytest.FixtureRequest
 ) -> None:
-    reasons = {
-        "httptools": "httptools: send_trailers does not validate trailers; "
-        "b'ok\\r\\nSet-Cookie: evil=1' is written verbatim into the trailer section",
-        "h11": "h11: send_trailers does not raise; h11's LocalProtocolError is swallowed in "
-        "_finish, the last-chunk is never written and the connection just closes",
-    }
-    xfail_for(request, parser, parser, reasons[parser])
     adapter = make()
     adapter.receive_data(GET)
     adapter.send_response(1, 200, [], b"a", False)

@@ -402,12 +402,6 @@ def test_max_requests_sends_goaway_naming_the_last_stream() -> None:
     assert not pair.server.closing  # streams 1 and 3 are still to be answered
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GOAWAY is sent with h2's close_connection(), which moves h2 to CLOSED: "
-    "send_response on streams <= last_stream_id raises h2.exceptions.ProtocolError "
-    "('Invalid input ConnectionInputs.SEND_HEADERS in state ConnectionState.CLOSED')",
-)
 def test_max_requests_still_answers_streams_up_to_the_last() -> None:
     pair = Pair(max_requests=2)
     pair.client.send_headers(1, get_headers(b"/1"), end_stream=True)
@@ -423,13 +417,6 @@ def test_max_requests_still_answers_streams_up_to_the_last() -> None:
     assert response_body(events, 3) == b"three"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after the GOAWAY for max_requests, a HEADERS for a higher stream in the same "
-    "read makes H2Adapter._request call reset_stream on an h2 connection in state CLOSED: "
-    "h2.exceptions.ProtocolError ('Invalid input ConnectionInputs.SEND_RST_STREAM in state "
-    "ConnectionState.CLOSED') escapes receive_data (the call is outside its try)",
-)
 def test_max_requests_refuses_higher_streams_in_the_same_read() -> None:
     pair = Pair(max_requests=2)
     for stream_id in (1, 3, 5):
@@ -442,13 +429,6 @@ def test_max_requests_refuses_higher_streams_in_the_same_read() -> None:
     assert resets(client_events) == [(5, REFUSED)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after the GOAWAY for max_requests the h2 connection is CLOSED, so a HEADERS for "
-    "a higher stream sent before the client saw the GOAWAY is a connection ProtocolError "
-    "('Invalid input ConnectionInputs.RECV_HEADERS in state ConnectionState.CLOSED'): "
-    "streams 1 and 3 are reset instead of stream 5 being refused",
-)
 def test_max_requests_refuses_higher_streams_sent_before_the_goaway_arrived() -> None:
     pair = Pair(max_requests=2)
     pair.client.send_headers(1, get_headers(b"/1"), end_stream=True)
@@ -482,12 +462,6 @@ def test_goaway_names_the_highest_stream_and_waits_for_it() -> None:
     assert pair.server.data_to_send() == b""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="goaway() uses h2's close_connection(), which moves h2 to CLOSED: the open "
-    "stream's response cannot be sent (send_response raises h2.exceptions.ProtocolError "
-    "'Invalid input ConnectionInputs.SEND_HEADERS in state ConnectionState.CLOSED')",
-)
 def test_goaway_lets_open_streams_finish() -> None:
     pair = Pair()
     pair.request(1)
@@ -498,12 +472,6 @@ def test_goaway_lets_open_streams_finish() -> None:
     assert pair.server.closing
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after goaway() the h2 connection is CLOSED, so more request body on a stream "
-    "below last_stream_id is a connection ProtocolError ('Invalid input "
-    "ConnectionInputs.RECV_DATA in state ConnectionState.CLOSED') and the stream is reset",
-)
 def test_goaway_still_receives_bodies_of_open_streams() -> None:
     pair = Pair()
     pair.request(1, end=False, method=b"POST")

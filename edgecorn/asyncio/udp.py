@@ -89,7 +89,7 @@ class QUICConnection(Connection):
             self.listener.handshaking -= 1
         if events:
             self.handle(events)
-        elif self.window_waiters:
+        if self.window_waiters:
             self._wake(self.window_waiters)  # acks free send buffer without any event
         self.flush()
 

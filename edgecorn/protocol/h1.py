@@ -14,8 +14,9 @@ from http import HTTPStatus
 
 from .events import Body, EndBody, Event, H2CUpgrade, Headers, ProtocolError, Request, StreamReset
 
-# Pipelined data beyond this much, held while a response is in progress, pauses reading.
-MAX_PENDING = 256 * 1024
+# A pipelined request held while another is served counts as this many bytes of
+# backlog, so a flood of tiny requests pauses reading like a big body does.
+PENDING_REQUEST_COST = 4096
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(rb"[\x00\r\n]")
@@ -63,6 +64,8 @@ def check_framing(request: Request, max_head: int) -> bool:
         elif lname == b"expect":
             expect = value.lower() == b"100-continue"
         elif lname == b"host":
+            if host:
+                raise BadRequest("duplicate Host header")  # RFC 9112 3.2: routing depends on it
             host = True
     if size > max_head:
         raise BadRequest("request head too large", 431)
@@ -108,12 +111,15 @@ class H1Adapter(ABC):
         # After a WebSocket upgrade request, the connection's bytes are that stream's body.
         self.tunnel = False
         self.request_protocol: str | None = None
+        self.discarding = 0  # a stream whose unread body is being skipped
 
     # --- state the connection reads ---------------------------------------
 
     @property
     def backlog(self) -> int:
-        return self.unacked + self.pending_bytes
+        # Held pipelined requests count too, so a flood of them pauses reading.
+        held = len(self._pending_keep_alive) * PENDING_REQUEST_COST
+        return self.unacked + self.pending_bytes + held
 
     @property
     def closing(self) -> bool:
@@ -134,6 +140,8 @@ class H1Adapter(ABC):
 
     def _emit(self, event: Event) -> None:
         """Deliver now if it belongs to the active request, else hold it (pipelining)."""
+        if event.stream_id == self.discarding:  # type: ignore[union-attr]
+            return
         if self.active == event.stream_id:  # type: ignore[union-attr]
             if isinstance(event, Body):
                 self.unacked += len(event.data)
@@ -176,6 +184,10 @@ class H1Adapter(ABC):
         self.events.append(request)
 
     def _end_of_request(self, stream_id: int, trailers: Headers | None = None) -> None:
+        if stream_id == self.discarding:
+            self.discarding = 0
+            self.request_done = True
+            return
         if stream_id == self.active:
             self.request_done = True
             if self.request_protocol == "websocket":
@@ -244,7 +256,12 @@ class H1Adapter(ABC):
         self.unacked = max(0, self.unacked - size)
 
     def want_body(self, stream_id: int) -> None:
-        if self.expect_continue and stream_id == self.active and not self.response_started:
+        if (
+            self.expect_continue
+            and self.http11  # RFC 9110 10.1.1: HTTP/1.0 clients get no 100
+            and stream_id == self.active
+            and not self.response_started
+        ):
             self.expect_continue = False
             self._send_continue()
 
@@ -269,22 +286,31 @@ class H1Adapter(ABC):
             self._closing = True
 
     def _response_done(self) -> None:
+        if not self.request_done and self.keep_alive:
+            # The app answered without reading the whole body: skip the rest of it
+            # (parsed, not stored), then carry on with the next request.
+            self.discarding = self.active
         self.active = 0
-        if not self.keep_alive or not self.request_done:
+        if not self.keep_alive:
             self._closing = True
             self.pending.clear()
 
     def _frame_headers(self, status: int, headers: Headers, body: bytes, end: bool) -> Headers:
         """Decide body framing and connection persistence; returns the headers to send."""
         has_length = False
+        said_close = False
         for name, value in headers:
             lname = name.lower()
             if lname == b"content-length":
                 has_length = True
             elif lname == b"connection" and b"close" in value.lower():
                 self.keep_alive = False
+                said_close = True
             if not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value):
                 raise ValueError(f"invalid response header {name!r}: {value!r}")
+        if self.expect_continue:
+            # A final answer without 100 Continue: the client may never send the body.
+            self.keep_alive = False
         headers = list(headers)
         self.chunked = False
         if status < 200 or status in (204, 304):
@@ -300,7 +326,8 @@ class H1Adapter(ABC):
             else:
                 self.keep_alive = False  # HTTP/1.0: the body ends when the connection does
         if not self.keep_alive:
-            headers.append((b"connection", b"close"))
+            if not said_close:
+                headers.append((b"connection", b"close"))
         elif not self.http11:
             headers.append((b"connection", b"keep-alive"))
         return headers
@@ -345,6 +372,9 @@ class H1Adapter(ABC):
             self._finish(None)
 
     def send_trailers(self, stream_id: int, headers: Headers) -> None:
+        for name, value in headers:
+            if not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value):
+                raise ValueError(f"invalid trailer {name!r}: {value!r}")
         if stream_id == self.active:
             self._finish(headers)
 
@@ -371,44 +401,54 @@ class HttptoolsAdapter(H1Adapter):
         self.in_head = False
         self.head_bytes = 0
         self.h2c: tuple[Request, bytes, int, list[bytes]] | None = None
+        self.trailers: Headers = []
+        self.last_keep_alive = True
+        self.request_done_parsing = True
+        self.ignore_rest = False
+        self.completed = 0  # messages parsed whole so far
 
     # httptools callbacks (called from inside feed_data)
     def on_message_begin(self) -> None:
         self.url = b""
         self.headers = []
+        self.trailers = []
         self.in_head = True
+        self.head_bytes = 0
 
     def on_url(self, url: bytes) -> None:
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))
+        if self.in_head:
+            self.headers.append((name.lower(), value))
+        else:  # llhttp reports chunked trailers through the same callback
+            self.trailers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         self.in_head = False
-        self.head_bytes = 0
         parser = self.parser
         version = parser.get_http_version()
         self.http11 = version == "1.1"
-        self._new_request(
-            parser.get_method().decode("ascii"),
-            self.url,
-            self.headers,
-            version,
-            parser.should_keep_alive(),
-        )
+        self.last_keep_alive = parser.should_keep_alive()
+        self.request_done_parsing = False
+        method = parser.get_method().decode("ascii")
+        self._new_request(method, self.url, self.headers, version, self.last_keep_alive)
 
     def on_body(self, body: bytes) -> None:
         self._emit(Body(self.last_id, body))
 
     def on_message_complete(self) -> None:
-        self._end_of_request(self.last_id)
+        self.completed += 1
+        self.request_done_parsing = True
+        self._end_of_request(self.last_id, self.trailers or None)
 
     def receive_data(self, data: bytes) -> list[Event]:
         if self._closing:
             return []
         if self.tunnel:
             return self._tunnel_receive(data)
+        if self.ignore_rest:
+            return []
         if self.h2c is not None:
             self._h2c_feed(data)
             events, self.events = self.events, []
@@ -418,6 +458,8 @@ class HttptoolsAdapter(H1Adapter):
                 self.events.append(StreamReset(self.active))
             self._closing = True
             return self.resume()
+        was_in_head = self.in_head
+        completed = self.completed
         try:
             self.parser.feed_data(data)
         except self._httptools.HttpParserUpgrade as exc:
@@ -426,12 +468,19 @@ class HttptoolsAdapter(H1Adapter):
             cause = exc.__context__
             self._fail(cause if isinstance(cause, BadRequest) else BadRequest(str(exc)))
         except self._httptools.HttpParserError as exc:
-            self._fail(BadRequest(str(exc) or "malformed request"))
+            if not self.last_keep_alive and self.request_done_parsing:
+                # RFC 9112 9.6: after a request with `Connection: close`, ignore the rest.
+                self.ignore_rest = True
+            else:
+                self._fail(BadRequest(str(exc) or "malformed request"))
         else:
-            if self.in_head:
+            # A head still incomplete after this read: count what it has taken so far.
+            # When earlier requests also ended in this read, their bytes are not the
+            # head's, so the read is not counted (the next read will be).
+            if self.in_head and (was_in_head or completed == self.completed):
                 self.head_bytes += len(data)
-                if self.head_bytes > self.max_head:
-                    self._fail(BadRequest("request head too large", 431))
+            if self.in_head and self.head_bytes > self.max_head:
+                self._fail(BadRequest("request head too large", 431))
         events = self.events
         self.events = []
         return events
@@ -507,6 +556,8 @@ class H11Adapter(H1Adapter):
         h11 = self._h11
         conn = self.conn
         while not self._closing:
+            if conn.their_state is h11.MUST_CLOSE:
+                return  # RFC 9112 9.6: nothing after a `Connection: close` request counts
             if conn.their_state is h11.IDLE:
                 problem = _head_problem(conn.trailing_data[0])
                 if problem:
@@ -547,13 +598,19 @@ class H11Adapter(H1Adapter):
             elif isinstance(event, h11.Data):
                 self._emit(Body(self.last_id, bytes(event.data)))
             elif isinstance(event, h11.EndOfMessage):
-                trailers = list(event.headers.raw_items()) or None
-                self._end_of_request(self.last_id, trailers)
+                self._end_of_request(self.last_id, list(event.headers) or None)
+                self._next_cycle()
             elif isinstance(event, h11.ConnectionClosed):
                 if self.active and not self.request_done:
                     self.events.append(StreamReset(self.active))
                 self._closing = True
                 return
+
+    @property
+    def backlog(self) -> int:
+        # Pipelined bytes wait unparsed in h11's buffer: they count as backlog.
+        unparsed: int = len(self.conn._receive_buffer)
+        return self.unacked + self.pending_bytes + unparsed
 
     def _h2c_event(self, event: object) -> None:
         h11 = self._h11
@@ -592,9 +649,9 @@ class H11Adapter(H1Adapter):
             H1Adapter.send_response(self, stream_id, status, headers, body, end)
             return
         h11 = self._h11
+        headers = self._frame_headers(status, headers, body, end)
         self.response_started = True
         self.expect_continue = False
-        headers = self._frame_headers(status, headers, body, end)
         response = h11.Response(status_code=status, headers=headers, reason=_reason(status))
         self.out.append(self.conn.send(response))
         if body and not self.head_only:
@@ -627,11 +684,17 @@ class H11Adapter(H1Adapter):
         self._response_done()
         if self._closing:
             return
-        if self.conn.our_state is h11.MUST_CLOSE or self.conn.their_state is not h11.DONE:
+        if self.conn.our_state is h11.MUST_CLOSE:
             self._closing = True
             return
-        self.conn.start_next_cycle()
+        self._next_cycle()
         self._next_events()
+
+    def _next_cycle(self) -> None:
+        """Both sides done (our response sent, their body read or skipped): next request."""
+        h11 = self._h11
+        if self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE:
+            self.conn.start_next_cycle()
 
 
 def _reason(status: int) -> bytes:

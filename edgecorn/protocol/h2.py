@@ -8,6 +8,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+from hyperframe.frame import GoAwayFrame
 
 from .events import Body, EndBody, Event, Headers, ProtocolError, Request, StreamReset
 
@@ -51,10 +52,12 @@ class H2Adapter:
         self.max_requests = max_requests
         self.requests = 0
         self.open: set[int] = set()  # streams whose response is not finished
+        self.head: set[int] = set()  # HEAD requests: the response has no body
         self.unacked: dict[int, int] = {}
         self.trailers: dict[int, Headers] = {}
         self.last_stream_id: int | None = None  # set once GOAWAY has been sent
         self.terminated = False
+        self.extra = b""  # frames we write ourselves (graceful GOAWAY), after h2's own
 
     def initiate(self, upgrade_settings: bytes | None = None) -> None:
         if upgrade_settings is None:
@@ -77,7 +80,10 @@ class H2Adapter:
         return not self.open
 
     def data_to_send(self) -> bytes:
-        return self.conn.data_to_send()
+        data = self.conn.data_to_send()
+        if self.extra:
+            data, self.extra = data + self.extra, b""
+        return data
 
     # --- receiving -------------------------------------------------------------
 
@@ -140,7 +146,10 @@ class H2Adapter:
         sid = event.stream_id
         if self.last_stream_id is not None and sid > self.last_stream_id:
             # After our GOAWAY: the peer retries it elsewhere (RFC 9113 6.8).
-            self.conn.reset_stream(sid, h2.errors.ErrorCodes.REFUSED_STREAM)
+            try:
+                self.conn.reset_stream(sid, h2.errors.ErrorCodes.REFUSED_STREAM)
+            except h2.exceptions.ProtocolError:
+                pass  # already closed from the peer's side
             return
         method = b""
         path = b""
@@ -166,6 +175,8 @@ class H2Adapter:
             headers.insert(0, (b"host", authority))
         self.open.add(sid)
         self.requests += 1
+        if method == b"HEAD":
+            self.head.add(sid)
         events.append(
             Request(sid, method.decode("ascii"), path, headers, "2", scheme, authority, protocol)
         )
@@ -216,6 +227,8 @@ class H2Adapter:
         """Callers size `data` with `sendable` first; frames are cut here."""
         if stream_id not in self.open:
             return
+        if stream_id in self.head:
+            data = b""
         size = self.conn.max_outbound_frame_size
         last = len(data) - size
         for start in range(0, len(data), size):
@@ -252,13 +265,16 @@ class H2Adapter:
         if last_stream_id is None:
             last_stream_id = self.conn.highest_inbound_stream_id
         self.last_stream_id = last_stream_id
-        self.conn.close_connection(last_stream_id=last_stream_id)
+        # Not h2's close_connection(): that moves h2 to CLOSED, which refuses to finish
+        # the streams a graceful GOAWAY promises to answer (RFC 9113 6.8).
+        self.extra += GoAwayFrame(0, last_stream_id=last_stream_id, error_code=0).serialize()
 
     def _done(self, stream_id: int) -> None:
         self._drop(stream_id)
 
     def _drop(self, stream_id: int) -> None:
         self.open.discard(stream_id)
+        self.head.discard(stream_id)
         left = self.unacked.pop(stream_id, 0)
         if left:
             # Give the connection window back for data nobody will read.

@@ -50,6 +50,7 @@ class H3Adapter:
         self.early_data_unsafe = early_data_unsafe
         self.requests = 0
         self.open: set[int] = set()
+        self.head: set[int] = set()  # HEAD requests: the response has no body
         self.unread: dict[int, int] = {}
         self.unread_total = 0
         self.last_stream_id: int | None = None  # set once GOAWAY has been sent
@@ -174,6 +175,8 @@ class H3Adapter:
                 headers.append((name, value))
         self.open.add(sid)
         self.requests += 1
+        if method == b"HEAD":
+            self.head.add(sid)
         if size > self.max_header_list_size:
             self._refuse(sid, 431)
             return
@@ -228,6 +231,8 @@ class H3Adapter:
     ) -> None:
         if stream_id not in self.open or self.h3 is None:
             return
+        if stream_id in self.head:
+            body = b""
         self.h3.send_headers(stream_id, self._headers(status, headers), end and not body)
         if body:
             self.h3.send_data(stream_id, body, end)
@@ -237,6 +242,8 @@ class H3Adapter:
     def send_data(self, stream_id: int, data: bytes, end: bool) -> None:
         if stream_id not in self.open or self.h3 is None:
             return
+        if stream_id in self.head:
+            data = b""
         self.h3.send_data(stream_id, data, end)
         if end:
             self._drop(stream_id)
@@ -285,5 +292,6 @@ class H3Adapter:
 
     def _drop(self, stream_id: int) -> None:
         self.open.discard(stream_id)
+        self.head.discard(stream_id)
         unread = self.unread.pop(stream_id, 0)
         self.unread_total -= unread

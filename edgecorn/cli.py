@@ -178,5 +178,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from edgecorn.run import run
 
-    status: int = run(config)
+    # SIGHUP re-reads the same flags and files.
+    status: int = run(config, reload_config=lambda: parse_args(args))
     return status

@@ -136,6 +136,7 @@ class Config:
     pid_path: str | None = None
     max_requests: int | None = None
     max_requests_jitter: int = 0
+    max_worker_rss: int | None = None  # MB; a bigger worker is replaced gracefully
 
     def __init__(self, **values: Any) -> None:
         for name in OPTIONS:  # own copies, so config.bind.append() never edits the defaults
@@ -541,6 +542,6 @@ _SPECS: dict[str, Validator] = {
     "errorlog": _str(optional=True, path=True), "loglevel": _choice(LOG_LEVELS, upper=True),
     "workers": _int(0), "worker_class": _choice(WORKER_CLASSES),
     "pid_path": _str(optional=True, path=True), "max_requests": _max_requests,
-    "max_requests_jitter": _int(0),
+    "max_requests_jitter": _int(0), "max_worker_rss": _int(1, optional=True),
 }
 OPTIONS: tuple[str, ...] = tuple(_SPECS)

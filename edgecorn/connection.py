@@ -206,6 +206,8 @@ class Connection(ABC):
         else:
             stream = HTTPStream(self, request)
         self.streams[request.stream_id] = stream
+        if self.manager.request_limit is not None:
+            self.manager.count_request()
         self.spawn(stream.run(self.app))
 
     def _upgrade_h2c(self, event: H2CUpgrade) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,9 @@ class ConnectionManager:
         self.alt_svc: bytes | None = None
         self.extra_headers: Headers = []
         self.draining = False
+        self.requests = 0
+        self.request_limit: int | None = None
+        self.on_request_limit: Callable[[], None] | None = None
         self.refresh_headers()
 
     # --- adapters ---------------------------------------------------------------
@@ -93,6 +97,13 @@ class ConnectionManager:
         log.info("Advertising HTTP/3: alt-svc: %s", value)
 
     # --- registry ------------------------------------------------------------------
+
+    def count_request(self) -> None:
+        self.requests += 1
+        if self.request_limit is not None and self.requests == self.request_limit:
+            if self.on_request_limit is not None:
+                log.info("Served %d requests (max_requests): restarting this worker", self.requests)
+                self.on_request_limit()
 
     def add(self, conn: Connection) -> None:
         self.connections.add(conn)

@@ -1,7 +1,19 @@
-"""run(config): the process model. `workers: 0` serves here; N forks N workers.
+"""run(config): the process model.
 
-Sockets are bound once, before any worker starts, so a port in use is one
-clear error and every worker shares the same listeners.
+`workers: 0` serves in this process. Otherwise a supervisor binds the TCP
+sockets once, forks the workers (each loads the app itself, so a restart picks
+up new code), keeps their number, and restarts them without dropping requests:
+
+- SIGTERM / SIGINT: graceful stop (a second SIGINT: stop at once);
+- SIGHUP: rolling restart with the configuration read again: each new worker
+  starts and reports ready before the one it replaces is told to drain;
+- SIGTTIN / SIGTTOU: one worker more / less;
+- a worker that dies is replaced (with back-off when it keeps dying young);
+  `max_requests` (+ jitter) and `max_worker_rss` retire workers gracefully.
+
+Each worker has its own UDP socket per QUIC address, all in one SO_REUSEPORT
+group; `reuseport.py` steers every datagram to the worker that owns its
+connection.
 """
 
 from __future__ import annotations
@@ -9,55 +21,39 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
+import select
 import signal
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from . import reuseport
 from .asgi.dispatch import AppLoadError, load_app
 from .asgi.lifespan import LifespanFailure
 from .config import Config
 from .logging import configure_logging
-from .sockets import Sockets, create_sockets
+from .protocol import quic as _quic  # noqa: F401  (its Retry key must exist before forking)
+from .sockets import Sockets, create_sockets, parse_host_port, quic_binds
 
 log = logging.getLogger("edgecorn.error")
 
-# A worker that could not start (lifespan failure) exits with this, so the
-# supervisor stops instead of restarting it forever.
+# A worker that could not start (app import or lifespan failure) exits with this.
 STARTUP_FAILED = 3
+# A worker that dies younger than this counts as failing at start: back off.
+YOUNG = 5.0
+MAX_BACKOFF = 30.0
 
 
-def run(config: Config) -> int:
+def run(config: Config, reload_config: Callable[[], Config] | None = None) -> int:
     configure_logging(config)
     if config.application_path is None and not config.ssl_enabled:
         _use_dev_certs(config)
-    try:
-        app = load_app(config)
-    except AppLoadError as exc:
-        print(f"edgecorn: error: {exc}", file=sys.stderr)
-        return 1
-    try:
-        sockets = create_sockets(config)
-    except OSError as exc:
-        print(
-            f"edgecorn: error: cannot listen on {config.bind + config.insecure_bind}: {exc}",
-            file=sys.stderr,
-        )
-        return 1
-    if config.pid_path:
-        with open(config.pid_path, "w") as file:
-            file.write(f"{os.getpid()}\n")
-    try:
-        if config.workers == 0:
-            return _serve(app, config, sockets)
-        return _supervise(app, config, sockets)
-    finally:
-        sockets.close()
-        if config.pid_path:
-            try:
-                os.remove(config.pid_path)
-            except OSError:
-                pass
+    if config.workers == 0 and not getattr(config, "reload", False):
+        return _run_here(config)
+    return Supervisor(config, reload_config).run()
 
 
 def _use_dev_certs(config: Config) -> None:
@@ -69,20 +65,59 @@ def _use_dev_certs(config: Config) -> None:
     log.info("%s", trust_hint(cafile))
 
 
-def _serve(app: Any, config: Config, sockets: Sockets) -> int:
+def _listen_error(config: Config, exc: OSError) -> int:
+    binds = config.bind + config.insecure_bind + config.quic_bind
+    print(f"edgecorn: error: cannot listen on {', '.join(binds)}: {exc}", file=sys.stderr)
+    return 1
+
+
+def _run_here(config: Config) -> int:
+    try:
+        app = load_app(config)
+    except AppLoadError as exc:
+        print(f"edgecorn: error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        sockets = create_sockets(config)
+    except OSError as exc:
+        return _listen_error(config, exc)
+    _write_pid(config)
+    try:
+        return _serve(app, config, sockets)
+    finally:
+        sockets.close()
+        _remove_pid(config)
+
+
+def _serve(
+    app: Any,
+    config: Config,
+    sockets: Sockets,
+    on_ready: Callable[[], None] | None = None,
+    request_limit: int | None = None,
+    on_retire: Callable[[], None] | None = None,
+) -> int:
+    """Serve until stopped, on the configured event loop; returns the exit status."""
+    if config.worker_class == "trio":
+        print("edgecorn: error: worker_class 'trio' is not available", file=sys.stderr)
+        return 2
     from .asyncio import serve
 
     if config.worker_class == "uvloop":
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    elif config.worker_class == "trio":
-        print(
-            "edgecorn: error: worker_class 'trio' is not available in this build", file=sys.stderr
-        )
-        return 2
     try:
-        asyncio.run(serve(app, config, sockets=sockets))
+        asyncio.run(
+            serve(
+                app,
+                config,
+                sockets=sockets,
+                on_ready=on_ready,
+                request_limit=request_limit,
+                on_retire=on_retire,
+            )
+        )
     except LifespanFailure as exc:
         print(f"edgecorn: error: application startup failed: {exc}", file=sys.stderr)
         return STARTUP_FAILED
@@ -91,56 +126,356 @@ def _serve(app: Any, config: Config, sockets: Sockets) -> int:
     return 0
 
 
-def _supervise(app: Any, config: Config, sockets: Sockets) -> int:
-    """Fork the workers, forward SIGINT/SIGTERM to them, replace crashed ones."""
-    stopping = False
-    workers: dict[int, int] = {}  # pid -> index
+def _write_pid(config: Config) -> None:
+    if config.pid_path:
+        with open(config.pid_path, "w") as file:
+            file.write(f"{os.getpid()}\n")
 
-    def start(index: int) -> None:
+
+def _remove_pid(config: Config) -> None:
+    if config.pid_path:
+        try:
+            os.remove(config.pid_path)
+        except OSError:
+            pass
+
+
+@dataclass
+class Worker:
+    index: int  # its socket index in every QUIC group (and its CID tag)
+    pid: int
+    ready_fd: int
+    started: float
+    replaces: Worker | None = None  # drain this one once we are ready
+    ready: bool = False
+    retiring: bool = False  # told to drain (or draining itself): takes no new connections
+    replacing: bool = False  # a replacement for it is starting
+
+
+class Supervisor:
+    def __init__(self, config: Config, reload_config: Callable[[], Config] | None) -> None:
+        self.config = config
+        self.reload_config = reload_config
+        self.target = max(1, config.workers)
+        self.workers: dict[int, Worker] = {}  # pid -> worker
+        self.quic_groups: list[list[Any]] = []  # per QUIC address, sockets by index
+        self.quic_addresses: list[tuple[str, int]] = []
+        self.steering = True
+        self.stopping = False
+        self.stop_deadline = 0.0
+        self.signals: list[int] = []
+        self.status = 0
+        self.backoff = 0.0
+        self.respawn_at = 0.0
+        self.started_once = False
+
+    # --- start and stop ---------------------------------------------------------
+
+    def run(self) -> int:
+        config = self.config
+        try:
+            self.sockets = create_sockets(config, quic=False)
+            for bind in quic_binds(config, self.sockets.secure):
+                self.quic_addresses.append(parse_host_port(bind))
+                self.quic_groups.append([])
+            self._quic_sockets(0)
+        except OSError as exc:
+            return _listen_error(config, exc)
+        _write_pid(config)
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        old_wakeup = signal.set_wakeup_fd(wake_w)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
+            signal.signal(sig, self._on_signal)
+        reloader = self._start_reloader()
+        try:
+            # One worker first: a broken app or lifespan is reported once, then the rest.
+            self._spawn()
+            while self.workers or not self.stopping:
+                self._loop_once(wake_r)
+        finally:
+            if reloader is not None:
+                reloader.set()
+            signal.set_wakeup_fd(old_wakeup)
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_DFL)
+            self.sockets.close()
+            for group in self.quic_groups:
+                for sock in group:
+                    sock.close()
+            os.close(wake_r)
+            os.close(wake_w)
+            _remove_pid(config)
+        return self.status
+
+    def _start_reloader(self) -> Any:
+        if not getattr(self.config, "reload", False):
+            return None
+        import threading
+
+        from .reload import reload_loop
+
+        stop = threading.Event()
+        reload_loop(self.config, lambda changed: os.kill(os.getpid(), signal.SIGHUP), stop)
+        return stop
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.signals.append(signum)
+
+    def _loop_once(self, wake_r: int) -> None:
+        fds = [wake_r] + [w.ready_fd for w in self.workers.values() if w.ready_fd >= 0]
+        try:
+            readable, _, _ = select.select(fds, [], [], 0.5)
+        except InterruptedError:
+            readable = []
+        if wake_r in readable:
+            try:
+                os.read(wake_r, 4096)
+            except BlockingIOError:
+                pass
+        for worker in list(self.workers.values()):
+            if worker.ready_fd in readable:
+                self._worker_message(worker)
+        while self.signals:
+            self._handle_signal(self.signals.pop(0))
+        self._reap()
+        now = time.monotonic()
+        if self.stopping:
+            if now >= self.stop_deadline:
+                self._kill_all(signal.SIGKILL)
+            return
+        self._check_rss()
+        if self.started_once and now >= self.respawn_at:
+            while self._accepting() < self.target:
+                self._spawn()
+
+    def _handle_signal(self, signum: int) -> None:
+        if signum in (signal.SIGINT, signal.SIGTERM):
+            if self.stopping and signum == signal.SIGINT:
+                log.info("Second interrupt: stopping now")
+                self._kill_all(signal.SIGKILL)
+                return
+            self._stop()
+        elif signum == signal.SIGHUP and not self.stopping:
+            self._rolling_restart()
+        elif signum == signal.SIGTTIN and not self.stopping:
+            self.target += 1
+            log.info("SIGTTIN: %d workers", self.target)
+        elif signum == signal.SIGTTOU and not self.stopping and self.target > 1:
+            self.target -= 1
+            log.info("SIGTTOU: %d workers", self.target)
+            newest = max(
+                (w for w in self.workers.values() if not w.retiring), key=lambda w: w.started
+            )
+            self._retire(newest)
+
+    def _stop(self) -> None:
+        if self.stopping:
+            return
+        log.info("Stopping: workers finish open requests (up to %ss)", self.config.graceful_timeout)
+        self.stopping = True
+        self.stop_deadline = time.monotonic() + self.config.graceful_timeout + 5.0
+        self._kill_all(signal.SIGTERM)
+
+    def _kill_all(self, sig: int) -> None:
+        for pid in list(self.workers):
+            _kill(pid, sig)
+
+    # --- workers ------------------------------------------------------------------
+
+    def _accepting(self) -> int:
+        """Workers that count towards the target (a replacement stands for its old one)."""
+        return sum(1 for w in self.workers.values() if not (w.retiring or w.replaces))
+
+    def _free_index(self) -> int:
+        used = {w.index for w in self.workers.values()}
+        index = 0
+        while index in used:
+            index += 1
+        return index
+
+    def _quic_sockets(self, index: int) -> list[Any]:
+        """This index's socket in every QUIC group, creating the group up to it."""
+        for (host, port), group in zip(self.quic_addresses, self.quic_groups, strict=True):
+            while len(group) <= index:
+                if group:  # the group shares the port the first socket got
+                    port = group[0].getsockname()[1]
+                group.append(reuseport.reuseport_udp_socket(host, port))
+        return [group[index] for group in self.quic_groups]
+
+    def _steer(self) -> None:
+        if not self.quic_groups or not self.steering:
+            return
+        live = sorted(w.index for w in self.workers.values())
+        accepting = sorted(w.index for w in self.workers.values() if not w.retiring) or live
+        if not live:
+            return
+        for group in self.quic_groups:
+            if not reuseport.attach(group[0], live, accepting):
+                self.steering = False
+                return
+
+    def _spawn(self, replaces: Worker | None = None) -> Worker:
+        config = self.config
+        index = self._free_index()
+        quic = self._quic_sockets(index)
+        ready_r, ready_w = os.pipe()
+        limit = None
+        if config.max_requests:
+            limit = config.max_requests + random.randint(0, max(0, config.max_requests_jitter))
+        if replaces is not None:
+            replaces.replacing = True
         pid = os.fork()
-        if pid == 0:
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if pid == 0:  # the worker
+            os.close(ready_r)
             code = 1
             try:
-                code = _serve(app, config, sockets)
+                code = _worker_main(config, self.sockets, quic, index, ready_w, limit)
             finally:
                 os._exit(code)
-        workers[pid] = index
+        os.close(ready_w)
+        worker = Worker(index, pid, ready_r, time.monotonic(), replaces)
+        self.workers[pid] = worker
+        self._steer()
+        return worker
 
-    def stop(signum: int, frame: Any) -> None:
-        nonlocal stopping
-        if stopping and signum == signal.SIGINT:
-            for pid in workers:  # a second CTRL+C: stop at once
-                _kill(pid, signal.SIGKILL)
-        stopping = True
-        for pid in workers:
-            _kill(pid, signal.SIGTERM)
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    for index in range(config.workers):
-        start(index)
-    status = 0
-    while workers:
+    def _worker_message(self, worker: Worker) -> None:
         try:
-            pid, wait_status = os.wait()
-        except ChildProcessError:
-            break
-        except InterruptedError:
-            continue
-        if pid not in workers:
-            continue
-        index = workers.pop(pid)
-        code = os.waitstatus_to_exitcode(wait_status)
-        if code == STARTUP_FAILED:
-            status = STARTUP_FAILED
-            stop(signal.SIGTERM, None)
-        elif not stopping:
-            log.warning("worker %d (pid %d) exited with %d; starting a new one", index, pid, code)
-            time.sleep(0.1)
-            start(index)
-    return status
+            data = os.read(worker.ready_fd, 64)
+        except OSError:
+            data = b""
+        if not data:  # the worker closed its end: it is exiting
+            os.close(worker.ready_fd)
+            worker.ready_fd = -1
+            return
+        if b"R" in data and not worker.ready:
+            worker.ready = True
+            self.started_once = True
+            self.backoff = 0.0 if time.monotonic() - worker.started > YOUNG else self.backoff
+            if worker.replaces is not None:
+                self._retire(worker.replaces)
+                worker.replaces = None
+        if b"L" in data and not worker.retiring:  # max_requests reached: it drains itself
+            worker.retiring = True
+            self._steer()
+
+    def _retire(self, worker: Worker) -> None:
+        if worker.pid in self.workers and not worker.retiring:
+            worker.retiring = True
+            self._steer()
+            _kill(worker.pid, signal.SIGTERM)
+
+    def _rolling_restart(self) -> None:
+        if self.reload_config is not None:
+            try:
+                new = self.reload_config()
+            except Exception as exc:  # a broken config must not take the server down
+                log.error("SIGHUP: configuration not reloaded: %s", exc)
+            else:
+                if (new.bind, new.insecure_bind, new.quic_bind) != (
+                    self.config.bind,
+                    self.config.insecure_bind,
+                    self.config.quic_bind,
+                ):
+                    log.warning("SIGHUP: listeners changed; they apply after a full restart")
+                if new.application_path is None and not new.ssl_enabled:
+                    new.certfile, new.keyfile = self.config.certfile, self.config.keyfile
+                self.config = new
+                self.target = max(1, new.workers)
+        log.info("SIGHUP: rolling restart of %d workers", len(self.workers))
+        for worker in [w for w in self.workers.values() if not (w.retiring or w.replacing)]:
+            self._spawn(replaces=worker)
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, wait_status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            worker = self.workers.pop(pid, None)
+            if worker is None:
+                continue
+            if worker.ready_fd >= 0:
+                os.close(worker.ready_fd)
+            self._steer()
+            self._worker_exited(worker, os.waitstatus_to_exitcode(wait_status))
+
+    def _worker_exited(self, worker: Worker, code: int) -> None:
+        if self.stopping or worker.retiring:
+            return
+        if code == STARTUP_FAILED and not self.started_once:
+            self.status = 1  # the worker printed why
+            self._stop()
+            return
+        age = time.monotonic() - worker.started
+        if age < YOUNG:
+            self.backoff = min(MAX_BACKOFF, self.backoff * 2 or 1.0)
+            self.respawn_at = time.monotonic() + self.backoff
+            self.started_once = True
+            log.error(
+                "worker %d (pid %d) exited with %d after %.1fs; restarting in %.0fs",
+                worker.index, worker.pid, code, age, self.backoff,
+            )
+        else:
+            log.warning("worker %d (pid %d) exited with %d; restarting",
+                        worker.index, worker.pid, code)
+        if worker.replaces is not None:
+            worker.replaces.replacing = False  # it never came up: the old one stays
+
+    def _check_rss(self) -> None:
+        limit = getattr(self.config, "max_worker_rss", None)
+        if not limit:
+            return
+        for worker in list(self.workers.values()):
+            if worker.retiring or worker.replacing or not worker.ready:
+                continue
+            rss = _rss_mb(worker.pid)
+            if rss is not None and rss > limit:
+                log.warning("worker %d uses %d MB (max_worker_rss %d): replacing it",
+                            worker.index, rss, limit)
+                self._spawn(replaces=worker)  # its readiness drains this one
+
+
+def _worker_main(
+    config: Config,
+    tcp: Sockets,
+    quic: list[Any],
+    index: int,
+    ready_w: int,
+    limit: int | None,
+) -> int:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
+        signal.signal(sig, signal.SIG_IGN)  # for the supervisor (a terminal signals them all)
+    signal.set_wakeup_fd(-1)
+    try:
+        app = load_app(config)
+    except AppLoadError as exc:
+        print(f"edgecorn: error: {exc}", file=sys.stderr)
+        return STARTUP_FAILED
+    sockets = Sockets(tcp.secure, tcp.insecure, quic, quic_tag=index if len(quic) else None)
+
+    def tell(message: bytes) -> None:
+        try:
+            os.write(ready_w, message)
+        except OSError:
+            pass
+
+    return _serve(app, config, sockets, lambda: tell(b"R"), limit, lambda: tell(b"L"))
+
+
+def _rss_mb(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as file:
+            for line in file:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        return None
+    return None
 
 
 def _kill(pid: int, sig: int) -> None:

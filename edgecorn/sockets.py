@@ -24,6 +24,7 @@ class Sockets:
     secure: list[socket.socket] = field(default_factory=list)
     insecure: list[socket.socket] = field(default_factory=list)
     quic: list[socket.socket] = field(default_factory=list)
+    quic_tag: int | None = None  # this worker's connection ID tag (several workers)
 
     def all(self) -> list[socket.socket]:
         return self.secure + self.insecure + self.quic
@@ -108,7 +109,7 @@ def quic_binds(config: Config, secure: list[socket.socket]) -> list[str]:
     return binds
 
 
-def create_sockets(config: Config) -> Sockets:
+def create_sockets(config: Config, quic: bool = True) -> Sockets:
     sockets = Sockets()
     try:
         secure = sockets.secure if config.ssl_enabled else sockets.insecure
@@ -121,7 +122,7 @@ def create_sockets(config: Config) -> Sockets:
             sockets.insecure.append(create_socket(bind, config.backlog))
         if config.quic_bind and not config.ssl_enabled:
             raise OSError("quic_bind needs a certificate (certfile and keyfile): QUIC is TLS only")
-        for bind in quic_binds(config, sockets.secure):
+        for bind in quic_binds(config, sockets.secure) if quic else []:
             sockets.quic.append(create_udp_socket(bind))
     except BaseException:
         sockets.close()

@@ -28,8 +28,15 @@ async def serve(
     *,
     shutdown_trigger: Callable[..., Awaitable[Any]] | None = None,
     sockets: Sockets | None = None,
+    on_ready: Callable[[], None] | None = None,
+    request_limit: int | None = None,
+    on_retire: Callable[[], None] | None = None,
 ) -> None:
-    """Serve `app` until `shutdown_trigger` returns (or SIGINT/SIGTERM without one)."""
+    """Serve `app` until `shutdown_trigger` returns (or SIGINT/SIGTERM without one).
+
+    The supervisor's extras: `on_ready` once listening; after `request_limit`
+    requests, `on_retire` is called and the server stops gracefully.
+    """
     loop = asyncio.get_running_loop()
     if not logging.getLogger("edgecorn").handlers:
         configure_logging(config)  # API use; run() has configured it already
@@ -68,10 +75,26 @@ async def serve(
         quic_listeners = await _start_quic(loop, manager, sockets, tasks)
 
         ticker = _Ticker(loop, manager)
+        if on_ready is not None:
+            on_ready()
+        stop = asyncio.Event()
+        if request_limit is not None:
+            manager.request_limit = request_limit
+
+            def retire() -> None:
+                if on_retire is not None:
+                    on_retire()
+                stop.set()
+
+            manager.on_request_limit = retire
+        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
         if shutdown_trigger is None:
-            await _wait_for_signal(loop)
+            waiters.append(asyncio.ensure_future(_wait_for_signal(loop)))
         else:
-            await shutdown_trigger()
+            waiters.append(asyncio.ensure_future(shutdown_trigger()))
+        _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in pending:
+            waiter.cancel()
         log.info("Shutting down: finishing open requests (up to %ss)", config.graceful_timeout)
         for server in servers:
             server.close()
@@ -103,7 +126,7 @@ async def _start_quic(
     tickets = TicketStore()
     listeners = []
     for sock in sockets.quic:
-        listener = QUICListener(manager, sock, configuration, tickets, tasks)
+        listener = QUICListener(manager, sock, configuration, tickets, tasks, sockets.quic_tag)
         await loop.create_datagram_endpoint(_factory(listener), sock=sock)
         listeners.append(listener)
         log.info("Running on %s (h3; CTRL + C to quit)", describe(sock, True))

@@ -177,8 +177,10 @@ class QUICListener(asyncio.DatagramProtocol):
         configuration: QuicConfiguration,
         tickets: TicketStore,
         tasks: set[Any],
+        cid_tag: int | None = None,
     ) -> None:
         self.manager = manager
+        self.cid_tag = cid_tag
         self.sock = sock
         self.configuration = configuration
         self.tickets = tickets
@@ -221,6 +223,7 @@ class QUICListener(asyncio.DatagramProtocol):
                 return
             quic = EdgeQuicConnection(
                 early_data=self.early_data,
+                cid_tag=self.cid_tag,
                 configuration=self.configuration,
                 original_destination_connection_id=route.original_dcid,
                 retry_source_connection_id=route.retry_scid,

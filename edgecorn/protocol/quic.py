@@ -66,17 +66,37 @@ def quic_configuration(config: Config) -> QuicConfiguration:
 
 
 class EdgeQuicConnection(QuicConnection):
-    """aioquic's server connection, with 0-RTT offered in tickets only when enabled."""
+    """aioquic's server connection, with 0-RTT offered in tickets only when enabled,
+    and, with several workers, connection IDs whose first byte names the worker
+    (see reuseport.py) so the kernel steers every packet to it."""
 
-    def __init__(self, *, early_data: bool, **kwargs: Any) -> None:
+    def __init__(self, *, early_data: bool, cid_tag: int | None = None, **kwargs: Any) -> None:
         self.edge_early_data = early_data
+        self.edge_cid_tag = cid_tag
         super().__init__(**kwargs)
+        if cid_tag is not None:
+            first = self._host_cids[0]
+            first.cid = tagged_cid(cid_tag)
+            self.host_cid = first.cid
+            self._local_initial_source_connection_id = first.cid
+
+    def _replenish_connection_ids(self) -> None:
+        super()._replenish_connection_ids()
+        tag = self.edge_cid_tag
+        if tag is not None:
+            for connection_id in self._host_cids:
+                if not connection_id.was_sent and connection_id.cid[0] != tag:
+                    connection_id.cid = tagged_cid(tag)  # not yet announced: safe to change
 
     def _initialize(self, peer_cid: bytes) -> None:
         super()._initialize(peer_cid)
         if not self.edge_early_data:
             # Tickets then carry no early_data extension, so clients resume without 0-RTT.
             self.tls._max_early_data = None
+
+
+def tagged_cid(tag: int) -> bytes:
+    return bytes([tag]) + os.urandom(CID_LENGTH - 1)
 
 
 class RetryTokens:

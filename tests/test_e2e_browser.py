@@ -120,10 +120,11 @@ def test_chromium_alt_svc_upgrade_h2_to_h3(browser_server: Any, chromium: Any) -
     assert info["error"] is None, diag
     assert nav == "h2", diag
     assert info["server_page"] == "2", diag
-    assert info["fetches"][0]["hop"] == "h2" and info["fetches"][0]["server"] == "2", diag
-    upgraded_fetches = [f for f in info["fetches"] if f["hop"] == "h3"]
-    assert upgraded_fetches, f"no fetch went over h3 within 20 s: {diag}"
-    assert all(f["server"] == "3" for f in upgraded_fetches), diag
+    # Every fetch: what the browser reports matches what the server saw. The first fetch
+    # may already be on h3 when Chromium's QUIC connection won the race to the origin.
+    expected = {"h2": "2", "h3": "3"}
+    assert all(expected.get(f["hop"]) == f["server"] for f in info["fetches"]), diag
+    assert any(f["hop"] == "h3" for f in info["fetches"]), f"no fetch went over h3: {diag}"
     assert second, f"the second load did not finish: {diag}"
     again = json.loads(second)
     assert (again["nav"], again["server_page"]) == ("h3", "3"), f"{again}\n{diag}"

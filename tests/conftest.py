@@ -151,6 +151,17 @@ def _wait_tcp(port: int, server: Server, deadline: float) -> None:
             time.sleep(0.05)
 
 
+def _wait_serving(server: Server, deadline: float) -> None:
+    """Sockets are bound before the app starts (a connect can succeed early): wait for
+    the "Running on" line, or for the server to die (then fail with its log)."""
+    while "Running on" not in server.stderr():
+        if not server.alive():
+            raise RuntimeError(f"server exited during start-up\n{server.describe()}")
+        if time.monotonic() > deadline:
+            return  # logging may be configured away: the port answers, go on
+        time.sleep(0.05)
+
+
 def _wait_unix(path: str, server: Server, deadline: float) -> None:
     while True:
         if not server.alive():
@@ -244,6 +255,7 @@ class ServerFactory:
                 _wait_tcp(p, server, deadline)
             for path_ in wait_unix:
                 _wait_unix(path_, server, deadline)
+            _wait_serving(server, deadline)
         except RuntimeError as exc:
             server.stop()
             print(server.describe(), file=sys.stderr)

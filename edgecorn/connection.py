@@ -14,6 +14,7 @@ import logging
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Iterable
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from .asgi.http import HTTPStream
@@ -55,6 +56,7 @@ class Connection(ABC):
         self.access_log = manager.access_log
         self.extensions = manager.extensions
         self.scheme = "https" if secure else "http"
+        self.advertise = secure  # Alt-Svc goes on https responses over TCP
         self.proto: Adapter | None = None
         self.sniffed = b""
         self.streams: dict[int, HTTPStream | WebSocketStream] = {}
@@ -208,7 +210,7 @@ class Connection(ABC):
         self.streams[request.stream_id] = stream
         if self.manager.request_limit is not None:
             self.manager.count_request()
-        self.spawn(stream.run(self.app))
+        self.spawn(stream.run(status_app(request.refuse) if request.refuse else self.app))
 
     def _upgrade_h2c(self, event: H2CUpgrade) -> None:
         self.write(
@@ -275,7 +277,7 @@ class Connection(ABC):
         """The app's headers, checked, plus Server/Date/Alt-Svc unless the app set them."""
         result = list(headers)
         _check_headers(result)
-        extra = self.manager.extra_headers
+        extra = self.manager.extra_headers if self.advertise else self.manager.extra_headers_plain
         if extra:
             present = {name.lower() for name, _ in result}
             result.extend(item for item in extra if item[0] not in present)
@@ -423,3 +425,15 @@ def _check_headers(headers: Headers) -> None:
     for name, value in headers:
         if not name or _BAD_NAME.search(name) or _BAD_VALUE.search(value):
             raise ValueError(f"invalid response header {name!r}: {value!r}")
+
+
+def status_app(status: int) -> Any:
+    """An answer from the server itself, through the usual stream (headers, access log)."""
+    body = f"{status} {HTTPStatus(status).phrase}\n".encode()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return app

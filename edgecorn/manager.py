@@ -54,6 +54,7 @@ class ConnectionManager:
         self.h2c = "h2" in config.alpn_protocols
         self.alt_svc: bytes | None = None
         self.extra_headers: Headers = []
+        self.extra_headers_plain: Headers = []
         self.draining = False
         self.requests = 0
         self.request_limit: int | None = None
@@ -122,8 +123,11 @@ class ConnectionManager:
             headers.append((b"server", b"edgecorn"))
         if self.config.include_date_header:
             headers.append((b"date", formatdate(usegmt=True).encode()))
+        self.extra_headers_plain = headers
+        # Alt-Svc only on https over TCP: HTTP/3 serves https origins, and an h3
+        # response need not point at itself.
         if self.alt_svc is not None:
-            headers.append((b"alt-svc", self.alt_svc))
+            headers = headers + [(b"alt-svc", self.alt_svc)]
         self.extra_headers = headers
 
     def tick(self) -> None:

@@ -295,7 +295,7 @@ class RawH3Client:
             self.sock.settimeout(max(wait, 0.001))
             try:
                 data, addr = self.sock.recvfrom(65536)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 data = b""
             now = time.monotonic()
             if data:
@@ -358,10 +358,19 @@ def client_initial(port: int, cafile: str) -> bytes:
     return quic.datagrams_to_send(time.monotonic())[0][0]
 
 
-def long_header(version: int, dcid: bytes, scid: bytes, size: int = 1200) -> bytes:
-    """A long-header packet (Initial type bits) for `version`, padded with junk to `size`."""
+def long_header(version: int, dcid: bytes, scid: bytes, size: int = 1200,
+                v1_layout: bool = False) -> bytes:
+    """A long-header packet (Initial type bits) for `version`, padded with junk to `size`.
+
+    Past the CIDs, a version's packet is opaque (RFC 8999): by default junk follows them;
+    `v1_layout` adds a v1 Initial's token and length fields (as real clients do when they
+    grease the version).
+    """
     head = bytes([0xC0]) + struct.pack("!I", version)
     head += bytes([len(dcid)]) + dcid + bytes([len(scid)]) + scid
+    if v1_layout:
+        rest = max(0, size - len(head) - 3)
+        head += b"\x00" + struct.pack("!H", 0x4000 | rest)  # token length 0, length (varint)
     return head + os.urandom(max(0, size - len(head)))
 
 
@@ -394,7 +403,7 @@ def udp_exchange(port: int, datagrams: Sequence[bytes], wait: float = 0.5) -> li
             sock.settimeout(left)
             try:
                 replies.append(sock.recv(65536))
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 break
             except ConnectionRefusedError:
                 replies.append(b"<refused>")

@@ -274,10 +274,6 @@ def test_session_ticket_single_use(early_server: Any, tmp_path: Path) -> None:
     assert "early-data" not in _headers(replay)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "product bug: without --quic-early-data the server still accepts 0-RTT: aioquic's TLS "
-    "accepts early data whenever a resumed ClientHello offers it; EdgeQuicConnection only "
-    "strips max_early_data from the tickets it issues"))
 def test_no_early_data_unless_enabled(h3server: Any, tmp_path: Path) -> None:
     first, second = _session_runs(h3server, tmp_path, [])
     assert second.statuses() == [200], second.summary()
@@ -301,9 +297,6 @@ def test_alt_svc_advertised(h3server: Any, curl: Any, version: str) -> None:
     assert _alt_svc(curl, h3server.port, version) == [f'h3=":{h3server.port}"; ma=86400']
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "minor product bug: Alt-Svc h3 is also advertised on cleartext http:// responses "
-    "(HTTP/3 is only for https origins; browsers ignore it there)"))
 def test_alt_svc_not_on_cleartext(h3server: Any, curl: Any) -> None:
     result = curl("-D", "-", "-o", "/dev/null", f"{h3server.http}/")
     assert "alt-svc" not in result.text.lower(), result.text
@@ -313,12 +306,14 @@ def test_alt_svc_not_on_cleartext(h3server: Any, curl: Any) -> None:
                          ids=["no-alt-svc", "quic-off"])
 def test_alt_svc_absent(server_factory: Any, curl: Any, flags: list[str]) -> None:
     server = server_factory.start(*flags)
-    assert wait_for(lambda: "Running on https://" in server.stderr(), 5)
-    time.sleep(0.3)  # the QUIC listener (if any) starts right after the TCP ones
+    quic_on = "--no-quic-on-tls-binds" not in flags
+    if quic_on:
+        wait_quic(server)
+    else:
+        time.sleep(0.3)  # a QUIC listener would start right after the TCP ones
+        assert "Running on quic://" not in server.stderr(), server.stderr()
     for version in ("--http1.1", "--http2"):
         assert _alt_svc(curl, server.port, version) == []
-    quic_on = "--no-quic-on-tls-binds" not in flags
-    assert ("Running on quic://" in server.stderr()) == quic_on, server.stderr()
     # And a QUIC Initial to the port: answered only when QUIC is on.
     replies = udp_exchange(server.port, [client_initial(server.port, server.cafile)], wait=1.0)
     if quic_on:
@@ -373,7 +368,7 @@ def test_curl_cffi_alt_svc_upgrade(h3server: Any, cafile: str, tmp_path: Path) -
 
 def test_stalled_readers_keep_memory_bounded(server_factory: Any, cafile: str,
                                              tmp_path: Path) -> None:
-    server = start_h3(server_factory)
+    server = start_h3(server_factory, config="graceful_timeout: 0.5\n")  # quick teardown
     port = server.port
     warm = cffi_h3("GET", f"https://127.0.0.1:{port}/big?mb=4", cafile)
     assert warm.status_code == 200
@@ -400,6 +395,7 @@ def test_stalled_readers_keep_memory_bounded(server_factory: Any, cafile: str,
         peak = max(peak, server.rss_kib())
 
     growth_mib = (peak - baseline) / 1024
+    print(f"server RSS: baseline {baseline} KiB, peak {peak} KiB")
     assert growth_mib < 100, f"server RSS grew by {growth_mib:.0f} MiB (baseline {baseline} KiB)"
 
     # The server still answers others while both stalls are in place.
@@ -424,21 +420,25 @@ def test_garbage_datagrams(h3server: Any, tmp_path: Path, cafile: str) -> None:
     for i in range(60, len(corrupt), 7):
         corrupt[i] ^= 0x5A
     garbage = [
-        b"", b"\x00", b"\xff", os.urandom(7), os.urandom(100), os.urandom(1200),
-        os.urandom(1500), b"\xc0" + os.urandom(1199),  # long header bit, junk after
+        b"", b"\x00", b"\xff", b"\x40" + os.urandom(40),  # short header, unknown DCID
         initial[:1], initial[:5], initial[:20], initial[:60], initial[:300], initial[:1199],
         bytes(corrupt),  # a full-size Initial whose payload does not decrypt
-        b"\x40" + os.urandom(40),  # a short header for no known connection
-        long_header(0, os.urandom(8), os.urandom(8)),  # a Version Negotiation packet: ignored
+        long_header(0, os.urandom(8), os.urandom(8)),  # a Version Negotiation packet
         long_header(QUIC_V1, os.urandom(8), os.urandom(8), size=100),  # Initial, too short
-        long_header(QUIC_V1, b"\x01" * 30, b"", size=1200),  # DCID over 20 bytes
-    ] + [os.urandom(n) for n in range(1, 64)]
+        long_header(QUIC_V1, b"\x01" * 30, b"", size=1200),  # v1 DCID over 20 bytes
+    ]
     replies = udp_exchange(port, garbage, wait=1.0)
     assert replies == [], [r[:40].hex() for r in replies]
+    # Random blobs: a big one may look like a long header of some unknown version, and
+    # earn a Version Negotiation packet; anything else is dropped.
+    blobs = [os.urandom(n) for n in (*range(1, 64), 100, 1199, 1200, 1500)]
+    blobs += [b"\xc0" + os.urandom(1199)]
+    replies = udp_exchange(port, blobs, wait=1.0)
+    assert all(r[1:5] == b"\0\0\0\0" for r in replies), [r[:40].hex() for r in replies]
 
-    # A long header with a version we do not speak: Version Negotiation (RFC 9000 6.1).
+    # A v1-shaped Initial with a version we do not speak: Version Negotiation (RFC 9000 6.1).
     dcid, scid = os.urandom(8), os.urandom(5)
-    replies = udp_exchange(port, [long_header(0x1A2A3A4A, dcid, scid)], wait=1.0)
+    replies = udp_exchange(port, [long_header(0x1A2A3A4A, dcid, scid, v1_layout=True)], wait=1.0)
     assert len(replies) == 1, replies
     vn_dcid, vn_scid, versions = parse_version_negotiation(replies[0])
     assert (vn_dcid, vn_scid) == (scid, dcid)
@@ -452,6 +452,26 @@ def test_garbage_datagrams(h3server: Any, tmp_path: Path, cafile: str) -> None:
     assert_no_traceback(h3server)
 
 
+def test_version_negotiation_for_opaque_long_header(h3server: Any) -> None:
+    dcid, scid = os.urandom(8), os.urandom(5)
+    replies = udp_exchange(h3server.port, [long_header(0x1A2A3A4A, dcid, scid)], wait=1.0)
+    assert len(replies) == 1, "no Version Negotiation for a 1200-byte unknown-version packet"
+    vn_dcid, vn_scid, versions = parse_version_negotiation(replies[0])
+    assert (vn_dcid, vn_scid) == (scid, dcid)
+    assert QUIC_V1 in versions and QUIC_V2 in versions
+    # Long CIDs are allowed for unknown versions (up to 255 bytes, RFC 8999 5.1).
+    long_dcid = os.urandom(40)
+    replies = udp_exchange(h3server.port, [long_header(0x1A2A3A4A, long_dcid, scid)], wait=1.0)
+    assert len(replies) == 1
+    assert parse_version_negotiation(replies[0])[:2] == (scid, long_dcid)
+
+
+def test_no_version_negotiation_for_small_datagrams(h3server: Any) -> None:
+    for size in (60, 600, 1199):
+        packet = long_header(0x1A2A3A4A, os.urandom(8), os.urandom(8), size=size, v1_layout=True)
+        assert udp_exchange(h3server.port, [packet], wait=0.3) == [], f"VN for {size} bytes"
+
+
 def test_vanished_clients(server_factory: Any, cafile: str, tmp_path: Path) -> None:
     server = start_h3(server_factory, config="quic_idle_timeout: 2\n")
     port = server.port
@@ -463,16 +483,19 @@ def test_vanished_clients(server_factory: Any, cafile: str, tmp_path: Path) -> N
     bg.kill()
     assert got_some, bg.output()[-3000:]
 
-    # aioquic clients that vanish: one mid-download, one while the app awaits a disconnect.
+    # aioquic clients that vanish: one while the app awaits a disconnect, one mid-download.
+    # (One at a time: a client not pumped while another is inflates the server's RTT
+    # estimate for it, and the idle timeout is at least 3 PTOs.)
     marker = tmp_path / "disconnect.txt"
-    downloader = RawH3Client(port, cafile)
-    sid = downloader.request("/big?mb=0")
     waiter = RawH3Client(port, cafile)
     waiter.request(f"/disconnect?file={marker}")
-    assert downloader.pump_until(lambda: downloader.responses[sid].received >= 2 * MIB, 10)
     assert waiter.pump_until(lambda: marker.exists() and "started" in marker.read_text(), 10)
-    downloader.vanish()
+    waiter.pump(0.2)
     waiter.vanish()
+    downloader = RawH3Client(port, cafile)
+    sid = downloader.request("/big?mb=0")
+    assert downloader.pump_until(lambda: downloader.responses[sid].received >= 2 * MIB, 10)
+    downloader.vanish()
 
     r = cffi_h3("GET", f"https://127.0.0.1:{port}/big?mb=1", cafile)
     assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == big_sha(1)
@@ -480,10 +503,18 @@ def test_vanished_clients(server_factory: Any, cafile: str, tmp_path: Path) -> N
     assert run.statuses() == [200], run.summary()
 
     # The idle timeout (2 s) ends the vanished connections and tells the app.
-    assert wait_for(lambda: "disconnect" in marker.read_text(), 10), marker.read_text()
+    assert wait_for(lambda: "disconnect" in marker.read_text(), 20), marker.read_text()
     assert marker.read_text().split() == ["started", "disconnect"]
     assert server.alive()
     assert_no_traceback(server)
+
+
+GOAWAY_BUG = (
+    "product bug: after GOAWAY, QUICConnection._flush_now calls h3.close() as soon as "
+    "h3.open is empty, i.e. right after the last response was queued in aioquic and before "
+    "datagrams_to_send() sent it; aioquic's close() then sends only CONNECTION_CLOSE and the "
+    "queued response is lost (client: ERR_DRAINING, no :status)"
+)
 
 
 def test_graceful_shutdown_finishes_inflight_h3(server_factory: Any, cafile: str,
@@ -520,22 +551,21 @@ def test_graceful_shutdown_finishes_inflight_h3(server_factory: Any, cafile: str
 
 
 def test_keep_alive_max_requests_goaway(server_factory: Any, tmp_path: Path) -> None:
-    """After `keep_alive_max_requests` requests the server sends GOAWAY; later streams are
-    refused (H3_REQUEST_REJECTED), never half-served."""
+    """After `keep_alive_max_requests` requests the server sends GOAWAY: those requests are
+    answered, later streams are refused with H3_REQUEST_REJECTED (0x10b), never half-served."""
     server = start_h3(server_factory, config="keep_alive_max_requests: 5\n")
     port = server.port
     urls = [f"https://127.0.0.1:{port}/scope/r{i}" for i in range(8)]
     run = gtlsclient(port, *urls, download=tmp_path / "dl")
-    statuses = run.statuses()
-    assert statuses.count(200) >= 5 and set(statuses) == {200}, run.summary()
-    assert "GOAWAY" in run.output or "goaway" in run.output.lower() or len(statuses) == 8
+    assert run.statuses() == [200] * 5, run.summary()
+    for i in range(5):
+        assert json.loads(run.file(f"r{i}").read_bytes())["path"] == f"/scope/r{i}"
+    for sid in (20, 24, 28):
+        assert f"HTTP stream {sid} closed with error code 267" in run.output, run.summary()
     assert server.alive()
     assert_no_traceback(server)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "product bug: h3_max_concurrent_streams is never passed to aioquic; the server always "
-    "advertises initial_max_streams_bidi=128"))
 def test_h3_max_concurrent_streams_setting(server_factory: Any, tmp_path: Path) -> None:
     server = start_h3(server_factory, config="h3_max_concurrent_streams: 10\n")
     port = server.port

@@ -51,6 +51,7 @@ class QUICConnection(Connection):
         )
         self.proto = self.h3
         self.batch_writes = True
+        self.advertise = False
         self.client = (addr[0], addr[1])
         sockname = listener.sock.getsockname()
         self.server = (sockname[0], sockname[1])
@@ -98,8 +99,9 @@ class QUICConnection(Connection):
     def _flush_now(self) -> None:
         self.flush_pending = False
         h3 = self.h3
-        if h3.last_stream_id is not None and not h3.open and not h3.terminated:
-            h3.close()  # GOAWAY sent and every accepted request answered
+        if h3.last_stream_id is not None and not h3.open and not h3.terminated \
+                and h3.all_delivered():
+            h3.close()  # GOAWAY sent and every accepted response acknowledged
         now = self.loop.time()
         datagrams = h3.datagrams(now)
         if datagrams:
@@ -223,6 +225,7 @@ class QUICListener(asyncio.DatagramProtocol):
                 return
             quic = EdgeQuicConnection(
                 early_data=self.early_data,
+                max_streams=self.manager.config.h3_max_concurrent_streams,
                 cid_tag=self.cid_tag,
                 configuration=self.configuration,
                 original_destination_connection_id=route.original_dcid,

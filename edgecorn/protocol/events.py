@@ -21,6 +21,7 @@ class Request:
     authority: bytes | None = None
     protocol: str | None = None  # extended CONNECT's :protocol
     early_data: bool = False
+    refuse: int = 0  # a status the server answers with itself (425 Too Early, 431)
 
 
 @dataclass(slots=True)

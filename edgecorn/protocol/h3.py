@@ -74,6 +74,15 @@ class H3Adapter:
     def idle(self) -> bool:
         return not self.open
 
+    def all_delivered(self) -> bool:
+        """Every response on a request stream acknowledged (or reset): closing earlier
+        would discard what aioquic still holds, since CONNECTION_CLOSE replaces it."""
+        return all(
+            stream.sender.is_finished
+            for sid, stream in self.quic._streams.items()
+            if sid % 4 == 0
+        )
+
     def data_to_send(self) -> bytes:
         return b""  # QUIC output is datagrams: see `datagrams`
 
@@ -177,27 +186,25 @@ class H3Adapter:
         self.requests += 1
         if method == b"HEAD":
             self.head.add(sid)
-        if size > self.max_header_list_size:
-            self._refuse(sid, 431)
-            return
         early = not self.handshake_done
         method_str = method.decode("ascii")
-        if early:
+        refuse = 0  # answered by the server itself, never by the app
+        if size > self.max_header_list_size:
+            refuse = 431
+        elif early:
             if method_str not in IDEMPOTENT and not self.early_data_unsafe:
-                self._refuse(sid, 425)  # RFC 8470 5.2: the client retries after the handshake
-                return
+                refuse = 425  # RFC 8470 5.2: the client retries after the handshake
             headers.append((b"early-data", b"1"))
         if authority is not None and not any(name == b"host" for name, _ in headers):
             headers.insert(0, (b"host", authority))
-        events.append(Request(sid, method_str, path, headers, "3", scheme, authority, protocol))
-        events[-1].early_data = early  # type: ignore[union-attr]
+        request = Request(sid, method_str, path, headers, "3", scheme, authority, protocol)
+        request.early_data = early
+        request.refuse = refuse
+        events.append(request)
         if ended:
             events.append(EndBody(sid))
         if self.requests >= self.max_requests:
             self.goaway(sid)
-
-    def _refuse(self, sid: int, status: int) -> None:
-        self.send_response(sid, status, [(b"content-length", b"0")], b"", True)
 
     # --- commands -------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from aioquic.quic.packet import (
     encode_quic_version_negotiation,
     pull_quic_header,
 )
-from aioquic.tls import SessionTicket
+from aioquic.tls import Epoch, SessionTicket
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -70,10 +70,15 @@ class EdgeQuicConnection(QuicConnection):
     and, with several workers, connection IDs whose first byte names the worker
     (see reuseport.py) so the kernel steers every packet to it."""
 
-    def __init__(self, *, early_data: bool, cid_tag: int | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, early_data: bool, cid_tag: int | None = None,
+                 max_streams: int = 128, **kwargs: Any) -> None:
         self.edge_early_data = early_data
         self.edge_cid_tag = cid_tag
         super().__init__(**kwargs)
+        # aioquic hard-codes 128 concurrent bidi streams and raises the limit by one per
+        # finished stream, so this stays the number of concurrent requests.
+        limit = self._local_max_streams_bidi
+        limit.value = limit.sent = max_streams
         if cid_tag is not None:
             first = self._host_cids[0]
             first.cid = tagged_cid(cid_tag)
@@ -93,6 +98,18 @@ class EdgeQuicConnection(QuicConnection):
         if not self.edge_early_data:
             # Tickets then carry no early_data extension, so clients resume without 0-RTT.
             self.tls._max_early_data = None
+            # aioquic's TLS accepts 0-RTT whenever a resumed ClientHello offers it (it never
+            # checks the ticket): refuse the 0-RTT key, so EncryptedExtensions says "rejected".
+            tls_context = self.tls
+            install = tls_context.update_traffic_key_cb
+
+            def no_early_data(direction: Any, epoch: Any, cipher_suite: Any, secret: bytes) -> None:
+                if epoch == Epoch.ZERO_RTT:
+                    tls_context.early_data_accepted = False
+                    return
+                install(direction, epoch, cipher_suite, secret)
+
+            tls_context.update_traffic_key_cb = no_early_data
 
 
 def tagged_cid(tag: int) -> bytes:
@@ -181,10 +198,26 @@ class Route:
     dcid: bytes = b""
 
 
+def long_header_invariants(data: bytes) -> tuple[int, bytes, bytes] | None:
+    """(version, dcid, scid) of any long header, whatever its version (RFC 8999 5.1)."""
+    if len(data) < 7:
+        return None
+    dcid_end = 6 + data[5]
+    if len(data) <= dcid_end:
+        return None
+    scid_end = dcid_end + 1 + data[dcid_end]
+    if len(data) < scid_end:
+        return None
+    return int.from_bytes(data[1:5], "big"), data[6:dcid_end], data[dcid_end + 1 : scid_end]
+
+
 def destination_cid(data: bytes) -> bytes | None:
     """The DCID to route by; short headers (the bulk of traffic) need no full parse."""
     if data and not data[0] & 0x80:
         return data[1 : 1 + CID_LENGTH] if len(data) > CID_LENGTH else None
+    invariants = long_header_invariants(data)
+    if invariants is not None and invariants[0] not in SUPPORTED_VERSIONS:
+        return invariants[1]  # unknown version: only the invariants are known
     header = parse_header(data)
     return None if header is None else header.destination_cid
 
@@ -200,6 +233,15 @@ def new_route(
     data: bytes, addr: Any, retry: RetryTokens | None, want_retry: bool
 ) -> Route | None:
     """A datagram for no known connection: negotiate version, Retry, accept or drop."""
+    invariants = long_header_invariants(data) if data[:1] >= b"\x80" else None
+    if invariants is not None and invariants[0] not in SUPPORTED_VERSIONS:
+        version, dcid, scid = invariants
+        if version == 0 or len(data) < MIN_INITIAL_SIZE:
+            return None  # RFC 9000 5.2.2: drop small packets with unsupported versions
+        reply = encode_quic_version_negotiation(
+            source_cid=dcid, destination_cid=scid, supported_versions=list(SUPPORTED_VERSIONS)
+        )
+        return Route(reply=reply)
     header = parse_header(data)
     if header is None:
         return None

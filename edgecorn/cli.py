@@ -41,6 +41,16 @@ class _Deprecated(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
+class _AddToDefault(argparse.Action):
+    """Repeatable; the values are added to the option's built-in default list."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        items = getattr(namespace, self.dest, None)
+        items = list(getattr(Config, self.dest)) if items is None else items
+        setattr(namespace, self.dest, [*items, values])
+
+
 def build_parser() -> argparse.ArgumentParser:
     # SUPPRESS: a flag the user did not give leaves no attribute, so it overrides nothing.
     p = argparse.ArgumentParser(
@@ -110,6 +120,20 @@ def build_parser() -> argparse.ArgumentParser:
     procs.add_argument("--pid", dest="pid_path", metavar="FILE", help="write the PID here")
     procs.add_argument("--max-requests", type=int, help="restart a worker after N requests")
     procs.add_argument("--max-requests-jitter", type=int)
+
+    dev = p.add_argument_group("reload (development)")
+    dev.add_argument("--reload", action="store_true",
+                     help="restart the workers when a watched file changes")
+    dev.add_argument("--reload-dir", dest="reload_dirs", action="append", metavar="DIR",
+                     help="a directory to watch (repeatable; default: the current one)")
+    dev.add_argument("--reload-include", dest="reload_includes", action=_AddToDefault,
+                     metavar="GLOB", help="also watch files matching GLOB (repeatable; "
+                     "added to the default *.py)")
+    dev.add_argument("--reload-exclude", dest="reload_excludes", action=_AddToDefault,
+                     metavar="GLOB", help="also ignore files matching GLOB (repeatable; "
+                     "added to the defaults: .*, *.py[cod], __pycache__, ...)")
+    dev.add_argument("--reload-poll", action="store_true",
+                     help="poll for changes: for Docker bind mounts and network file systems")
 
     logs = p.add_argument_group("logging")
     logs.add_argument("--access-logfile", dest="accesslog", metavar="FILE", help="'-' = stdout")

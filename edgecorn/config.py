@@ -138,6 +138,15 @@ class Config:
     max_requests_jitter: int = 0
     max_worker_rss: int | None = None  # MB; a bigger worker is replaced gracefully
 
+    # Reload (development): restart the workers when a watched file changes
+    reload: bool = False
+    reload_dirs: list[str] = []  # [] = the current directory
+    reload_includes: list[str] = ["*.py"]
+    reload_excludes: list[str] = [".*", "*.py[cod]", "__pycache__", "*~", "node_modules",
+                                  "site-packages"]
+    reload_poll: bool = False  # poll instead of inotify (Docker bind mounts, NFS, ...)
+    reload_delay: float = 0.25  # quiet time after a change before reloading
+
     def __init__(self, **values: Any) -> None:
         for name in OPTIONS:  # own copies, so config.bind.append() never edits the defaults
             default = getattr(type(self), name)
@@ -543,5 +552,7 @@ _SPECS: dict[str, Validator] = {
     "workers": _int(0), "worker_class": _choice(WORKER_CLASSES),
     "pid_path": _str(optional=True, path=True), "max_requests": _max_requests,
     "max_requests_jitter": _int(0), "max_worker_rss": _int(1, optional=True),
+    "reload": _bool, "reload_dirs": _str_list(), "reload_includes": _str_list(),
+    "reload_excludes": _str_list(), "reload_poll": _bool, "reload_delay": _seconds(),
 }
 OPTIONS: tuple[str, ...] = tuple(_SPECS)

@@ -28,6 +28,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from . import reuseport
@@ -51,7 +52,7 @@ def run(config: Config, reload_config: Callable[[], Config] | None = None) -> in
     configure_logging(config)
     if config.application_path is None and not config.ssl_enabled:
         _use_dev_certs(config)
-    if config.workers == 0 and not getattr(config, "reload", False):
+    if config.workers == 0 and not config.reload:  # reloading needs a supervisor
         return _run_here(config)
     return Supervisor(config, reload_config).run()
 
@@ -98,9 +99,6 @@ def _serve(
     on_retire: Callable[[], None] | None = None,
 ) -> int:
     """Serve until stopped, on the configured event loop; returns the exit status."""
-    if config.worker_class == "trio":
-        print("edgecorn: error: worker_class 'trio' is not available", file=sys.stderr)
-        return 2
     from .asyncio import serve
 
     if config.worker_class == "uvloop":
@@ -108,16 +106,24 @@ def _serve(
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     try:
-        asyncio.run(
-            serve(
-                app,
-                config,
-                sockets=sockets,
-                on_ready=on_ready,
-                request_limit=request_limit,
-                on_retire=on_retire,
+        if config.worker_class == "trio":
+            import trio
+
+            from . import trio as trio_backend
+
+            trio.run(partial(trio_backend.serve, app, config, sockets=sockets, on_ready=on_ready,
+                             request_limit=request_limit, on_retire=on_retire))
+        else:
+            asyncio.run(
+                serve(
+                    app,
+                    config,
+                    sockets=sockets,
+                    on_ready=on_ready,
+                    request_limit=request_limit,
+                    on_retire=on_retire,
+                )
             )
-        )
     except LifespanFailure as exc:
         print(f"edgecorn: error: application startup failed: {exc}", file=sys.stderr)
         return STARTUP_FAILED
@@ -181,13 +187,18 @@ class Supervisor:
             self._quic_sockets(0)
         except OSError as exc:
             return _listen_error(config, exc)
+        try:
+            reloader = self._start_reloader()
+        except (ValueError, OSError) as exc:  # ConfigError is a ValueError
+            print(f"edgecorn: error: {exc}", file=sys.stderr)
+            self.sockets.close()
+            return 2
         _write_pid(config)
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_w, False)
         old_wakeup = signal.set_wakeup_fd(wake_w)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
             signal.signal(sig, self._on_signal)
-        reloader = self._start_reloader()
         try:
             # One worker first: a broken app or lifespan is reported once, then the rest.
             self._spawn()
@@ -209,7 +220,7 @@ class Supervisor:
         return self.status
 
     def _start_reloader(self) -> Any:
-        if not getattr(self.config, "reload", False):
+        if not self.config.reload:
             return None
         import threading
 

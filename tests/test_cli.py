@@ -5,6 +5,7 @@ import subprocess
 import sys
 import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -122,8 +123,9 @@ def test_main_runs_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[Config] = []
     fake = types.ModuleType("edgecorn.run")
 
-    def run(config: Config) -> int:
+    def run(config: Config, reload_config: Any = None) -> int:
         seen.append(config)
+        assert reload_config is not None and reload_config().workers == 0  # SIGHUP re-reads
         return 7
 
     fake.run = run  # type: ignore[attr-defined]

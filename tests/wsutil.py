@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wsproto.connection import Connection as WSConnection
-from wsproto.connection import ConnectionType
+from wsproto.connection import ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Event, Message, Ping, TextMessage
 
 OP_CONT, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
@@ -345,6 +345,8 @@ class H2WS:
             return
         stream.raw += data
         stream.server_frames.extend(stream.frames.feed(data))
+        if not data or stream.ws.state is ConnectionState.CLOSED:
+            return  # the END_STREAM DATA frame after the closing handshake
         stream.ws.receive_data(data)
         for event in stream.ws.events():
             stream.events.append(event)
@@ -488,16 +490,21 @@ def _h3_protocol_class() -> Any:
                         stream_.status = int(dict(h3_event.headers)[b":status"])
                 elif isinstance(h3_event, DataReceived):
                     if stream_.status == 200:
-                        stream_.ws.receive_data(h3_event.data)
-                        for ws_event in stream_.ws.events():
-                            stream_.events.append(ws_event)
-                            if isinstance(ws_event, Ping):
-                                self.send_ws(stream_, ws_event.response())
+                        self._ws_data(stream_, h3_event.data)
                     else:
                         stream_.body += h3_event.data
                 if getattr(h3_event, "stream_ended", False):
                     stream_.ended = True
                 stream_.changed.set()
+
+        def _ws_data(self, stream: H3Stream, data: bytes) -> None:
+            if not data or stream.ws.state is ConnectionState.CLOSED:
+                return  # the empty end of the stream after the closing handshake
+            stream.ws.receive_data(data)
+            for ws_event in stream.ws.events():
+                stream.events.append(ws_event)
+                if isinstance(ws_event, Ping):
+                    self.send_ws(stream, ws_event.response())
 
         @property
         def server_settings(self) -> dict[int, int] | None:

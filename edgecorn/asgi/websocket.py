@@ -145,6 +145,8 @@ class WebSocketStream:
         assert self.ws is not None
         if self.ws.state is ConnectionState.REMOTE_CLOSING:
             self._send_frames(self.ws.send(event.response()))
+        elif self.ws.state is ConnectionState.OPEN:  # wsproto's ParseFailed: a protocol error
+            self._send_frames(self.ws.send(CloseConnection(code=event.code, reason=event.reason)))
         self._disconnect(event.code, event.reason or "")
         self._finish()
 

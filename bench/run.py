@@ -399,7 +399,7 @@ def combine(results: list[Result]) -> Result:
     median = statistics.median_low([r.rps for r in good if r.rps is not None])
     chosen = next(r for r in good if r.rps == median)
     chosen.failed = sum(r.failed for r in results)
-    chosen.notes = [n for r in results for n in r.notes]
+    chosen.notes = list(dict.fromkeys(n for r in results for n in r.notes))  # no repeats
     errors = [r.error for r in results if r.error]
     chosen.error = chosen.error or (errors[0] if errors else None)
     chosen.notes.append("req/s of the runs: " + ", ".join(

@@ -11,11 +11,7 @@ import h2.settings
 from hyperframe.frame import GoAwayFrame
 
 from .events import Body, EndBody, Event, Headers, ProtocolError, Request, StreamReset
-
-# Hop-by-hop headers have no meaning in HTTP/2 (RFC 9113 8.2.2); apps written for h1 send them.
-_CONNECTION_HEADERS = frozenset(
-    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
-)
+from .fields import request_from_fields, response_fields
 
 
 class H2Adapter:
@@ -151,35 +147,12 @@ class H2Adapter:
             except h2.exceptions.ProtocolError:
                 pass  # already closed from the peer's side
             return
-        method = b""
-        path = b""
-        scheme = None
-        authority = None
-        protocol = None
-        headers: Headers = []
-        for name, value in event.headers:
-            if name[:1] == b":":
-                if name == b":method":
-                    method = value
-                elif name == b":path":
-                    path = value
-                elif name == b":scheme":
-                    scheme = value.decode("ascii")
-                elif name == b":authority":
-                    authority = value
-                elif name == b":protocol":
-                    protocol = value.decode("ascii")
-            else:
-                headers.append((name, value))
-        if authority is not None and not any(name == b"host" for name, _ in headers):
-            headers.insert(0, (b"host", authority))
+        request, _ = request_from_fields(sid, event.headers, "2")
         self.open.add(sid)
         self.requests += 1
-        if method == b"HEAD":
+        if request.method == "HEAD":
             self.head.add(sid)
-        events.append(
-            Request(sid, method.decode("ascii"), path, headers, "2", scheme, authority, protocol)
-        )
+        events.append(request)
         if self.requests >= self.max_requests:
             self.goaway(sid)
 
@@ -200,17 +173,9 @@ class H2Adapter:
 
     # --- sending ---------------------------------------------------------------
 
-    def _headers(self, status: int, headers: Headers) -> Headers:
-        out: Headers = [(b":status", b"%d" % status)]
-        for name, value in headers:
-            name = name.lower()
-            if name not in _CONNECTION_HEADERS:
-                out.append((name, value))
-        return out
-
     def send_informational(self, stream_id: int, status: int, headers: Headers) -> None:
         if stream_id in self.open:
-            self.conn.send_headers(stream_id, self._headers(status, headers))
+            self.conn.send_headers(stream_id, response_fields(status, headers))
 
     def send_response(
         self, stream_id: int, status: int, headers: Headers, body: bytes, end: bool
@@ -218,7 +183,7 @@ class H2Adapter:
         if stream_id not in self.open:
             return
         self.conn.send_headers(
-            stream_id, self._headers(status, headers), end_stream=end and not body
+            stream_id, response_fields(status, headers), end_stream=end and not body
         )
         if body or end:
             self.send_data(stream_id, body, end) if body else self._done(stream_id)

@@ -14,7 +14,8 @@ from aioquic.h3.events import DataReceived, HeadersReceived
 from aioquic.quic import events as quic_events
 from aioquic.quic.connection import QuicConnection
 
-from .events import Body, EndBody, Event, Headers, Request, StreamReset
+from .events import Body, EndBody, Event, Headers, StreamReset
+from .fields import request_from_fields, response_fields
 
 # Bytes of response body aioquic may hold per stream (unsent or unacknowledged)
 # before `sendable` reports 0 and the app's `send` waits.
@@ -26,10 +27,6 @@ MAX_UNREAD_CONNECTION = 32 * 1024 * 1024
 
 # RFC 8470: methods that are safe to replay from 0-RTT (idempotent, RFC 9110 9.2.2).
 IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"))
-
-_CONNECTION_HEADERS = frozenset(
-    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
-)
 
 
 class H3Adapter:
@@ -163,43 +160,19 @@ class H3Adapter:
         if self.last_stream_id is not None and sid > self.last_stream_id:
             self.quic.reset_stream(sid, ErrorCode.H3_REQUEST_REJECTED)
             return
-        method = path = b""
-        scheme = authority = protocol = None
-        headers: Headers = []
-        size = 0
-        for name, value in raw:
-            size += len(name) + len(value) + 32  # RFC 9114 4.2.2's accounting
-            if name[:1] == b":":
-                if name == b":method":
-                    method = value
-                elif name == b":path":
-                    path = value
-                elif name == b":scheme":
-                    scheme = value.decode("ascii")
-                elif name == b":authority":
-                    authority = value
-                elif name == b":protocol":
-                    protocol = value.decode("ascii")
-            else:
-                headers.append((name, value))
+        request, size = request_from_fields(sid, raw, "3")
         self.open.add(sid)
         self.requests += 1
-        if method == b"HEAD":
+        if request.method == "HEAD":
             self.head.add(sid)
         early = not self.handshake_done
-        method_str = method.decode("ascii")
-        refuse = 0  # answered by the server itself, never by the app
         if size > self.max_header_list_size:
-            refuse = 431
+            request.refuse = 431  # answered by the server itself, never by the app
         elif early:
-            if method_str not in IDEMPOTENT and not self.early_data_unsafe:
-                refuse = 425  # RFC 8470 5.2: the client retries after the handshake
-            headers.append((b"early-data", b"1"))
-        if authority is not None and not any(name == b"host" for name, _ in headers):
-            headers.insert(0, (b"host", authority))
-        request = Request(sid, method_str, path, headers, "3", scheme, authority, protocol)
+            if request.method not in IDEMPOTENT and not self.early_data_unsafe:
+                request.refuse = 425  # RFC 8470 5.2: the client retries after the handshake
+            request.headers.append((b"early-data", b"1"))
         request.early_data = early
-        request.refuse = refuse
         events.append(request)
         if ended:
             events.append(EndBody(sid))
@@ -221,17 +194,9 @@ class H3Adapter:
             self.unread[stream_id] = unread - size
             self.unread_total -= size
 
-    def _headers(self, status: int, headers: Headers) -> Headers:
-        out: Headers = [(b":status", b"%d" % status)]
-        for name, value in headers:
-            name = name.lower()
-            if name not in _CONNECTION_HEADERS:
-                out.append((name, value))
-        return out
-
     def send_informational(self, stream_id: int, status: int, headers: Headers) -> None:
         if stream_id in self.open and self.h3 is not None:
-            self.h3.send_headers(stream_id, self._headers(status, headers))
+            self.h3.send_headers(stream_id, response_fields(status, headers))
 
     def send_response(
         self, stream_id: int, status: int, headers: Headers, body: bytes, end: bool
@@ -240,7 +205,7 @@ class H3Adapter:
             return
         if stream_id in self.head:
             body = b""
-        self.h3.send_headers(stream_id, self._headers(status, headers), end and not body)
+        self.h3.send_headers(stream_id, response_fields(status, headers), end and not body)
         if body:
             self.h3.send_data(stream_id, body, end)
         if end:

@@ -7,13 +7,15 @@
 
 Each server serves bench/app.py (a hello-world ASGI app) pinned to one core
 (`taskset -c 0`); the load generator runs pinned to another (`taskset -c 1`):
-wrk for HTTP/1.1 cleartext, h2load for HTTP/2 over TLS. Servers and load go to
-loopback only, every load run is bounded in time, and every server is stopped
-(its whole process group) when its measurement ends, on errors and on Ctrl-C.
+wrk for HTTP/1.1 cleartext, h2load for HTTP/2 over TLS, and ngtcp2's example
+client gtlsclient for HTTP/3 (requests/s, and MB/s of 1 MiB downloads). Servers
+and load go to loopback only, every load run is bounded in time and count, and
+every server is stopped (its whole process group) when its measurement ends, on
+errors and on Ctrl-C.
 
 Absolute numbers move a lot on a shared machine; compare the ratios of one run.
-To add a protocol (HTTP/3, say), add a `Protocol` to PROTOCOLS and teach the
-servers' `command` functions how to serve it (return None for "not supported").
+To add a protocol, add a `Protocol` to PROTOCOLS and teach the servers'
+`command` functions how to serve it (return None for "not supported").
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -32,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,11 +44,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 APP = "bench.app:app"
 BODY = b"Hello, world!"
+BIG_BODY = bytes(i % 251 for i in range(1 << 20))  # bench/app.py's /1m, byte for byte
 HOST = "127.0.0.1"  # loopback only
 MAX_REQUESTS = 100_000_000  # h2load does not reconnect: no server may retire a connection
 START_TIMEOUT = 30.0  # seconds for a server to accept connections
 STOP_TIMEOUT = 5.0  # seconds for each of SIGINT and SIGTERM before SIGKILL
 SLACK = 30.0  # seconds a load run may overrun its duration before it is killed
+H3_MAX_PROCESSES = 2000  # gtlsclient processes one HTTP/3 load run may start, at most
 
 
 # --------------------------------------------------------------------------- results
@@ -164,12 +170,24 @@ class Settings:
     connections: int  # wrk
     h2_clients: int
     h2_streams: int
+    h3_clients: int  # gtlsclient processes running at once
+    h3_requests: int  # requests per gtlsclient process (one connection each)
+    h3_downloads: int  # 1 MiB downloads per gtlsclient process
     client_cpu: str | None
     server_cpu: str | None
 
 
 def _pin(cpu: str | None, argv: list[str]) -> list[str]:
     return ["taskset", "-c", cpu, *argv] if cpu is not None else argv
+
+
+def _cpus(spec: str) -> set[int]:
+    """taskset's list syntax ("1", "0,2", "2-3") as a set of core numbers."""
+    cpus: set[int] = set()
+    for part in spec.split(","):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return cpus
 
 
 def wrk_load(url: str, seconds: float, s: Settings) -> Result:
@@ -205,6 +223,212 @@ def h2_smoke(port: int, timeout: float) -> None:
         raise RuntimeError(result.error or f"1 h2 request: {result.notes or out[-300:]}")
 
 
+# HTTP/3: ngtcp2's example client (Debian's h2load has no QUIC). It exits 0 even
+# when the handshake or the requests fail, so successes are counted from what it
+# prints (one ":status" line and one "closed with error code 256" = H3_NO_ERROR
+# line per complete response) or, for downloads, from the files it saved. Its
+# -q would hide the response lines too, so its (verbose) log goes to a file.
+GTLSCLIENT = ["gtlsclient", "--exit-on-all-streams-close", "--no-quic-dump", "--no-http-dump",
+              "--handshake-timeout=5s", "--timeout=30s"]
+
+
+@dataclass
+class H3Count:
+    ok: int = 0
+    failed: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)  # non-200 statuses seen
+    stream_errors: int = 0  # streams closed with an error other than H3_NO_ERROR
+    no_h3: int = 0  # clients that did not complete a handshake with ALPN h3
+    sample: str = ""  # the end of the first failing client's log, without the debug lines
+
+    def add(self, other: H3Count) -> None:
+        self.ok += other.ok
+        self.failed += other.failed
+        for k, v in other.statuses.items():
+            self.statuses[k] = self.statuses.get(k, 0) + v
+        self.stream_errors += other.stream_errors
+        self.no_h3 += other.no_h3
+        self.sample = self.sample or other.sample
+
+    def notes(self) -> list[str]:
+        notes = []
+        if self.no_h3:
+            notes.append(f"{self.no_h3} gtlsclient connection(s) without an h3 handshake")
+        if self.statuses:
+            notes.append("statuses " + ", ".join(f"{k}: {v}" for k, v in self.statuses.items()))
+        if self.stream_errors:
+            notes.append(f"{self.stream_errors} streams closed with an error")
+        if self.sample:
+            notes.append(f"a failing gtlsclient ended with: {self.sample}")
+        return notes
+
+
+def parse_gtlsclient(out: bytes, expected: int) -> H3Count:
+    """Count the complete 200 responses in gtlsclient's log of `expected` requests."""
+    count = H3Count()
+    ok = out.count(b"[:status: 200]")
+    for status in re.findall(rb"\[:status: (\d+)\]", out):
+        if status != b"200":
+            key = status.decode()
+            count.statuses[key] = count.statuses.get(key, 0) + 1
+    closed = re.findall(rb"^HTTP stream \d+ closed with error code (\d+)", out, re.M)
+    count.stream_errors = sum(code != b"256" for code in closed)
+    if b"Negotiated ALPN is h3" not in out:
+        count.no_h3 = 1
+    count.ok = min(ok, len(closed) - count.stream_errors)
+    count.failed = expected - count.ok
+    if count.failed or count.no_h3:
+        lines = [line for line in out.decode(errors="replace").splitlines()
+                 if line.strip() and not re.match(r"I\d{8} ", line)]
+        count.sample = " | ".join(lines[-4:])[:400]
+    return count
+
+
+def _h3_target(url: str) -> tuple[str, str, str]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.hostname or HOST, str(parts.port), parts.path or "/"
+
+
+def _h3_pool(argv_for: Callable[[int, Path], tuple[list[str], int]],
+             count: Callable[[bytes, int, Path], H3Count], seconds: float,
+             s: Settings) -> tuple[H3Count, int, float, float]:
+    """Keep s.h3_clients gtlsclient processes running until `seconds` have passed.
+
+    A process that ends is counted and replaced until the deadline; the run then
+    waits for the ones still going. Returns the counts, how many processes ran,
+    the wall time from the first start to the last exit and the clients' CPU
+    time / wall time.
+    """
+    total = H3Count()
+    started = 0
+    running: dict[int, tuple[subprocess.Popen[bytes], Path, int]] = {}
+    work = Path(tempfile.mkdtemp(prefix="edgecorn-bench-h3-"))
+    # Counting and replacing clients is work too: do it on the load generator's core.
+    affinity = os.sched_getaffinity(0)
+    if s.client_cpu is not None:
+        os.sched_setaffinity(0, _cpus(s.client_cpu))
+    usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    deadline, hard_deadline = t0 + seconds, t0 + seconds + SLACK
+
+    def spawn(slot: int) -> None:
+        nonlocal started
+        run_dir = work / str(started)
+        run_dir.mkdir()
+        argv, expected = argv_for(started, run_dir)
+        with open(run_dir / "log", "wb") as log:
+            proc = subprocess.Popen(_pin(s.client_cpu, argv), cwd=run_dir,
+                                    stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT)
+        running[slot] = (proc, run_dir, expected)
+        started += 1
+
+    def reap(slot: int) -> None:
+        _proc, run_dir, expected = running.pop(slot)
+        total.add(count((run_dir / "log").read_bytes(), expected, run_dir))
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+    try:
+        for slot in range(s.h3_clients):
+            spawn(slot)
+        while running:
+            time.sleep(0.01)
+            now = time.monotonic()
+            if now > hard_deadline:
+                raise RuntimeError(f"gtlsclient did not finish within {seconds + SLACK:.0f} s")
+            for slot in [k for k, (p, _, _) in running.items() if p.poll() is not None]:
+                reap(slot)
+                if now < deadline and started < H3_MAX_PROCESSES:
+                    spawn(slot)
+        wall = time.monotonic() - t0
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (usage.ru_utime + usage.ru_stime - usage0.ru_utime - usage0.ru_stime)
+        return total, started, wall, cpu / wall
+    finally:
+        for proc, _, _ in running.values():
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(work, ignore_errors=True)
+        os.sched_setaffinity(0, affinity)
+
+
+def _h3_result(total: H3Count, processes: int, wall: float, client_cpu: float,
+               requests_per_process: int, unit_size: float) -> Result:
+    result = Result(requests=total.ok + total.failed, succeeded=total.ok, failed=total.failed,
+                    seconds=wall, rps=total.ok * unit_size / wall if wall > 0 else None)
+    result.notes += total.notes()
+    result.notes.append(f"{processes} gtlsclient connections of {requests_per_process} "
+                        f"requests, {wall:.2f} s wall, gtlsclient CPU {client_cpu:.0%} "
+                        "of a core")
+    if total.failed:
+        result.notes.append(f"{total.failed} of {total.ok + total.failed} requests "
+                            "did not complete with 200")
+    if total.ok == 0:
+        result.rps = None
+        result.error = "no HTTP/3 request succeeded"
+    return result
+
+
+def h3_load(url: str, seconds: float, s: Settings) -> Result:
+    host, port, path = _h3_target(url)
+    argv = [*GTLSCLIENT, "-n", str(s.h3_requests), host, port, f"https://{host}:{port}{path}"]
+    total, processes, wall, cpu = _h3_pool(
+        lambda _i, _d: (argv, s.h3_requests),
+        lambda out, expected, _d: parse_gtlsclient(out, expected), seconds, s)
+    return _h3_result(total, processes, wall, cpu, s.h3_requests, 1.0)
+
+
+def _count_downloads(out: bytes, expected: int, run_dir: Path) -> H3Count:
+    count = parse_gtlsclient(out, expected)
+    saved = [f for f in (run_dir / "dl").iterdir()] if (run_dir / "dl").is_dir() else []
+    good = sum(f.stat().st_size == len(BIG_BODY) and f.read_bytes() == BIG_BODY for f in saved)
+    count.ok = min(count.ok, good)
+    count.failed = expected - count.ok
+    return count
+
+
+def h3_download_load(url: str, seconds: float, s: Settings) -> Result:
+    """MB/s of 1 MiB GETs: s.h3_downloads distinct URLs (/1m/0 ...) per connection.
+
+    Each download goes to its own file (--download), checked byte for byte.
+    """
+    host, port, path = _h3_target(url)
+    n = s.h3_downloads
+    urls = [f"https://{host}:{port}{path.rstrip('/')}/{i}" for i in range(n)]
+
+    def argv_for(_i: int, run_dir: Path) -> tuple[list[str], int]:
+        (run_dir / "dl").mkdir()
+        return [*GTLSCLIENT, f"--download={run_dir / 'dl'}", host, port, *urls], n
+
+    total, processes, wall, cpu = _h3_pool(argv_for, _count_downloads, seconds, s)
+    return _h3_result(total, processes, wall, cpu, n, len(BIG_BODY) / 1e6)
+
+
+def _h3_fetch(port: int, path: str, timeout: float) -> bytes:
+    """One HTTP/3 GET with gtlsclient; the 200 body, or RuntimeError."""
+    with tempfile.TemporaryDirectory(prefix="edgecorn-bench-h3-") as tmp:
+        out = _run_tool([*GTLSCLIENT, f"--download={tmp}", HOST, str(port),
+                         f"https://{HOST}:{port}{path}"], timeout).encode()
+        count = parse_gtlsclient(out, 1)
+        if count.no_h3 or count.ok != 1:
+            tail = out.decode(errors="replace").strip().splitlines()[-3:]
+            raise RuntimeError(f"1 h3 request: {count.notes() or 'no 200'}: {' | '.join(tail)}")
+        name = path.rstrip("/").rpartition("/")[2] or "index.html"
+        return (Path(tmp) / name).read_bytes()
+
+
+def h3_smoke(port: int, timeout: float) -> None:
+    body = _h3_fetch(port, "/", timeout)
+    if body != BODY:
+        raise RuntimeError(f"h3 GET / answered {body[:60]!r}")
+
+
+def h3_download_smoke(port: int, timeout: float) -> None:
+    body = _h3_fetch(port, "/1m", timeout)
+    if body != BIG_BODY:
+        raise RuntimeError(f"h3 GET /1m answered {len(body)} bytes, not the 1 MiB expected")
+
+
 @dataclass
 class Protocol:
     name: str  # key used by the servers' command functions and in --json
@@ -213,16 +437,23 @@ class Protocol:
     tool: str  # executable that must be on PATH
     load: Callable[[str, float, Settings], Result]
     smoke: Callable[[int, float], None]  # one real request: the server answers correctly
+    serve: str = ""  # what the servers' command functions are asked for; default: name
+    path: str = "/"
+    unit: str = "req/s"  # what Result.rps holds for this protocol
+
+    def __post_init__(self) -> None:
+        self.serve = self.serve or self.name
 
     def url(self, port: int) -> str:
-        return f"{'https' if self.tls else 'http'}://{HOST}:{port}/"
+        return f"{'https' if self.tls else 'http'}://{HOST}:{port}{self.path}"
 
 
 PROTOCOLS = [
     Protocol("h1", "HTTP/1.1 (wrk)", False, "wrk", wrk_load, h1_smoke),
     Protocol("h2", "HTTP/2 TLS (h2load)", True, "h2load", h2load_load, h2_smoke),
-    # HTTP/3 later: Protocol("h3", "HTTP/3 (h2load)", True, "h2load", h3_load, h3_smoke)
-    # with a UDP port, and "h3" handled in the servers' command functions.
+    Protocol("h3", "HTTP/3 (gtlsclient)", True, "gtlsclient", h3_load, h3_smoke),
+    Protocol("h3-1m", "HTTP/3 1 MiB, MB/s (gtlsclient)", True, "gtlsclient",
+             h3_download_load, h3_download_smoke, serve="h3", path="/1m", unit="MB/s"),
 ]
 
 
@@ -238,9 +469,18 @@ class Context:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+    """A loopback port free for both TCP and UDP (HTTP/3 listens on the UDP one)."""
+    for _ in range(100):
+        with socket.socket() as sock:
+            sock.bind((HOST, 0))
+            port = int(sock.getsockname()[1])
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            try:
+                udp.bind((HOST, port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no loopback port free for both TCP and UDP")
 
 
 def edgecorn_cmd(proto: str, port: int, ctx: Context) -> list[str] | None:
@@ -251,7 +491,8 @@ def edgecorn_cmd(proto: str, port: int, ctx: Context) -> list[str] | None:
     if proto == "h1":
         # --bind defaults to 127.0.0.1:8000; keep it off that port, which may be in use.
         argv += ["--insecure-bind", f"{HOST}:{port}", "--bind", f"{HOST}:{free_port()}"]
-    elif proto == "h2":
+    elif proto in ("h2", "h3"):
+        # A TLS bind also listens for QUIC (HTTP/3) on the same port number, over UDP.
         argv += ["--bind", f"{HOST}:{port}", "--certfile", ctx.certfile,
                  "--keyfile", ctx.keyfile]
     else:
@@ -266,6 +507,11 @@ def hypercorn_cmd(proto: str, port: int, ctx: Context) -> list[str] | None:
             "--config", str(config), "--bind", f"{HOST}:{port}"]
     if proto == "h2":
         argv += ["--certfile", ctx.certfile, "--keyfile", ctx.keyfile]
+    elif proto == "h3":
+        # HTTP/3 (aioquic) on UDP `port`; the TLS TCP bind on the same number is only
+        # there so the readiness check has something to connect to.
+        argv += ["--quic-bind", f"{HOST}:{port}", "--certfile", ctx.certfile,
+                 "--keyfile", ctx.keyfile]
     elif proto != "h1":
         return None
     return argv + ctx.extra.get("hypercorn", [])
@@ -356,7 +602,7 @@ class Server:
 
 def measure(name: str, proto: Protocol, ctx: Context, s: Settings) -> Result:
     port = free_port()
-    argv = SERVERS[name](proto.name, port, ctx)
+    argv = SERVERS[name](proto.serve, port, ctx)
     if argv is None:
         return Result(unsupported=True)
     server = Server(name, _pin(s.server_cpu, argv), port, ctx.tmp / f"{name}-{proto.name}.log")
@@ -420,7 +666,8 @@ def cell(result: Result | None) -> str:
         return "n/a"
     if result.rps is None:
         return "error"
-    return f"{result.rps:,.0f}" + ("*" if result.flagged else "")
+    number = f"{result.rps:,.0f}" if result.rps >= 100 else f"{result.rps:.1f}"  # MB/s are small
+    return number + ("*" if result.flagged else "")
 
 
 def print_table(table: dict[str, dict[str, Result]], servers: list[str],
@@ -488,10 +735,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--servers", default=",".join(SERVERS),
                    help=f"comma-separated subset of {','.join(SERVERS)}")
     p.add_argument("--protocols", default=",".join(pr.name for pr in PROTOCOLS),
-                   help=f"comma-separated subset of {','.join(pr.name for pr in PROTOCOLS)}")
+                   help=f"comma-separated subset of {','.join(pr.name for pr in PROTOCOLS)} "
+                   "(h3 includes h3-1m)")
     p.add_argument("--connections", type=int, default=64, help="wrk connections (-c)")
     p.add_argument("--h2-clients", type=int, default=16, help="h2load clients (-c)")
     p.add_argument("--h2-streams", type=int, default=10, help="h2load streams per client (-m)")
+    p.add_argument("--h3-clients", type=int, default=4,
+                   help="gtlsclient processes (one QUIC connection each) at once")
+    p.add_argument("--h3-requests", type=int, default=500,
+                   help="requests per gtlsclient connection (-n) for h3")
+    p.add_argument("--h3-downloads", type=int, default=4,
+                   help="1 MiB downloads per gtlsclient connection for h3-1m")
     p.add_argument("--server-cpu", default="0", help="core for the server (taskset -c)")
     p.add_argument("--client-cpu", default="1", help="core for the load generator")
     p.add_argument("--no-pin", action="store_true", help="do not use taskset")
@@ -507,6 +761,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.warmup = 1 if args.quick else 2
     if args.duration <= 0 or args.warmup < 0 or args.repeat < 1:
         p.error("--duration must be > 0, --warmup >= 0, --repeat >= 1")
+    if min(args.h3_clients, args.h3_requests, args.h3_downloads) < 1:
+        p.error("--h3-clients, --h3-requests and --h3-downloads must be >= 1")
     args.servers = [x for x in args.servers.split(",") if x]
     args.protocols = [x for x in args.protocols.split(",") if x]
     for x in args.servers:
@@ -516,13 +772,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for x in args.protocols:
         if x not in known:
             p.error(f"unknown protocol {x!r}")
+    # A protocol's name also selects its variants: h3 is h3 and h3-1m.
+    args.protocols = [pr.name for pr in PROTOCOLS
+                      if any(pr.name == x or pr.name.startswith(x + "-") for x in args.protocols)]
     return args
 
 
 def check_tools(protocols: list[Protocol], pin: bool) -> list[str]:
     missing = []
     needed = {pr.tool: pr for pr in protocols}
-    packages = {"wrk": "wrk", "h2load": "nghttp2-client", "taskset": "util-linux"}
+    packages = {"wrk": "wrk", "h2load": "nghttp2-client", "gtlsclient": "ngtcp2-client",
+                "taskset": "util-linux"}
     for tool in [*needed, *(["taskset"] if pin else [])]:
         if shutil.which(tool) is None:
             missing.append(f"{tool} (apt-get install {packages.get(tool, tool)})")
@@ -547,6 +807,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(
         duration=args.duration, warmup=args.warmup, connections=args.connections,
         h2_clients=args.h2_clients, h2_streams=args.h2_streams,
+        h3_clients=args.h3_clients, h3_requests=args.h3_requests,
+        h3_downloads=args.h3_downloads,
         client_cpu=args.client_cpu if pin else None,
         server_cpu=args.server_cpu if pin else None,
     )
@@ -562,14 +824,14 @@ def main(argv: list[str] | None = None) -> int:
             from edgecorn.certs import ensure_dev_certs
 
             ctx.certfile, ctx.keyfile, _ = ensure_dev_certs(Path(tmp) / "certs")
-        total = args.repeat * sum(
-            SERVERS[name](pr.name, 0, ctx) is not None for pr in protocols for name in args.servers)
+        total = args.repeat * sum(SERVERS[name](pr.serve, 0, ctx) is not None
+                                  for pr in protocols for name in args.servers)
         done = 0
         try:
             for proto in protocols:
                 serving = []
                 for name in args.servers:
-                    if SERVERS[name](proto.name, 0, ctx) is None:
+                    if SERVERS[name](proto.serve, 0, ctx) is None:
                         runs[proto.name][name].append(Result(unsupported=True))
                     else:
                         serving.append(name)
@@ -582,7 +844,7 @@ def main(argv: list[str] | None = None) -> int:
                               file=sys.stderr, flush=True)
                         result = measure(name, proto, ctx, settings)
                         runs[proto.name][name].append(result)
-                        print(f"{result.rps:,.0f} req/s" if result.rps is not None else
+                        print(f"{result.rps:,.0f} {proto.unit}" if result.rps is not None else
                               f"error: {result.error}", file=sys.stderr, flush=True)
         except KeyboardInterrupt:
             print("\ninterrupted", file=sys.stderr)
@@ -593,6 +855,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         out: dict[str, Any] = {
             "settings": asdict(settings) | {"repeat": args.repeat, "pinned": pin},
+            "units": {pr.name: pr.unit for pr in protocols},  # what each "rps" holds
             "results": {pr: {name: asdict(r) | {"flagged": r.flagged}
                              for name, r in row.items()} for pr, row in table.items()},
             "ratios": {pr: {f"edgecorn/{peer}": ratio(row["edgecorn"], row[peer])
@@ -601,10 +864,12 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(json.dumps(out, indent=2))
     else:
-        print(f"\nreq/s; {settings.duration:g} s per measurement after {settings.warmup:g} s "
-              f"warm-up; server on core {settings.server_cpu}, load on core "
-              f"{settings.client_cpu}; wrk -c{settings.connections}, h2load "
-              f"-c{settings.h2_clients} -m{settings.h2_streams}\n")
+        print(f"\nreq/s (MB/s where the row says so); {settings.duration:g} s per measurement "
+              f"after {settings.warmup:g} s warm-up; server on core {settings.server_cpu}, "
+              f"load on core {settings.client_cpu}; wrk -c{settings.connections}, h2load "
+              f"-c{settings.h2_clients} -m{settings.h2_streams}, gtlsclient "
+              f"{settings.h3_clients} at once x -n {settings.h3_requests} "
+              f"(1 MiB: x {settings.h3_downloads})\n")
         print_table(table, args.servers, protocols)
         print_details(table, protocols)
     failed = any(r.flagged for row in table.values() for r in row.values() if not r.unsupported)

@@ -110,6 +110,7 @@ class Config:
     quic_early_data: bool = False  # accept 0-RTT requests
     quic_early_data_unsafe: bool = False  # let non-idempotent methods through in 0-RTT
     quic_idle_timeout: float = 30 * SECONDS
+    quic_max_datagram_size: int = 1350  # bytes of UDP payload we send (1200..1452)
     h3_max_concurrent_streams: int = 100
     h3_max_header_list_size: int = 2**16
     qlog_dir: str | None = None
@@ -539,7 +540,8 @@ _SPECS: dict[str, Validator] = {
     "alt_svc_port": _int(1, 65535, optional=True), "alt_svc_persist": _bool,
     "quic_on_tls_binds": _bool, "quic_retry": _choice(QUIC_RETRY_MODES),
     "quic_retry_threshold": _int(0), "quic_early_data": _bool, "quic_early_data_unsafe": _bool,
-    "quic_idle_timeout": _seconds(positive=True), "h3_max_concurrent_streams": _int(1),
+    "quic_idle_timeout": _seconds(positive=True), "quic_max_datagram_size": _int(1200, 1452),
+    "h3_max_concurrent_streams": _int(1),
     "h3_max_header_list_size": _int(1), "qlog_dir": _str(optional=True, path=True),
     "websocket_max_message_size": _int(1),
     "websocket_ping_interval": _seconds(positive=True, optional=True),

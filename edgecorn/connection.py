@@ -235,6 +235,11 @@ class Connection(ABC):
             return
         self._flush_now()
 
+    def flush_stream(self) -> None:
+        """After streamed body: out at once (not batched), so that the transport's buffer
+        limit, not the peer's flow-control window, bounds what we hold."""
+        self._flush_now()
+
     def _flush_now(self) -> None:
         self.flush_pending = False
         proto = self.proto
@@ -306,16 +311,14 @@ class Connection(ABC):
             room = proto.sendable(stream_id)
             if room < 0:
                 return
-            # Streaming writes go out at once (not batched) so that the transport's
-            # buffer limit, not the peer's flow-control window, bounds what we hold.
             if room >= len(view):
                 proto.send_data(stream_id, bytes(view) if len(view) != len(data) else data, end)
-                self._flush_now()
+                self.flush_stream()
                 break
             if room > 0:
                 proto.send_data(stream_id, bytes(view[:room]), False)
                 view = view[room:]
-                self._flush_now()
+                self.flush_stream()
             waiter = self.create_future()
             self.window_waiters.append(waiter)
             await waiter

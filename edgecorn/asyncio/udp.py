@@ -96,6 +96,11 @@ class QUICConnection(Connection):
 
     # --- output ------------------------------------------------------------------
 
+    def flush_stream(self) -> None:
+        # `sendable` already bounds what aioquic holds per stream: batch like the rest,
+        # since every datagrams_to_send() call costs, even for a few packets.
+        self.flush()
+
     def _flush_now(self) -> None:
         self.flush_pending = False
         h3 = self.h3

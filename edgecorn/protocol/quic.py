@@ -49,6 +49,9 @@ def quic_configuration(config: Config) -> QuicConfiguration:
         idle_timeout=config.quic_idle_timeout,
         supported_versions=list(SUPPORTED_VERSIONS),
         max_datagram_frame_size=65536,
+        # aioquic's cost is per packet: 1350 (as quiche and Chromium's servers use) carries
+        # 12% more per packet than the 1200 minimum and fits nearly every path's MTU.
+        max_datagram_size=config.quic_max_datagram_size,
     )
     assert config.certfile is not None
     configuration.load_cert_chain(config.certfile, config.keyfile, config.keyfile_password)

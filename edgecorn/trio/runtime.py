@@ -29,25 +29,34 @@ class Waiter:
         self.event = trio.Event()
 
     def done(self) -> bool:
-        return self.event.is_set()
+        done: bool = self.event.is_set()
+        return done
 
     def set_result(self, result: None) -> None:
         self.event.set()
 
     def __await__(self) -> Generator[Any, None, None]:
-        return self.event.wait().__await__()
+        wait: Generator[Any, None, None] = self.event.wait().__await__()
+        return wait
 
 
 class TimerHandle:
-    __slots__ = ("when", "callback", "cancelled")
+    __slots__ = ("callback", "cancelled", "runtime")
 
-    def __init__(self, when: float, callback: Callable[[], None]) -> None:
-        self.when = when
+    def __init__(self, callback: Callable[[], None], runtime: Runtime) -> None:
         self.callback = callback
         self.cancelled = False
+        self.runtime: Runtime | None = runtime  # None once out of the heap
+
+    def run(self) -> None:
+        if not self.cancelled:  # it may be cancelled after it fell due, in the same batch
+            self.callback()
 
     def cancel(self) -> None:
-        self.cancelled = True
+        if not self.cancelled:
+            self.cancelled = True
+            if self.runtime is not None:
+                self.runtime.cancelled += 1
 
 
 class Runtime:
@@ -56,6 +65,7 @@ class Runtime:
     def __init__(self) -> None:
         self.ready: list[Callable[[], None]] = []
         self.timers: list[tuple[float, int, TimerHandle]] = []
+        self.cancelled = 0  # cancelled handles still in the heap
         self.seq = itertools.count()
         self.wakeup = trio.Event()
         self.sleeping = False
@@ -71,13 +81,17 @@ class Runtime:
             self.wakeup.set()
 
     def call_at(self, when: float, callback: Callable[[], None]) -> TimerHandle:
-        handle = TimerHandle(when, callback)
+        handle = TimerHandle(callback, self)
         timers = self.timers
-        heapq.heappush(timers, (when, next(self.seq), handle))
-        if len(timers) > 256 and len(timers) > 2 * sum(1 for t in timers if not t[2].cancelled):
+        if self.cancelled > 128 and 2 * self.cancelled > len(timers):
             # QUIC moves its timer often: drop cancelled entries before they pile up.
-            self.timers = timers = [t for t in timers if not t[2].cancelled]
+            for entry in timers:
+                if entry[2].cancelled:
+                    entry[2].runtime = None
+            self.timers = timers = [entry for entry in timers if not entry[2].cancelled]
             heapq.heapify(timers)
+            self.cancelled = 0
+        heapq.heappush(timers, (when, next(self.seq), handle))
         if self.sleeping and timers[0][2] is handle:
             self.sleeping = False
             self.wakeup.set()  # earlier than what the scheduler sleeps until
@@ -123,8 +137,11 @@ class Runtime:
             now = trio.current_time()
             while timers and timers[0][0] <= now:
                 handle = heapq.heappop(timers)[2]
-                if not handle.cancelled:
-                    self.ready.append(handle.callback)
+                handle.runtime = None
+                if handle.cancelled:
+                    self.cancelled -= 1
+                else:
+                    self.ready.append(handle.run)
             batch, self.ready = self.ready, []
             for callback in batch:
                 try:
@@ -135,7 +152,8 @@ class Runtime:
     def _due(self) -> bool:
         timers = self.timers
         while timers and timers[0][2].cancelled:
-            heapq.heappop(timers)
+            heapq.heappop(timers)[2].runtime = None
+            self.cancelled -= 1
         return bool(timers) and timers[0][0] <= trio.current_time()
 
 

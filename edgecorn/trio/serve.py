@@ -1,0 +1,204 @@
+"""serve(): listeners, lifespan, the manager's tick and graceful shutdown on trio."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import trio
+
+from ..asgi.dispatch import wrap_app
+from ..asgi.lifespan import LifespanFailure
+from ..config import Config
+from ..logging import AccessLogger, configure_logging
+from ..manager import ConnectionManager
+from ..protocol.quic import TicketStore, quic_configuration
+from ..sockets import Sockets, create_sockets, describe
+from ..tls import create_ssl_context
+from .lifespan import Lifespan
+from .runtime import Runtime, hold_nursery
+from .tcp import serve_tcp
+from .udp import QUICListener
+
+log = logging.getLogger("edgecorn.error")
+
+CLOSE_GRACE = 1.0  # after the graceful timeout: time for closes to reach the peers
+
+
+async def serve(
+    app: Any,
+    config: Config,
+    *,
+    shutdown_trigger: Callable[..., Awaitable[Any]] | None = None,
+    sockets: Sockets | None = None,
+    on_ready: Callable[[], None] | None = None,
+    request_limit: int | None = None,
+    on_retire: Callable[[], None] | None = None,
+    task_status: Any = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve `app` until `shutdown_trigger` returns (or SIGINT/SIGTERM without one).
+
+    With `await nursery.start(serve, ...)` the start returns once every listener is up.
+    The supervisor's extras: `on_ready` once listening; after `request_limit`
+    requests, `on_retire` is called and the server stops gracefully.
+    """
+    if not logging.getLogger("edgecorn").handlers:
+        configure_logging(config)  # API use; run() has configured it already
+    asgi_app = wrap_app(app, config)
+    state: dict[str, Any] = {}
+    failure: LifespanFailure | None = None
+    async with trio.open_nursery() as lifespan_nursery:
+        lifespan = Lifespan(asgi_app, config, state, nursery=lifespan_nursery)
+        try:
+            await lifespan.startup()
+        except LifespanFailure as exc:
+            # Raised outside the nursery, so that it is never wrapped in an exception group.
+            failure = exc
+        else:
+            await _serve(
+                asgi_app,
+                config,
+                state,
+                shutdown_trigger,
+                sockets,
+                _Extras(on_ready, request_limit, on_retire, task_status),
+            )
+            await lifespan.shutdown()
+        lifespan_nursery.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+
+
+async def _serve(
+    asgi_app: Any,
+    config: Config,
+    state: dict[str, Any],
+    shutdown_trigger: Callable[..., Awaitable[Any]] | None,
+    sockets: Sockets | None,
+    extras: _Extras,
+) -> None:
+    own_sockets = sockets is None
+    if sockets is None:
+        sockets = create_sockets(config)
+    try:
+        manager = ConnectionManager(config, asgi_app, state, AccessLogger(config))
+        ssl_context = create_ssl_context(config) if sockets.secure else None
+        runtime = Runtime()
+        async with trio.open_nursery() as nursery:
+            runtime.nursery = await nursery.start(hold_nursery)  # app tasks
+            await nursery.start(runtime.run)
+            connections: trio.Nursery = await nursery.start(hold_nursery)
+            accepting: trio.Nursery = await nursery.start(hold_nursery)
+            for sock in sockets.secure:
+                accepting.start_soon(serve_tcp, sock, manager, runtime, ssl_context, connections)
+                log.info("Running on %s (h2, http/1.1; CTRL + C to quit)", describe(sock, True))
+            for sock in sockets.insecure:
+                accepting.start_soon(serve_tcp, sock, manager, runtime, None, connections)
+                log.info("Running on %s (http/1.1, h2c; CTRL + C to quit)", describe(sock, False))
+            quic_listeners = _start_quic(nursery, manager, sockets, runtime)
+            nursery.start_soon(_ticker, manager)
+            stop = trio.Event()
+            if extras.request_limit is not None:
+                manager.request_limit = extras.request_limit
+                manager.on_request_limit = partial(_retire, extras.on_retire, stop)
+            if extras.on_ready is not None:
+                extras.on_ready()
+            extras.task_status.started()
+
+            async with trio.open_nursery() as waiting:  # whichever comes first
+                waiting.start_soon(_until, stop.wait, waiting.cancel_scope)
+                trigger = _wait_for_signal if shutdown_trigger is None else shutdown_trigger
+                waiting.start_soon(_until, trigger, waiting.cancel_scope)
+            log.info("Shutting down: finishing open requests (up to %ss)", config.graceful_timeout)
+            accepting.cancel_scope.cancel()  # each accept loop closes its socket
+            manager.shutdown()  # QUIC connections too: GOAWAY, then close when answered
+            await _drain(manager, runtime, config.graceful_timeout)
+
+            manager.close_all()
+            for listener in quic_listeners:
+                listener.close()
+            assert runtime.nursery is not None
+            runtime.nursery.cancel_scope.cancel()
+            with trio.move_on_after(CLOSE_GRACE):
+                while manager.connections or runtime.tasks:
+                    await trio.sleep(0.02)
+            nursery.cancel_scope.cancel()
+    finally:
+        if own_sockets:
+            sockets.close()
+
+
+@dataclass
+class _Extras:
+    on_ready: Callable[[], None] | None
+    request_limit: int | None
+    on_retire: Callable[[], None] | None
+    task_status: Any
+
+
+def _retire(on_retire: Callable[[], None] | None, stop: trio.Event) -> None:
+    if on_retire is not None:
+        on_retire()
+    stop.set()
+
+
+async def _until(wait: Callable[[], Awaitable[Any]], scope: trio.CancelScope) -> None:
+    await wait()
+    scope.cancel()
+
+
+def _start_quic(
+    nursery: trio.Nursery, manager: ConnectionManager, sockets: Sockets, runtime: Runtime
+) -> list[QUICListener]:
+    config = manager.config
+    if not sockets.quic:
+        return []
+    configuration = quic_configuration(config)
+    tickets = TicketStore()
+    listeners = []
+    for sock in sockets.quic:
+        listener = QUICListener(manager, sock, configuration, tickets, runtime, sockets.quic_tag)
+        nursery.start_soon(listener.run)
+        listeners.append(listener)
+        log.info("Running on %s (h3; CTRL + C to quit)", describe(sock, True))
+    ports = [sock.getsockname()[1] for sock in sockets.quic]
+    manager.advertise_h3(ports)
+    if not sockets.secure:
+        log.warning("QUIC is on but no TLS listener exists to advertise it (Alt-Svc) from")
+    return listeners
+
+
+async def _drain(manager: ConnectionManager, runtime: Runtime, timeout: float) -> None:
+    with trio.move_on_after(timeout):
+        while manager.connections or runtime.tasks:
+            await trio.sleep(0.05)
+        return
+    log.info("Graceful timeout reached: closing %d connections", len(manager.connections))
+
+
+async def _wait_for_signal() -> None:
+    with ExitStack() as stack:
+        try:
+            signals = stack.enter_context(trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM))
+        except (RuntimeError, ValueError):
+            await trio.sleep_forever()  # not the main thread: the caller stops us some other way
+            return
+        async for _ in signals:
+            return
+
+
+async def _ticker(manager: ConnectionManager) -> None:
+    """One timer per worker drives every connection's timeouts and the Date header."""
+    deadline = trio.current_time()
+    while True:
+        deadline += 1.0
+        await trio.sleep_until(deadline)
+        try:
+            manager.tick()
+        except Exception:
+            log.exception("error in the connection manager's tick")

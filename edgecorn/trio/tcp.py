@@ -1,0 +1,239 @@
+"""The trio TCP listener and its per-connection byte mover: no HTTP knowledge here.
+
+`Connection.write` is synchronous, so writes go to a buffer that a sender
+task empties with `send_all`; the buffered size drives `on_pause_writing` /
+`on_resume_writing` like an asyncio transport's water marks. A reader task
+feeds `on_data` and stops while reading is paused.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import ssl
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import trio
+
+from ..connection import Connection
+from ..manager import ConnectionManager
+from .runtime import Runtime, TimerHandle, Waiter
+
+log = logging.getLogger("edgecorn.error")
+
+HIGH_WATER = 64 * 1024  # asyncio's default transport limits
+LOW_WATER = 16 * 1024
+READ_SIZE = 64 * 1024
+CLOSE_TIMEOUT = 1.0  # for TLS close_notify on a peer that stopped reading
+# Out of file descriptors or memory: wait a little and keep accepting.
+ACCEPT_CAPACITY_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+
+
+class TCPConnection(Connection):
+    def __init__(
+        self, manager: ConnectionManager, runtime: Runtime, stream: trio.abc.Stream, secure: bool
+    ) -> None:
+        super().__init__(manager, secure)
+        self.runtime = runtime
+        self.stream = stream
+        self.secure = secure
+        self.pending: list[bytes] = []
+        self.buffered = 0  # queued plus in flight, for the water marks
+        self.send_wakeup = trio.Event()
+        self.read_gate: trio.Event | None = None  # set while reading is paused
+        self.transport_closing = False
+        self.aborted = False
+        self.io_scope = trio.CancelScope()
+
+    async def run(self, handshake_timeout: float) -> None:
+        stream = self.stream
+        try:
+            alpn = None
+            if isinstance(stream, trio.SSLStream):
+                with trio.move_on_after(handshake_timeout):
+                    await stream.do_handshake()
+                    alpn = stream.selected_alpn_protocol() or "http/1.1"
+                if alpn is None:
+                    self.aborted = True
+                    return  # handshake timed out
+            self._addresses()
+            self.use_protocol(alpn)
+            with self.io_scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._sender)
+                    await self._reader()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError) as exc:
+            log.debug("connection from %s failed: %r", self.client, exc)
+            self.aborted = True
+        except Exception:
+            log.exception("error in connection from %s", self.client)
+            self.aborted = True
+        finally:
+            self.closed = True
+            self.on_lost()
+            await self._close_stream()
+
+    async def _close_stream(self) -> None:
+        if self.aborted:
+            await trio.aclose_forcefully(self.stream)
+            return
+        with trio.move_on_after(CLOSE_TIMEOUT) as scope:
+            try:
+                await self.stream.aclose()  # TLS: close_notify, then the socket
+            except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError):
+                pass
+        if scope.cancelled_caught:
+            await trio.aclose_forcefully(self.stream)
+
+    def _addresses(self) -> None:
+        stream = self.stream
+        if isinstance(stream, trio.SSLStream):
+            stream = stream.transport_stream
+        sock = getattr(stream, "socket", None)
+        if sock is None:
+            return
+        try:
+            peer = sock.getpeername()
+            local = sock.getsockname()
+        except OSError:
+            return
+        if isinstance(peer, tuple):
+            self.client = (peer[0], peer[1])
+        if isinstance(local, tuple):
+            self.server = (local[0], local[1])
+        elif local:
+            self.server = (str(local), None)
+
+    async def _reader(self) -> None:
+        stream = self.stream
+        try:
+            while True:
+                gate = self.read_gate
+                if gate is not None:
+                    await gate.wait()
+                    continue
+                try:
+                    data = await stream.receive_some(READ_SIZE)
+                except trio.BrokenResourceError as exc:
+                    if not _ragged_eof(exc.__cause__):
+                        raise
+                    data = b""  # TLS without close_notify: most HTTP clients end so
+                if not data:
+                    break
+                self.on_data(data)
+            # Like an asyncio protocol whose eof_received returns False: answer what
+            # is complete, then close (after the sender has flushed).
+            self.on_eof()
+            self.close()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError) as exc:
+            log.debug("connection from %s lost: %r", self.client, exc)
+            self.aborted = True
+            self.io_scope.cancel()
+        except Exception:
+            log.exception("error handling data from %s", self.client)
+            self.aborted = True
+            self.io_scope.cancel()
+
+    async def _sender(self) -> None:
+        stream = self.stream
+        try:
+            while True:
+                pending = self.pending
+                if pending:
+                    data = pending[0] if len(pending) == 1 else b"".join(pending)
+                    self.pending = []
+                    await stream.send_all(data)
+                    self.buffered -= len(data)
+                    if self.write_paused and self.buffered <= LOW_WATER:
+                        self.on_resume_writing()
+                elif self.transport_closing:
+                    break
+                else:
+                    self.send_wakeup = trio.Event()
+                    await self.send_wakeup.wait()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError) as exc:
+            log.debug("connection to %s lost: %r", self.client, exc)
+            self.aborted = True
+        except Exception:
+            log.exception("error sending to %s", self.client)
+            self.aborted = True
+        self.io_scope.cancel()  # flushed (or broken): stop reading; run() closes
+
+    # --- backend primitives ---------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.transport_closing or not data:
+            return
+        self.pending.append(data)
+        self.buffered += len(data)
+        if self.buffered > HIGH_WATER and not self.write_paused:
+            self.on_pause_writing()
+        self.send_wakeup.set()
+
+    def close_transport(self) -> None:
+        if self.transport_closing:
+            return
+        self.transport_closing = True
+        if self.write_paused:
+            self.aborted = True  # a peer that stopped reading gets no more time
+            self.io_scope.cancel()
+        else:
+            self.send_wakeup.set()
+
+    def pause_reading(self) -> None:
+        if self.read_gate is None:
+            self.read_gate = trio.Event()
+
+    def resume_reading(self) -> None:
+        gate = self.read_gate
+        if gate is not None:
+            self.read_gate = None
+            gate.set()
+
+    def defer(self, callback: Callable[[], None]) -> None:
+        self.runtime.defer(callback)
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle:
+        return self.runtime.call_later(delay, callback)
+
+    def create_future(self) -> Waiter:
+        return Waiter()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        self.runtime.spawn(coro)
+
+
+def _ragged_eof(exc: BaseException | None) -> bool:
+    return isinstance(exc, ssl.SSLEOFError) or "UNEXPECTED_EOF" in str(exc)
+
+
+async def serve_tcp(
+    sock: socket.socket,
+    manager: ConnectionManager,
+    runtime: Runtime,
+    ssl_context: ssl.SSLContext | None,
+    nursery: trio.Nursery,
+) -> None:
+    """Accept on `sock` until cancelled; each connection runs in `nursery`. Closes `sock`."""
+    listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+    timeout = manager.config.ssl_handshake_timeout
+    try:
+        while True:
+            try:
+                stream: trio.abc.Stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in ACCEPT_CAPACITY_ERRORS:
+                    raise
+                log.error("accept() failed: %s; retrying in 100 ms", exc)
+                await trio.sleep(0.1)
+                continue
+            if ssl_context is not None:
+                # Not https_compatible: aclose() then sends close_notify, which strict
+                # clients want before EOF on a response delimited by the close.
+                stream = trio.SSLStream(stream, ssl_context, server_side=True)
+            conn = TCPConnection(manager, runtime, stream, ssl_context is not None)
+            nursery.start_soon(conn.run, timeout)
+    finally:
+        listener.socket.close()

@@ -1,9 +1,8 @@
-"""The asyncio QUIC listener: datagrams in, routed by connection ID, datagrams out.
+"""The asyncio QUIC listener: `QUICEndpoint` on a datagram protocol.
 
-Datagrams are handled right in `datagram_received` (no queue, no task per
-packet); each connection keeps one timer, moved only when aioquic's timer
-changes; everything a connection produced in a loop turn leaves in one batch,
-with UDP GSO where the kernel has it.
+Datagrams are handled right in `datagram_received`; the loop's clock and
+timers drive aioquic; what the socket cannot take now is left to the
+transport, which sends it when the socket is writable.
 """
 
 from __future__ import annotations
@@ -11,172 +10,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import struct
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aioquic.quic.configuration import QuicConfiguration
 
-from ..connection import Connection
 from ..manager import ConnectionManager
-from ..protocol.h3 import H3Adapter
-from ..protocol.quic import (
-    EdgeQuicConnection,
-    RetryTokens,
-    TicketStore,
-    destination_cid,
-    new_route,
-)
+from ..protocol.quic import TicketStore
+from ..quic_endpoint import Datagrams, QUICEndpoint
 
 log = logging.getLogger("edgecorn.error")
 
-UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)  # linux/udp.h
-GSO_MAX_SEGMENTS = 64
-GSO_MAX_BYTES = 65000
 
-
-class QUICConnection(Connection):
-    def __init__(self, listener: QUICListener, quic: EdgeQuicConnection, addr: Any) -> None:
-        super().__init__(listener.manager, secure=True)
-        self.listener = listener
-        self.loop = listener.loop
-        self.tasks = listener.tasks
-        self.quic = quic
-        config = self.config
-        self.h3 = H3Adapter(
-            quic,
-            max_requests=config.keep_alive_max_requests,
-            max_header_list_size=config.h3_max_header_list_size,
-            early_data_unsafe=config.quic_early_data_unsafe,
-        )
-        self.proto = self.h3
-        self.batch_writes = True
-        self.advertise = False
-        self.client = (addr[0], addr[1])
-        sockname = listener.sock.getsockname()
-        self.server = (sockname[0], sockname[1])
-        self.timer: asyncio.TimerHandle | None = None
-        self.timer_at: float | None = None
-        self.cids: set[bytes] = set()
-        self.handshaking = True
-        self.manager.add(self)
-
-    # --- input -------------------------------------------------------------------
-
-    def datagram(self, data: bytes, addr: Any) -> None:
-        self.reads += 1
-        events = self.h3.receive_datagram(data, addr, self.loop.time())
-        self._after(events)
-
-    def _on_timer(self) -> None:
-        self.timer = None
-        self.timer_at = None
-        self._after(self.h3.handle_timer(self.loop.time()))
-
-    def _after(self, events: list[Any]) -> None:
-        h3 = self.h3
-        if h3.cid_changes:
-            for issued, cid in h3.cid_changes:
-                if issued:
-                    self.cids.add(cid)
-                    self.listener.routes[cid] = self
-                else:
-                    self.cids.discard(cid)
-                    if self.listener.routes.get(cid) is self:
-                        del self.listener.routes[cid]
-            h3.cid_changes.clear()
-        if self.handshaking and h3.handshake_done:
-            self.handshaking = False
-            self.listener.handshaking -= 1
-        if events:
-            self.handle(events)
-        if self.window_waiters:
-            self._wake(self.window_waiters)  # acks free send buffer without any event
-        self.flush()
-
-    # --- output ------------------------------------------------------------------
-
-    def flush_stream(self) -> None:
-        # `sendable` already bounds what aioquic holds per stream: batch like the rest,
-        # since every datagrams_to_send() call costs, even for a few packets.
-        self.flush()
-
-    def _flush_now(self) -> None:
-        self.flush_pending = False
-        h3 = self.h3
-        if h3.last_stream_id is not None and not h3.open and not h3.terminated \
-                and h3.all_delivered():
-            h3.close()  # GOAWAY sent and every accepted response acknowledged
-        now = self.loop.time()
-        datagrams = h3.datagrams(now)
-        if datagrams:
-            self.listener.send(datagrams)
-        if h3.terminated or self.quic._state.name == "TERMINATED":
-            self._terminate()
-            return
-        timer_at = self.quic.get_timer()
-        if timer_at != self.timer_at:
-            if self.timer is not None:
-                self.timer.cancel()
-            self.timer_at = timer_at
-            self.timer = None if timer_at is None else self.loop.call_at(timer_at, self._on_timer)
-
-    def _terminate(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        routes = self.listener.routes
-        for cid in self.cids:
-            if routes.get(cid) is self:
-                del routes[cid]
-        self.cids.clear()
-        if self.handshaking:
-            self.handshaking = False
-            self.listener.handshaking -= 1
-        if not self.closed:
-            self.closed = True
-            self.on_lost()
-
-    # --- backend primitives --------------------------------------------------------
-
-    def write(self, data: bytes) -> None:
-        pass  # QUIC output leaves as datagrams from `_flush_now`
-
-    def close(self) -> None:
-        # QUIC closes by sending CONNECTION_CLOSE and draining; the connection stays
-        # routable until aioquic reports it terminated (then `_terminate`).
-        if not self.h3.terminated:
-            self.h3.close()
-            self.flush()
-
-    def close_transport(self) -> None:
-        self.close()
-
-    def pause_reading(self) -> None:
-        pass  # QUIC flow control bounds what a peer may send
-
-    def resume_reading(self) -> None:
-        pass
-
-    def defer(self, callback: Callable[[], None]) -> None:
-        self.loop.call_soon(callback)
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
-        return self.loop.call_later(delay, callback)
-
-    def create_future(self) -> asyncio.Future[None]:
-        return self.loop.create_future()
-
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = self.loop.create_task(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    def tick(self, keep_alive_ticks: int, read_timeout_ticks: int | None) -> None:
-        pass  # QUIC's own idle timeout (quic_idle_timeout) applies
-
-
-class QUICListener(asyncio.DatagramProtocol):
+class QUICListener(QUICEndpoint, asyncio.DatagramProtocol):
     def __init__(
         self,
         manager: ConnectionManager,
@@ -186,122 +32,45 @@ class QUICListener(asyncio.DatagramProtocol):
         tasks: set[Any],
         cid_tag: int | None = None,
     ) -> None:
-        self.manager = manager
-        self.cid_tag = cid_tag
-        self.sock = sock
-        self.configuration = configuration
-        self.tickets = tickets
+        super().__init__(manager, sock, configuration, tickets, cid_tag)
         self.tasks = tasks
         self.loop = asyncio.get_running_loop()
-        self.routes: dict[bytes, QUICConnection] = {}
-        self.handshaking = 0
-        config = manager.config
-        self.retry_mode = config.quic_retry
-        self.retry_threshold = config.quic_retry_threshold
-        self.retry = RetryTokens() if self.retry_mode != "off" else None
-        self.early_data = config.quic_early_data
-        self.gso = hasattr(sock, "sendmsg")
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        # Nothing a peer sends may stop the listener: failures end at one connection.
-        conn = None
-        try:
-            dcid = destination_cid(data)
-            if dcid is None:
-                return
-            conn = self.routes.get(dcid)
-            if conn is not None:
-                conn.datagram(data, addr)
-                return
-            if self.manager.draining:
-                return
-            want_retry = self.retry_mode == "on" or (
-                self.retry_mode == "under_load" and self.handshaking >= self.retry_threshold
-            )
-            route = new_route(data, addr, self.retry, want_retry)
-            if route is None:
-                return
-            if route.reply is not None:
-                self.send([(route.reply, addr)])
-                return
-            quic = EdgeQuicConnection(
-                early_data=self.early_data,
-                max_streams=self.manager.config.h3_max_concurrent_streams,
-                cid_tag=self.cid_tag,
-                configuration=self.configuration,
-                original_destination_connection_id=route.original_dcid,
-                retry_source_connection_id=route.retry_scid,
-                session_ticket_fetcher=self.tickets.pop,
-                session_ticket_handler=self.tickets.add,
-            )
-            conn = QUICConnection(self, quic, addr)
-            self.handshaking += 1
-            conn.cids.update((route.dcid, quic.host_cid))
-            self.routes[route.dcid] = conn
-            self.routes[quic.host_cid] = conn
-            conn.datagram(data, addr)
-        except Exception:
-            log.exception("error handling a QUIC datagram from %s", addr)
-            if conn is not None:
-                conn._terminate()
-
     def error_received(self, exc: Exception) -> None:
         log.debug("UDP error: %s", exc)  # ICMP errors for one peer concern only that peer
 
-    def send(self, datagrams: list[tuple[bytes, Any]]) -> None:
-        transport = self.transport
-        if transport is None:
-            return
-        if self.gso and len(datagrams) > 1:
-            try:
-                self._send_gso(datagrams)
-                return
-            except (BlockingIOError, InterruptedError):
-                pass  # the socket is full: let the transport queue the rest
-            except OSError as exc:
-                log.info("UDP GSO unavailable (%s); sending datagrams one by one", exc)
-                self.gso = False
-        for data, addr in datagrams:
-            transport.sendto(data, addr)
+    # --- QUICEndpoint's primitives ---------------------------------------------------
 
-    def _send_gso(self, datagrams: list[tuple[bytes, Any]]) -> None:
-        """Send runs of equal-size datagrams to one peer with one sendmsg each."""
-        sock = self.sock
-        index = 0
-        count = len(datagrams)
-        while index < count:
-            data, addr = datagrams[index]
-            size = len(data)
-            parts = [data]
-            total = size
-            index += 1
-            while index < count and len(parts) < GSO_MAX_SEGMENTS:
-                nxt, nxt_addr = datagrams[index]
-                if nxt_addr != addr or len(nxt) > size or total + len(nxt) > GSO_MAX_BYTES:
-                    break
-                parts.append(nxt)
-                total += len(nxt)
-                index += 1
-                if len(nxt) < size:
-                    break  # a shorter datagram can only end a GSO run
-            if len(parts) == 1:
-                sock.sendto(data, addr)
-            else:
-                segment = [(socket.SOL_UDP, UDP_SEGMENT, struct.pack("=H", size))]
-                sock.sendmsg(parts, segment, 0, addr)
+    def now(self) -> float:
+        return self.loop.time()
 
-    def shutdown(self) -> None:
-        for conn in set(self.routes.values()):
-            conn.shutdown()
+    def call_at(self, when: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+        return self.loop.call_at(when, callback)
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+        return self.loop.call_later(delay, callback)
+
+    def defer(self, callback: Callable[[], None]) -> None:
+        self.loop.call_soon(callback)
+
+    def create_future(self) -> asyncio.Future[None]:
+        return self.loop.create_future()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = self.loop.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def send_later(self, datagrams: Datagrams) -> None:
+        if self.transport is not None:
+            for data, addr in datagrams:
+                self.transport.sendto(data, addr)
 
     def close(self) -> None:
-        for conn in set(self.routes.values()):
-            conn.h3.close()
-            conn.flush()
+        self.close_connections()
         if self.transport is not None:
             self.transport.close()
-

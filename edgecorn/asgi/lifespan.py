@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
 from edgecorn.config import Config
@@ -22,31 +23,24 @@ class LifespanFailure(Exception):
     """Startup failed (or timed out); the message is the app's own when it gave one."""
 
 
-class Lifespan:
+class LifespanBase(ABC):
+    """The protocol's rules, for any event loop: a backend makes `_startup` and
+    `_shutdown` (events with set/is_set), runs `_run_app` and waits."""
+
+    _startup: Any
+    _shutdown: Any
+
     def __init__(self, app: ASGIApp, config: Config, state: dict[str, Any]) -> None:
         self.app = app
         self.config = config
         self.state = state
-        self._task: asyncio.Task[None] | None = None
-        self._inbox: asyncio.Queue[Message] = asyncio.Queue()
-        self._startup = asyncio.Event()  # startup.complete/failed, or the app ended
-        self._shutdown = asyncio.Event()
         self._startup_failed: str | None = None
         self._started = False  # the app sent lifespan.startup.complete
         self._error: BaseException | None = None  # what the app raised, if it did
         self.supported = config.lifespan != "off"
 
-    async def startup(self) -> None:
-        if not self.supported:
-            return
-        self._task = asyncio.create_task(self._run(), name="edgecorn lifespan")
-        await self._inbox.put({"type": "lifespan.startup"})
-        try:
-            await self._wait(self._startup, self.config.startup_timeout, "startup")
-        except LifespanFailure:
-            self._task.cancel()
-            raise
-
+    def _check_startup(self) -> None:
+        """After startup was waited for: raise LifespanFailure, or note no support."""
         if self._startup_failed is not None:
             raise LifespanFailure(self._startup_failed or "application startup failed")
         if not self._started:
@@ -64,26 +58,7 @@ class Lifespan:
             else:
                 log.debug("ASGI lifespan unsupported by the app; continuing")
 
-    async def shutdown(self) -> None:
-        task = self._task
-        if not self.supported or task is None or task.done():
-            return
-        await self._inbox.put({"type": "lifespan.shutdown"})
-        try:
-            await self._wait(self._shutdown, self.config.shutdown_timeout, "shutdown")
-            # The app normally returns right after shutdown.complete; give it a moment.
-            await asyncio.wait({task}, timeout=1.0)
-        finally:
-            if not task.done():
-                task.cancel()
-
-    async def _wait(self, event: asyncio.Event, timeout: float, phase: str) -> None:
-        try:
-            await asyncio.wait_for(event.wait(), timeout)
-        except asyncio.TimeoutError:
-            raise LifespanFailure(f"lifespan {phase} timed out after {timeout:g}s") from None
-
-    async def _run(self) -> None:
+    async def _run_app(self) -> None:
         scope = {
             "type": "lifespan",
             "asgi": {"version": "3.0", "spec_version": "2.0"},
@@ -104,8 +79,9 @@ class Lifespan:
             self._startup.set()
             self._shutdown.set()
 
+    @abstractmethod
     async def _receive(self) -> Message:
-        return await self._inbox.get()
+        """The next message for the app."""
 
     async def _send(self, message: Message) -> None:
         kind = message["type"]
@@ -122,3 +98,49 @@ class Lifespan:
             self._shutdown.set()
         else:
             raise RuntimeError(f"unexpected ASGI lifespan message {kind!r}")
+
+
+class Lifespan(LifespanBase):
+    """asyncio."""
+
+    def __init__(self, app: ASGIApp, config: Config, state: dict[str, Any]) -> None:
+        super().__init__(app, config, state)
+        self._task: asyncio.Task[None] | None = None
+        self._inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self._startup = asyncio.Event()  # startup.complete/failed, or the app ended
+        self._shutdown = asyncio.Event()
+
+    async def startup(self) -> None:
+        if not self.supported:
+            return
+        self._task = asyncio.create_task(self._run_app(), name="edgecorn lifespan")
+        await self._inbox.put({"type": "lifespan.startup"})
+        try:
+            await self._wait(self._startup, self.config.startup_timeout, "startup")
+        except LifespanFailure:
+            self._task.cancel()
+            raise
+
+        self._check_startup()
+
+    async def shutdown(self) -> None:
+        task = self._task
+        if not self.supported or task is None or task.done():
+            return
+        await self._inbox.put({"type": "lifespan.shutdown"})
+        try:
+            await self._wait(self._shutdown, self.config.shutdown_timeout, "shutdown")
+            # The app normally returns right after shutdown.complete; give it a moment.
+            await asyncio.wait({task}, timeout=1.0)
+        finally:
+            if not task.done():
+                task.cancel()
+
+    async def _wait(self, event: asyncio.Event, timeout: float, phase: str) -> None:
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except asyncio.TimeoutError:
+            raise LifespanFailure(f"lifespan {phase} timed out after {timeout:g}s") from None
+
+    async def _receive(self) -> Message:
+        return await self._inbox.get()

@@ -180,9 +180,12 @@ def _wait_unix(path: str, server: Server, deadline: float) -> None:
 class ServerFactory:
     """Starts edgecorn subprocesses and stops every one of them at teardown."""
 
-    def __init__(self, certs: tuple[str, str, str], tmp: Path) -> None:
+    def __init__(
+        self, certs: tuple[str, str, str], tmp: Path, worker_class: str = "asyncio"
+    ) -> None:
         self.certfile, self.keyfile, self.cafile = certs
         self.tmp = tmp
+        self.worker_class = worker_class
         self.servers: list[Server] = []
         self.count = 0
 
@@ -227,7 +230,7 @@ class ServerFactory:
 
         `config` is YAML text written to a file and passed with `-c`.
         """
-        args: list[str] = [app, "--workers", "0"]
+        args: list[str] = [app, "--workers", "0", "-k", self.worker_class]
         insecure_port = None
         # Always give --bind: without it the default 127.0.0.1:8000 would be bound too.
         port = free_port()
@@ -308,19 +311,39 @@ def cafile(certs: tuple[str, str, str]) -> str:
     return certs[2]
 
 
+# The core end-to-end suite runs on every worker class (the same tests, parametrized).
+CORE_E2E = {"test_e2e_http1", "test_e2e_http2", "test_e2e_clients", "test_e2e_flow",
+            "test_e2e_server"}
+WORKER_CLASSES = ("asyncio", "trio")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    module = metafunc.module.__name__.rpartition(".")[2]
+    if module in CORE_E2E and "worker_class" in metafunc.fixturenames:
+        metafunc.parametrize("worker_class", WORKER_CLASSES, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def worker_class(request: pytest.FixtureRequest) -> str:
+    """`-k` for the servers a test starts: parametrized for the core suite, else asyncio."""
+    return str(getattr(request, "param", "asyncio"))
+
+
 @pytest.fixture(scope="session")
 def session_factory(
-    certs: tuple[str, str, str], tmp_path_factory: pytest.TempPathFactory
+    certs: tuple[str, str, str], tmp_path_factory: pytest.TempPathFactory, worker_class: str
 ) -> Iterator[ServerFactory]:
-    factory = ServerFactory(certs, tmp_path_factory.mktemp("session-servers"))
+    factory = ServerFactory(certs, tmp_path_factory.mktemp("session-servers"), worker_class)
     yield factory
     factory.stop_all()
 
 
 @pytest.fixture
-def server_factory(certs: tuple[str, str, str], tmp_path: Path) -> Iterator[ServerFactory]:
+def server_factory(
+    certs: tuple[str, str, str], tmp_path: Path, worker_class: str
+) -> Iterator[ServerFactory]:
     """Per-test servers: `server_factory.start(*extra_args, parser=..., config=yaml)`."""
-    factory = ServerFactory(certs, tmp_path)
+    factory = ServerFactory(certs, tmp_path, worker_class)
     yield factory
     factory.stop_all()
 

@@ -8,12 +8,13 @@ to a file the test names in the query string.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
+
+import anyio
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -128,22 +129,17 @@ async def scope_info(scope: Scope, receive: Receive, send: Send) -> None:
     await _respond(send, 200, json.dumps(info).encode(), b"application/json")
 
 
-def _watch_disconnect(receive: Receive) -> tuple[asyncio.Event, asyncio.Task[None]]:
-    """Set an event on `http.disconnect`, so a streaming loop knows when to stop.
+async def _watch_disconnect(receive: Receive, gone: anyio.Event) -> None:
+    """Set `gone` on `http.disconnect`, so a streaming loop knows when to stop.
 
     (Servers may make `send` a no-op after a disconnect; without this a long loop
     would keep "sending" forever.)
     """
-    gone = asyncio.Event()
-
-    async def watch() -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                gone.set()
-                return
-
-    return gone, asyncio.ensure_future(watch())
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            gone.set()
+            return
 
 
 async def stream(scope: Scope, receive: Receive, send: Send) -> None:
@@ -172,21 +168,21 @@ async def big(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     chunk = big_chunk()
     sent = 0
-    gone, watcher = _watch_disconnect(receive)
-    try:
+    gone = anyio.Event()
+    async with anyio.create_task_group() as tasks:  # anyio: the same app on asyncio and trio
+        tasks.start_soon(_watch_disconnect, receive, gone)
         while (mb == 0 or sent < mb) and not gone.is_set():
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             sent += 1
-            await asyncio.sleep(0)  # let the watcher run even if `send` never yields
+            await anyio.sleep(0)  # let the watcher run even if `send` never yields
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-    finally:
-        watcher.cancel()
+        tasks.cancel_scope.cancel()
 
 
 async def slow(scope: Scope, receive: Receive, send: Send) -> None:
     query = _query(scope)
     _append(query.get("file"), "started")
-    await asyncio.sleep(float(query.get("s", "2")))
+    await anyio.sleep(float(query.get("s", "2")))
     await _respond(send, 200, b"slow done")
 
 
@@ -233,18 +229,17 @@ async def disconnect(scope: Scope, receive: Receive, send: Send) -> None:
     """Record `started`, then wait (bounded) for `http.disconnect` and record it."""
     path = _query(scope).get("file")
     _append(path, "started")
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 30
     try:
-        while loop.time() < deadline:
-            message = await asyncio.wait_for(receive(), deadline - loop.time())
-            if message["type"] == "http.disconnect":
-                DISCONNECTS.append(scope["path"])
-                _append(path, "disconnect")
-                return
-    except asyncio.TimeoutError:
+        with anyio.fail_after(30):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    DISCONNECTS.append(scope["path"])
+                    _append(path, "disconnect")
+                    return
+    except TimeoutError:
         _append(path, "timeout")
-    except asyncio.CancelledError:
+    except anyio.get_cancelled_exc_class():
         # A server may cancel the app instead of delivering the message: record it
         # (the test requires "disconnect", so this still fails the test).
         _append(path, "cancelled")

@@ -58,10 +58,9 @@ class WSGIAdapter:
                 break
 
         environ = build_environ(scope, b"".join(chunks))
-        loop = asyncio.get_running_loop()
-        response = _Response(send, loop)
+        response = _Response()
         try:
-            await loop.run_in_executor(None, response.run, self.wsgi_app, environ)
+            await _in_thread(send, response, self.wsgi_app, environ)
         except Exception:
             if response.started:
                 raise  # too late for a 500: let the server reset the stream
@@ -129,12 +128,32 @@ def build_environ(scope: Scope, body: bytes) -> dict[str, Any]:
     return environ
 
 
+async def _in_thread(
+    send: Send, response: _Response, app: WSGIApp, environ: dict[str, Any]
+) -> None:
+    """Run the app in a worker thread of whichever event loop serves us."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not asyncio: the trio backend
+        import trio
+
+        response.deliver = lambda message: trio.from_thread.run(send, message)
+        await trio.to_thread.run_sync(response.run, app, environ)
+        return
+
+    def deliver(message: Message) -> None:
+        asyncio.run_coroutine_threadsafe(_await(send, message), loop).result()
+
+    response.deliver = deliver
+    await loop.run_in_executor(None, response.run, app, environ)
+
+
 class _Response:
     """start_response, write() and the body iteration; runs in the worker thread."""
 
-    def __init__(self, send: Send, loop: asyncio.AbstractEventLoop) -> None:
-        self.send = send
-        self.loop = loop
+    deliver: Callable[[Message], None]  # hands a message to the loop and waits
+
+    def __init__(self) -> None:
         self.status: int | None = None
         self.headers: list[tuple[bytes, bytes]] = []
         self.started = False  # the response head has gone to the server
@@ -189,7 +208,7 @@ class _Response:
 
     def _send(self, message: Message) -> None:
         # Block the app thread until the loop has taken the message: back-pressure.
-        asyncio.run_coroutine_threadsafe(_await(self.send, message), self.loop).result()
+        self.deliver(message)
 
 
 async def _await(send: Send, message: Message) -> None:

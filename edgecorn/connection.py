@@ -131,6 +131,8 @@ class Connection(ABC):
             self.batch_writes = True
         else:
             self.proto = self.manager.new_h1(allow_h2c=True)
+        if self.manager.draining:
+            self.proto.goaway()
         return data
 
     # --- bytes in -----------------------------------------------------------------------
@@ -414,8 +416,7 @@ class Connection(ABC):
     def shutdown(self) -> None:
         """Graceful: no new requests; h1 closes after the current response, h2 sends GOAWAY."""
         if self.proto is None:
-            self.close()
-            return
+            return  # no bytes yet: the adapter made on the first ones hears of the drain
         for stream in list(self.streams.values()):
             if isinstance(stream, WebSocketStream):
                 stream.going_away()

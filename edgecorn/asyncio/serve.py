@@ -16,6 +16,7 @@ from ..manager import ConnectionManager
 from ..protocol.quic import TicketStore, quic_configuration
 from ..sockets import Sockets, create_sockets, describe
 from ..tls import create_ssl_context
+from .listen import Listener
 from .tcp import TCPProtocol
 from .udp import QUICListener
 
@@ -51,27 +52,23 @@ async def serve(
     manager = ConnectionManager(config, asgi_app, state, AccessLogger(config))
     tasks: set[Any] = set()
     ssl_context = create_ssl_context(config) if sockets.secure else None
-    servers: list[asyncio.base_events.Server] = []
+    servers: list[Listener] = []
     quic_listeners: list[QUICListener] = []
     try:
-        for sock in sockets.secure:
-            servers.append(
-                await loop.create_server(
-                    lambda: TCPProtocol(manager, True, tasks),
-                    sock=sock,
-                    ssl=ssl_context,
-                    backlog=config.backlog,
-                    ssl_handshake_timeout=config.ssl_handshake_timeout,
+        for secure, group in ((True, sockets.secure), (False, sockets.insecure)):
+            for sock in group:
+                servers.append(
+                    Listener(
+                        sock,
+                        _tcp_factory(manager, secure, tasks),
+                        ssl_context if secure else None,
+                        config.ssl_handshake_timeout,
+                        config.backlog,
+                        tasks,
+                    )
                 )
-            )
-            log.info("Running on %s (h2, http/1.1; CTRL + C to quit)", describe(sock, True))
-        for sock in sockets.insecure:
-            servers.append(
-                await loop.create_server(
-                    lambda: TCPProtocol(manager, False, tasks), sock=sock, backlog=config.backlog
-                )
-            )
-            log.info("Running on %s (http/1.1, h2c; CTRL + C to quit)", describe(sock, False))
+                protocols = "h2, http/1.1" if secure else "http/1.1, h2c"
+                log.info("Running on %s (%s; CTRL + C to quit)", describe(sock, secure), protocols)
         quic_listeners = await _start_quic(loop, manager, sockets, tasks)
 
         ticker = _Ticker(loop, manager)
@@ -141,8 +138,17 @@ def _factory(listener: QUICListener) -> Callable[[], QUICListener]:
     return lambda: listener
 
 
+def _tcp_factory(
+    manager: ConnectionManager, secure: bool, tasks: set[Any]
+) -> Callable[[], TCPProtocol]:
+    return lambda: TCPProtocol(manager, secure, tasks)
+
+
 async def _drain(manager: ConnectionManager, tasks: set[Any], timeout: float) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
+    # A connection accepted just before the listeners closed gets its connection_made
+    # a loop turn later: give it that turn, or it would be cut without an answer.
+    await asyncio.sleep(0.1)
     while manager.connections or tasks:
         if asyncio.get_running_loop().time() >= deadline:
             log.info("Graceful timeout reached: closing %d connections", len(manager.connections))

@@ -276,7 +276,10 @@ class H1Adapter(ABC):
     def goaway(self) -> None:
         self.draining = True
         self.keep_alive = False
-        if self.active == 0:
+        # A connection that has not sent its first request yet was accepted for it:
+        # answer that one (with `connection: close`), or a client racing our
+        # shutdown or a worker's recycling sees its request dropped.
+        if self.active == 0 and self.requests and not self.pending:
             self._closing = True
 
     def reset(self, stream_id: int) -> None:

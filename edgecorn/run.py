@@ -24,6 +24,7 @@ import os
 import random
 import select
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -38,6 +39,7 @@ from .config import Config
 from .logging import configure_logging
 from .protocol import quic as _quic  # noqa: F401  (its Retry key must exist before forking)
 from .sockets import Sockets, create_sockets, parse_host_port, quic_binds
+from .tls import create_ssl_context
 
 log = logging.getLogger("edgecorn.error")
 
@@ -52,6 +54,16 @@ def run(config: Config, reload_config: Callable[[], Config] | None = None) -> in
     configure_logging(config)
     if config.application_path is None and not config.ssl_enabled:
         _use_dev_certs(config)
+    if config.ssl_enabled:
+        try:  # a bad certificate or key is one line now, not a worker crash later
+            create_ssl_context(config)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            print(
+                f"edgecorn: error: cannot load the certificate {config.certfile} "
+                f"with the key {config.keyfile}: {exc}",
+                file=sys.stderr,
+            )
+            return 1
     if config.workers == 0 and not config.reload:  # reloading needs a supervisor
         return _run_here(config)
     return Supervisor(config, reload_config).run()

@@ -354,6 +354,8 @@ class Supervisor:
             code = 1
             try:
                 code = _worker_main(config, self.sockets, quic, index, ready_w, limit)
+            except Exception:  # os._exit() below would swallow the traceback
+                log.exception("worker %d failed", index)
             finally:
                 os._exit(code)
         os.close(ready_w)
@@ -374,7 +376,6 @@ class Supervisor:
         if b"R" in data and not worker.ready:
             worker.ready = True
             self.started_once = True
-            self.backoff = 0.0 if time.monotonic() - worker.started > YOUNG else self.backoff
             if worker.replaces is not None:
                 self._retire(worker.replaces)
                 worker.replaces = None
@@ -442,6 +443,7 @@ class Supervisor:
                 worker.index, worker.pid, code, age, self.backoff,
             )
         else:
+            self.backoff = 0.0  # it lived: the next crash starts the back-off afresh
             log.warning("worker %d (pid %d) exited with %d; restarting",
                         worker.index, worker.pid, code)
         if worker.replaces is not None:

@@ -509,8 +509,25 @@ def test_goaway_while_idle_closes_at_once(make: Factory) -> None:
     assert adapter.data_to_send() == b""
 
 
-def test_goaway_before_any_request_closes(make: Factory) -> None:
+def test_goaway_before_any_request_answers_the_first_one(make: Factory) -> None:
+    """A connection accepted as a drain starts was accepted for a request: it gets that
+    one answer, with `connection: close`, then the connection closes."""
     adapter = make()
+    adapter.goaway()
+    assert not adapter.closing
+    requests = requests_in(adapter.receive_data(GET))
+    assert len(requests) == 1
+    adapter.send_response(requests[0].stream_id, 200, [], b"ok", True)
+    response = one_response(adapter.data_to_send())
+    assert response.closes and response.body == b"ok"
+    assert adapter.closing
+
+
+def test_goaway_after_a_request_closes_when_idle(make: Factory) -> None:
+    adapter = make()
+    (request,) = requests_in(adapter.receive_data(GET))
+    adapter.send_response(request.stream_id, 200, [], b"ok", True)
+    adapter.data_to_send()
     adapter.goaway()
     assert adapter.closing
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -579,3 +580,19 @@ def test_udp_port_is_shared_with_tls_port(h3server: Any) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         with pytest.raises(OSError):
             sock.bind(("127.0.0.1", h3server.port))
+
+
+def test_trailers_and_early_hints(h3server: Any, tmp_path: Path) -> None:
+    """Response trailers (Hypercorn's are broken on h3) and a 103 before the 200, as an
+    independent HTTP/3 stack (nghttp3) parses them."""
+    port = h3server.port
+    run = gtlsclient(port, f"https://127.0.0.1:{port}/trailers",
+                     f"https://127.0.0.1:{port}/early-hints", download=tmp_path / "dl")
+    assert run.alpn == "h3", run.summary()
+    body = run.file("trailers").read_bytes()
+    digest = hashlib.sha256(body).hexdigest()
+    trailer = re.search(r"stream 0x0 trailers started\s*\n.*\[x-body-sha256: (\w+)\]", run.output)
+    assert trailer is not None and trailer.group(1) == digest, run.summary()
+    hints = re.findall(r"stream 0x4 \[:status: (\d+)\]", run.output)
+    assert hints == ["103", "200"], run.summary()
+    assert "stream 0x4 [link: </style.css>; rel=preload; as=style]" in run.output

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ..connection import Connection
 from ..manager import ConnectionManager
+from .runtime import AsyncioRuntime
 
 
-class TCPProtocol(Connection, asyncio.Protocol):
+class TCPProtocol(AsyncioRuntime, Connection, asyncio.Protocol):
     transport: asyncio.Transport
 
     def __init__(self, manager: ConnectionManager, secure: bool, tasks: set[Any]) -> None:
@@ -66,17 +66,3 @@ class TCPProtocol(Connection, asyncio.Protocol):
     def resume_reading(self) -> None:
         if not self.closed:
             self.transport.resume_reading()
-
-    def defer(self, callback: Callable[[], None]) -> None:
-        self.loop.call_soon(callback)
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
-        return self.loop.call_later(delay, callback)
-
-    def create_future(self) -> asyncio.Future[None]:
-        return self.loop.create_future()
-
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = self.loop.create_task(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
 from aioquic.quic.configuration import QuicConfiguration
@@ -18,11 +18,12 @@ from aioquic.quic.configuration import QuicConfiguration
 from ..manager import ConnectionManager
 from ..protocol.quic import TicketStore
 from ..quic_endpoint import Datagrams, QUICEndpoint
+from .runtime import AsyncioRuntime
 
 log = logging.getLogger("edgecorn.error")
 
 
-class QUICListener(QUICEndpoint, asyncio.DatagramProtocol):
+class QUICListener(AsyncioRuntime, QUICEndpoint, asyncio.DatagramProtocol):
     def __init__(
         self,
         manager: ConnectionManager,
@@ -50,20 +51,6 @@ class QUICListener(QUICEndpoint, asyncio.DatagramProtocol):
 
     def call_at(self, when: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
         return self.loop.call_at(when, callback)
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
-        return self.loop.call_later(delay, callback)
-
-    def defer(self, callback: Callable[[], None]) -> None:
-        self.loop.call_soon(callback)
-
-    def create_future(self) -> asyncio.Future[None]:
-        return self.loop.create_future()
-
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = self.loop.create_task(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
 
     def send_later(self, datagrams: Datagrams) -> None:
         if self.transport is not None:

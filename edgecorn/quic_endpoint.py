@@ -37,6 +37,7 @@ GSO_MAX_SEGMENTS = 64
 GSO_MAX_BYTES = 65000
 
 Datagrams = list[tuple[bytes, Any]]
+TIMER_GRANULARITY = 0.001
 
 
 class QUICConnection(Connection):
@@ -129,7 +130,14 @@ class QUICConnection(Connection):
             if self.timer is not None:
                 self.timer.cancel()
             self.timer_at = timer_at
-            self.timer = None if timer_at is None else endpoint.call_at(timer_at, self._on_timer)
+            if timer_at is None:
+                self.timer = None
+            elif timer_at - endpoint.now() < TIMER_GRANULARITY:
+                # Event loops sleep in whole milliseconds: a pacing gap shorter than that
+                # would cost a full millisecond per burst. The next loop turn is soon enough.
+                self.timer = endpoint.call_later(0, self._on_timer)
+            else:
+                self.timer = endpoint.call_at(timer_at, self._on_timer)
 
     def _terminate(self) -> None:
         if self.timer is not None:

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import h2.config
-import h2.connection
-import h2.errors
-import h2.events
-import h2.exceptions
-import h2.settings
-from hyperframe.frame import GoAwayFrame
+from typing import Any
 
+from .engines import H2Engine, h2_engine
 from .events import Body, EndBody, Event, Headers, ProtocolError, Request, StreamReset
 from .fields import request_from_fields, response_fields
 
@@ -25,24 +20,28 @@ class H2Adapter:
         max_inbound_frame_size: int,
         max_requests: int,
         enable_connect_protocol: bool = True,
+        engine: H2Engine | None = None,
     ) -> None:
+        # The h2-API library (h2 or jh2) comes from the config through the manager.
+        self.h2 = engine or h2_engine("h2")
         # Inbound headers are validated (a peer's bytes); outbound ones are ours, already
         # lower-cased and checked by the connection, so h2 need not re-check each one.
-        config = h2.config.H2Configuration(
+        config = self.h2.config.H2Configuration(
             client_side=False,
             header_encoding=None,
             validate_inbound_headers=True,
             validate_outbound_headers=False,
             normalize_outbound_headers=False,
         )
-        self.conn = h2.connection.H2Connection(config)
-        self.conn.local_settings = h2.settings.Settings(
+        self.conn = self.h2.connection.H2Connection(config)
+        codes = self.h2.settings.SettingCodes
+        self.conn.local_settings = self.h2.settings.Settings(
             client=False,
             initial_values={
-                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: max_concurrent_streams,
-                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: max_header_list_size,
-                h2.settings.SettingCodes.MAX_FRAME_SIZE: max_inbound_frame_size,
-                h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: int(enable_connect_protocol),
+                codes.MAX_CONCURRENT_STREAMS: max_concurrent_streams,
+                codes.MAX_HEADER_LIST_SIZE: max_header_list_size,
+                codes.MAX_FRAME_SIZE: max_inbound_frame_size,
+                codes.ENABLE_CONNECT_PROTOCOL: int(enable_connect_protocol),
             },
         )
         self.max_requests = max_requests
@@ -100,9 +99,9 @@ class H2Adapter:
             return []
         try:
             h2_events = self.conn.receive_data(data)
-        except h2.exceptions.ProtocolError as exc:
+        except self.h2.exceptions.ProtocolError as exc:
             self.terminated = True
-            code = getattr(exc, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR)
+            code = getattr(exc, "error_code", self.h2.errors.ErrorCodes.PROTOCOL_ERROR)
             self.conn.close_connection(error_code=code)
             events: list[Event] = [ProtocolError(str(exc) or type(exc).__name__)]
             events.extend(StreamReset(sid) for sid in self.open)
@@ -110,7 +109,7 @@ class H2Adapter:
             return events
         events = []
         for event in h2_events:
-            if isinstance(event, h2.events.DataReceived):
+            if isinstance(event, self.h2.events.DataReceived):
                 sid = event.stream_id
                 padding = event.flow_controlled_length - len(event.data)
                 if padding:
@@ -120,31 +119,31 @@ class H2Adapter:
                     events.append(Body(sid, event.data))
                 elif event.data:
                     self.conn.acknowledge_received_data(len(event.data), sid)
-            elif isinstance(event, h2.events.RequestReceived):
+            elif isinstance(event, self.h2.events.RequestReceived):
                 self._request(event, events)
-            elif isinstance(event, h2.events.StreamEnded):
+            elif isinstance(event, self.h2.events.StreamEnded):
                 # h2 reports the end separately after a HEADERS, DATA or trailers frame.
                 trailers = self.trailers.pop(event.stream_id, None)
                 if event.stream_id in self.open:
                     events.append(EndBody(event.stream_id, trailers))
-            elif isinstance(event, h2.events.TrailersReceived):
+            elif isinstance(event, self.h2.events.TrailersReceived):
                 self.trailers[event.stream_id] = list(event.headers)
-            elif isinstance(event, h2.events.StreamReset):
+            elif isinstance(event, self.h2.events.StreamReset):
                 self._drop(event.stream_id)
                 events.append(StreamReset(event.stream_id))
-            elif isinstance(event, h2.events.ConnectionTerminated):
+            elif isinstance(event, self.h2.events.ConnectionTerminated):
                 self.terminated = True
                 events.extend(StreamReset(sid) for sid in self.open)
                 self.open.clear()
         return events
 
-    def _request(self, event: h2.events.RequestReceived, events: list[Event]) -> None:
+    def _request(self, event: Any, events: list[Event]) -> None:
         sid = event.stream_id
         if self.last_stream_id is not None and sid > self.last_stream_id:
             # After our GOAWAY: the peer retries it elsewhere (RFC 9113 6.8).
             try:
-                self.conn.reset_stream(sid, h2.errors.ErrorCodes.REFUSED_STREAM)
-            except h2.exceptions.ProtocolError:
+                self.conn.reset_stream(sid, self.h2.errors.ErrorCodes.REFUSED_STREAM)
+            except self.h2.exceptions.ProtocolError:
                 pass  # already closed from the peer's side
             return
         request, _ = request_from_fields(sid, event.headers, "2")
@@ -216,12 +215,12 @@ class H2Adapter:
             return -1
         try:
             return self.conn.local_flow_control_window(stream_id)
-        except h2.exceptions.StreamClosedError:
+        except self.h2.exceptions.StreamClosedError:
             return -1
 
     def reset(self, stream_id: int) -> None:
         if stream_id in self.open:
-            self.conn.reset_stream(stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
+            self.conn.reset_stream(stream_id, self.h2.errors.ErrorCodes.INTERNAL_ERROR)
             self._drop(stream_id)
 
     def goaway(self, last_stream_id: int | None = None) -> None:
@@ -232,7 +231,8 @@ class H2Adapter:
         self.last_stream_id = last_stream_id
         # Not h2's close_connection(): that moves h2 to CLOSED, which refuses to finish
         # the streams a graceful GOAWAY promises to answer (RFC 9113 6.8).
-        self.extra += GoAwayFrame(0, last_stream_id=last_stream_id, error_code=0).serialize()
+        frame = self.h2.GoAwayFrame(0, last_stream_id=last_stream_id, error_code=0)
+        self.extra += frame.serialize()
 
     def _done(self, stream_id: int) -> None:
         self._drop(stream_id)

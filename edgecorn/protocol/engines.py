@@ -1,0 +1,76 @@
+"""Which library does the framing behind an adapter, and which event loop runs a worker.
+
+The adapters are written against the h2 API. jh2 is a maintained fork of h2 with the same
+API, its own copy of hyperframe and a compiled HPACK: the adapter takes the engine's modules
+from here instead of importing them, so one adapter serves both. `auto` picks the fast
+engine when it is installed (`pip install edgecorn[fast]`) and the reference one otherwise.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+H2_ENGINES = ("auto", "h2", "jh2")
+WORKER_CLASSES = ("auto", "asyncio", "uvloop", "trio")
+_FAST_HINT = "pip install 'edgecorn[fast]'"
+
+
+def installed(module: str) -> bool:
+    """Importable, without importing it (cheap enough for config validation)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def missing_engine(choice: str) -> str | None:
+    """Why an explicit choice cannot run here, or None. `auto` always can."""
+    if choice in ("jh2", "uvloop", "trio") and not installed(choice):
+        extra = _FAST_HINT if choice == "jh2" else f"pip install {choice}"
+        return f"{choice} is not installed ({extra})"
+    return None
+
+
+def resolve_h2(choice: str) -> str:
+    if choice == "auto":
+        return "jh2" if installed("jh2") else "h2"
+    return choice
+
+
+def resolve_worker_class(choice: str) -> str:
+    """`auto` is uvloop when it is importable, else asyncio (like Uvicorn's --loop auto)."""
+    if choice == "auto":
+        return "uvloop" if installed("uvloop") else "asyncio"
+    return choice
+
+
+@dataclass(frozen=True)
+class H2Engine:
+    """The modules of one h2-API library; the adapter reaches h2 only through these."""
+
+    name: str
+    config: Any
+    connection: Any
+    errors: Any
+    events: Any
+    exceptions: Any
+    settings: Any
+    GoAwayFrame: Any  # noqa: N815  # the class, named as in hyperframe
+
+
+@cache
+def h2_engine(choice: str = "auto") -> H2Engine:
+    name = resolve_h2(choice)
+    if name not in ("h2", "jh2"):
+        raise ValueError(f"unknown HTTP/2 engine {choice!r}; one of {', '.join(H2_ENGINES)}")
+    # jh2 carries its own hyperframe (jh2.hyperframe); h2 uses the separate package.
+    frames = "jh2.hyperframe.frame" if name == "jh2" else "hyperframe.frame"
+    mods = {
+        m: importlib.import_module(f"{name}.{m}")
+        for m in ("config", "connection", "errors", "events", "exceptions", "settings")
+    }
+    return H2Engine(name=name, GoAwayFrame=importlib.import_module(frames).GoAwayFrame, **mods)

@@ -55,6 +55,7 @@ class Connection(ABC):
         self.state = manager.state
         self.access_log = manager.access_log
         self.extensions = manager.extensions
+        self.server_names = frozenset(n.lower() for n in self.config.server_names)  # {}: any
         self.scheme = "https" if secure else "http"
         self.advertise = secure  # Alt-Svc goes on https responses over TCP
         self.proto: Adapter | None = None
@@ -212,7 +213,10 @@ class Connection(ABC):
         self.streams[request.stream_id] = stream
         if self.manager.request_limit is not None:
             self.manager.count_request()
-        self.spawn(stream.run(status_app(request.refuse) if request.refuse else self.app))
+        refuse = request.refuse
+        if not refuse and self.server_names and not host_allowed(self.server_names, request):
+            refuse = 404  # as Hypercorn: a Host not in server_names is not ours to serve
+        self.spawn(stream.run(status_app(refuse) if refuse else self.app))
 
     def _upgrade_h2c(self, event: H2CUpgrade) -> None:
         self.write(
@@ -437,7 +441,20 @@ def status_app(status: int) -> Any:
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        kind = "websocket.http" if scope["type"] == "websocket" else "http"  # a denial response
+        await send({"type": f"{kind}.response.start", "status": status, "headers": headers})
+        await send({"type": f"{kind}.response.body", "body": body})
 
     return app
+
+
+def host_allowed(names: frozenset[str], request: Request) -> bool:
+    """Is the request's Host (h2/h3: :authority) in server_names, with or without its port?"""
+    host = next((value for name, value in request.headers if name == b"host"), None)
+    if host is None:
+        host = request.authority or b""
+    text = host.decode("latin-1").lower()
+    if text in names:
+        return True
+    bare = text.rpartition(":")[0] if text.rpartition(":")[2].isdigit() else text
+    return bool(bare) and bare in names

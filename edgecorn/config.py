@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import ipaddress
 import math
 import os
 import re
@@ -25,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from .edge.spec import ItemError, Route, check_routes
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -34,7 +37,8 @@ SECONDS = 1.0
 
 HTTP1_PARSERS = ("auto", "h11", "httptools")
 LIFESPAN_MODES = ("auto", "on", "off")
-WORKER_CLASSES = ("asyncio", "uvloop", "trio")
+WORKER_CLASSES = ("auto", "asyncio", "uvloop", "trio")  # auto: uvloop when installed
+H2_ENGINES = ("auto", "h2", "jh2")  # auto: jh2 (compiled HPACK) when installed
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 ALPN_PROTOCOLS = ("h2", "http/1.1")
 QUIC_RETRY_MODES = ("off", "on", "under_load")
@@ -51,8 +55,10 @@ class ConfigError(ValueError):
         key: str | None = None,
         source: str | None = None,
         line: int | None = None,
+        item: tuple[Any, ...] | None = None,
     ) -> None:
         self.message, self.key, self.source, self.line = message, key, source, line
+        self.item = item  # (index, field) inside a list option, for the file line
         where = "" if source is None else f"{source}:{line}: " if line else f"{source}: "
         super().__init__(f"{where}{'' if key is None else key + ': '}{message}")
 
@@ -60,7 +66,7 @@ class ConfigError(ValueError):
            line: int | None = None) -> ConfigError:
         """The same error, located (key as the user wrote it, file, line)."""
         return ConfigError(self.message, key=key or self.key, source=source or self.source,
-                           line=line or self.line)
+                           line=line or self.line, item=self.item)
 
 
 class Config:
@@ -89,6 +95,7 @@ class Config:
     graceful_timeout: float = 3 * SECONDS
     h11_max_incomplete_size: int = 16 * 1024
     http1_parser: str = "auto"  # auto | h11 | httptools
+    http2_engine: str = "auto"  # auto | h2 | jh2
     h2_max_concurrent_streams: int = 100
     h2_max_header_list_size: int = 2**16
     h2_max_inbound_frame_size: int = 2**14
@@ -118,6 +125,10 @@ class Config:
     websocket_ping_interval: float | None = None
     websocket_permessage_deflate: bool = True
 
+    # Edge: routes (host/path -> app, WSGI app, static directory, upstream, answer, redirect)
+    routes: list[Route] = []
+    trusted_proxies: list[str] = []  # CIDRs whose X-Forwarded-*/Forwarded headers are believed
+
     # App
     application_path: str | None = None
     factory: bool = False
@@ -133,7 +144,7 @@ class Config:
 
     # Processes
     workers: int = 1  # 0 = serve in the current process
-    worker_class: str = "asyncio"  # asyncio | uvloop | trio
+    worker_class: str = "auto"  # auto (uvloop if installed, else asyncio) | asyncio | uvloop | trio
     pid_path: str | None = None
     max_requests: int | None = None
     max_requests_jitter: int = 0
@@ -149,6 +160,9 @@ class Config:
     reload_delay: float = 0.25  # quiet time after a change before reloading
 
     def __init__(self, **values: Any) -> None:
+        # Relative paths in a config file (certificates, static directories, app modules of
+        # routes) are relative to that file; elsewhere to the working directory.
+        object.__setattr__(self, "base_dir", os.getcwd())
         for name in OPTIONS:  # own copies, so config.bind.append() never edits the defaults
             default = getattr(type(self), name)
             if isinstance(default, list):
@@ -156,7 +170,15 @@ class Config:
         self._update(((key, value, None) for key, value in values.items()), None)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in _SPECS:
+        if name in _ALIASES:  # a Hypercorn name for an edgecorn option: map it, say so
+            for key, mapped in _alias(name, value).items():
+                setattr(self, key, mapped)
+            return
+        if name not in _SPECS and name not in _PLAIN_ATTRS and not name.startswith("_"):
+            raise ConfigError(_unknown(name), key=name)  # a typo, as in Config(typo=...)
+        if name == "routes":
+            value = _located(name, lambda v: check_routes(v, self.base_dir), value)
+        elif name in _SPECS:
             value = validate(name, value)
         object.__setattr__(self, name, value)
 
@@ -173,14 +195,15 @@ class Config:
 
     # Loaders. All of them end in _update(), which ends in validate().
 
-    def _update(self, entries: Iterable[tuple[Any, Any, int | None]], source: str | None) -> None:
+    def _update(self, entries: Iterable[tuple[Any, Any, int | None]], source: str | None,
+                line_of: Callable[[Any], int | None] | None = None) -> None:
         seen: dict[str, str] = {}
         for raw, value, line in entries:
             if not isinstance(raw, str):
                 raise ConfigError(f"option names must be strings, got {raw!r}",
                                   source=source, line=line)
             key = raw.replace("-", "_")
-            if key not in _SPECS:
+            if key not in _SPECS and key not in _ALIASES:
                 raise ConfigError(_unknown(raw), key=raw, source=source, line=line)
             if key in seen:
                 raise ConfigError(f"given twice (also as {seen[key]!r})", key=raw,
@@ -189,7 +212,11 @@ class Config:
             try:
                 setattr(self, key, value)
             except ConfigError as exc:
-                raise exc.at(key=raw, source=source, line=line) from None
+                item_line = line
+                if exc.item is not None and line_of is not None:
+                    item_line = line_of((key, *exc.item)) or line_of((key, exc.item[0])) or line
+                shown = raw if exc.item is None else exc.key
+                raise exc.at(key=shown, source=source, line=item_line) from None
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any] | None = None, **kwargs: Any) -> Config:
@@ -214,13 +241,14 @@ class Config:
             loader.dispose()
         lines: dict[Any, int] = {}
         if isinstance(node, yaml.MappingNode):
-            for key_node, _ in node.value:
+            for key_node, value_node in node.value:
                 line = key_node.start_mark.line + 1
                 if isinstance(key_node, yaml.ScalarNode) and key_node.value in lines:
                     raise ConfigError(f"given twice (first on line {lines[key_node.value]})",
                                       key=key_node.value, source=name, line=line)
                 lines[key_node.value] = line
-        return cls._from_data(data, name, lambda key: lines.get(key))
+                _item_lines(key_node.value, value_node, lines)
+        return cls._from_data(data, name, lines.get, base_dir=os.path.dirname(name))
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str]) -> Config:
@@ -232,7 +260,7 @@ class Config:
             message = str(exc)[: match.start()] if match else str(exc)
             raise ConfigError(f"invalid TOML: {message}", source=name,
                               line=int(match.group(1)) if match else None) from None
-        return cls._from_data(data, name, _line_finder(text))
+        return cls._from_data(data, name, _line_finder(text), base_dir=os.path.dirname(name))
 
     @classmethod
     def from_pyfile(cls, path: str | os.PathLike[str]) -> Config:
@@ -253,15 +281,7 @@ class Config:
     def from_object(cls, instance: object | str) -> Config:
         """A module, an object, or a dotted name of either (as in Hypercorn)."""
         if isinstance(instance, str):
-            dotted = instance
-            try:
-                instance = importlib.import_module(dotted)
-            except ImportError:
-                module_name, _, attr = dotted.rpartition(".")
-                try:
-                    instance = getattr(importlib.import_module(module_name), attr)
-                except (ImportError, AttributeError, ValueError):
-                    raise ConfigError(f"cannot import {dotted!r}") from None
+            instance = _import_object(instance)
         if isinstance(instance, Config):
             return cls.from_mapping(instance.to_dict())
         names = {key: getattr(instance, key) for key in dir(instance)}
@@ -279,14 +299,21 @@ class Config:
 
     @classmethod
     def _from_data(cls, data: Any, source: str | None,
-                   line_of: Callable[[str], int | None] = lambda _: None) -> Config:
+                   line_of: Callable[[Any], int | None] = lambda _: None,
+                   base_dir: str | None = None) -> Config:
         if data is None:
             data = {}
         if not isinstance(data, Mapping):
             raise ConfigError("the top level must be a mapping of option names to values, "
                               f"got {type(data).__name__}", source=source, line=1)
         config = cls()
-        config._update(((k, v, line_of(k)) for k, v in data.items()), source)
+        if base_dir is not None:
+            object.__setattr__(config, "base_dir", os.path.abspath(base_dir or "."))
+        config._update(((k, v, line_of(k)) for k, v in data.items()), source, line_of)
+        for key in _FILE_RELATIVE:  # a relative path in a file means: next to the file
+            value = getattr(config, key)
+            if key in data and isinstance(value, str) and not os.path.isabs(value):
+                object.__setattr__(config, key, os.path.join(config.base_dir, value))
         return config
 
 
@@ -313,6 +340,28 @@ def validate(key: str, value: Any) -> Any:
         got = value if exc.got is _UNSET else exc.got
         hint = f" ({exc.hint})" if exc.hint else ""
         raise ConfigError(f"expected {exc.expected}, got {_show(got)}{hint}", key=key) from None
+
+
+def _located(key: str, check: Callable[[Any], Any], value: Any) -> Any:
+    """Run a list option's checker; its ItemError becomes a ConfigError for `key[i].field`."""
+    try:
+        return check(value)
+    except ItemError as exc:
+        name = f"{key}[{exc.index}]" + (f".{exc.field}" if exc.field else "")
+        item = (exc.index,) if exc.field is None else (exc.index, exc.field)
+        raise ConfigError(exc.message, key=name, item=item) from None
+
+
+def _item_lines(key: Any, node: Any, lines: dict[Any, int]) -> None:
+    """Lines of a sequence value's items, and of the keys of mapping items."""
+    if not isinstance(node, yaml.SequenceNode):
+        return
+    for index, item in enumerate(node.value):
+        lines[(key, index)] = item.start_mark.line + 1
+        if isinstance(item, yaml.MappingNode):
+            for field_node, _ in item.value:
+                if isinstance(field_node, yaml.ScalarNode):
+                    lines[(key, index, field_node.value)] = field_node.start_mark.line + 1
 
 
 def _show(value: Any) -> str:
@@ -405,6 +454,30 @@ def _choice(choices: tuple[str, ...], *, upper: bool = False) -> Validator:
     return check
 
 
+def _installed_choice(choices: tuple[str, ...]) -> Validator:
+    """A choice of library: one named explicitly must be importable (`auto` always is)."""
+    choice = _choice(choices)
+
+    def check(value: Any) -> Any:
+        from .protocol.engines import missing_engine
+
+        value = choice(value)
+        problem = missing_engine(value)
+        if problem:
+            raise _Invalid("an installed one of " + ", ".join(map(repr, choices)), problem)
+        return value
+    return check
+
+
+def _on_off(check: Validator) -> Validator:
+    """YAML 1.1 reads `on`/`off` as true/false: take the booleans for those choices."""
+    def on_off(value: Any) -> Any:
+        if isinstance(value, bool):
+            value = "on" if value else "off"
+        return check(value)
+    return on_off
+
+
 def _str_list(allowed: tuple[str, ...] | None = None) -> Validator:
     expected = "a list of strings" if allowed is None else \
         "a list of " + ", ".join(repr(a) for a in allowed)
@@ -480,9 +553,53 @@ def _verify_mode(value: Any) -> ssl.VerifyMode | None:
     raise _Invalid("'CERT_NONE', 'CERT_OPTIONAL', 'CERT_REQUIRED' or an ssl.VerifyMode")
 
 
+def _cidrs(value: Any) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise _Invalid("a list of addresses or CIDR networks ('10.0.0.0/8', '::1')")
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except (TypeError, ValueError):
+            raise _Invalid("an address or CIDR network like '10.0.0.0/8' or '::1'",
+                           got=item) from None
+    return [str(item) for item in value]
+
+
 def _max_requests(value: Any) -> int | None:
     value = _int(0, optional=True)(value)
     return value or None  # 0 means "no limit", as in Gunicorn
+
+
+def _import_object(dotted: str) -> object:
+    """`a.module` or `a.module.attr`. An error inside the module shows as itself."""
+    module_name, attr = dotted, ""
+    for _ in range(2):  # the dotted name as a module, then its last part as an attribute
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            missing = exc.name or ""
+            if not attr and missing and (module_name + ".").startswith(missing + ".") \
+                    and "." in module_name:
+                module_name, _, attr = module_name.rpartition(".")
+                continue
+            if missing and (module_name + ".").startswith(missing + "."):
+                raise ConfigError(f"cannot import {dotted!r}: no module named {missing!r} "
+                                  f"(from {os.getcwd()} or sys.path)") from None
+            raise ConfigError(f"importing {module_name!r} raised ModuleNotFoundError: "
+                              f"{exc}") from None
+        except Exception as exc:  # the config module itself is broken
+            raise ConfigError(f"importing {module_name!r} raised {type(exc).__name__}: "
+                              f"{exc}") from None
+        if not attr:
+            return module
+        try:
+            return getattr(module, attr)  # type: ignore[no-any-return]
+        except AttributeError:
+            raise ConfigError(f"cannot import {dotted!r}: module {module_name!r} has no "
+                              f"attribute {attr!r}") from None
+    raise AssertionError("unreachable")
 
 
 def _public_names(namespace: Mapping[str, Any]) -> dict[str, Any]:
@@ -516,11 +633,55 @@ def _line_finder(text: str) -> Callable[[str], int | None]:
     return line_of
 
 
+_FILE_RELATIVE = ("certfile", "keyfile", "ca_certs")
+
 _HYPERCORN_ONLY = frozenset({
-    "alt_svc_headers", "cert_reqs", "daemon", "debug", "dogstatsd_tags", "group",
+    "cert_reqs", "daemon", "debug", "dogstatsd_tags", "group",
     "h11_pass_raw_headers", "logconfig", "logconfig_dict", "logger_class", "statsd_host",
-    "statsd_prefix", "umask", "use_reloader", "user", "verify_flags",
+    "statsd_prefix", "umask", "user", "verify_flags",
 })
+_PLAIN_ATTRS = frozenset({"base_dir"})  # attributes that are not options
+
+_ALT_SVC = re.compile(r'h3(?:-\d+)?=":(\d+)"(?:\s*;\s*ma=(\d+))?(?:\s*;.*)?')
+
+
+def _alt_svc_headers(value: Any) -> dict[str, Any]:
+    """Hypercorn's literal Alt-Svc values, as our alt_svc / alt_svc_port / alt_svc_max_age."""
+    expected = """a list of 'h3=":PORT"; ma=SECONDS' values (same port), or 'clear'"""
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise _Invalid(expected)
+    if not value:
+        return {}  # Hypercorn's default: advertise the QUIC binds, as we do
+    if list(value) == ["clear"]:
+        return {"alt_svc": False}
+    found = [_ALT_SVC.fullmatch(v.strip()) for v in value]
+    ports = {int(m.group(1)) for m in found if m}
+    if not all(found) or len(ports) != 1:
+        raise _Invalid(expected, got=next((v for v, m in zip(value, found) if not m), value))
+    mapped: dict[str, Any] = {"alt_svc": True, "alt_svc_port": ports.pop()}
+    ages = [int(m.group(2)) for m in found if m and m.group(2)]
+    if ages:
+        mapped["alt_svc_max_age"] = min(ages)
+    return mapped
+
+
+# Hypercorn's name -> (edgecorn's names, how to map the value).
+_ALIASES: dict[str, tuple[str, Callable[[Any], dict[str, Any]]]] = {
+    "use_reloader": ("reload", lambda value: {"reload": value}),
+    "alt_svc_headers": ("alt_svc, alt_svc_port and alt_svc_max_age", _alt_svc_headers),
+}
+
+
+def _alias(name: str, value: Any) -> dict[str, Any]:
+    preferred, mapper = _ALIASES[name]
+    try:
+        mapped = mapper(value)
+    except _Invalid as exc:
+        got = value if exc.got is _UNSET else exc.got
+        raise ConfigError(f"expected {exc.expected}, got {_show(got)}", key=name) from None
+    print(f"edgecorn: note: {name} is Hypercorn's name; mapped to {preferred} "
+          "(the edgecorn name is preferred)", file=sys.stderr)
+    return mapped
 
 _SPECS: dict[str, Validator] = {
     "bind": _binds, "insecure_bind": _binds, "quic_bind": _binds, "backlog": _int(0),
@@ -532,13 +693,14 @@ _SPECS: dict[str, Validator] = {
     "keep_alive_timeout": _seconds(), "keep_alive_max_requests": _int(1),
     "read_timeout": _seconds(positive=True, optional=True), "graceful_timeout": _seconds(),
     "h11_max_incomplete_size": _int(1), "http1_parser": _choice(HTTP1_PARSERS),
+    "http2_engine": _installed_choice(H2_ENGINES),
     "h2_max_concurrent_streams": _int(1), "h2_max_header_list_size": _int(1),
     "h2_max_inbound_frame_size": _int(2**14, 2**24 - 1),
     "include_server_header": _bool, "include_date_header": _bool,
     "server_names": _str_list(), "root_path": _root_path, "max_app_queue_size": _int(1),
     "wsgi_max_body_size": _int(0), "alt_svc": _bool, "alt_svc_max_age": _int(0),
     "alt_svc_port": _int(1, 65535, optional=True), "alt_svc_persist": _bool,
-    "quic_on_tls_binds": _bool, "quic_retry": _choice(QUIC_RETRY_MODES),
+    "quic_on_tls_binds": _bool, "quic_retry": _on_off(_choice(QUIC_RETRY_MODES)),
     "quic_retry_threshold": _int(0), "quic_early_data": _bool, "quic_early_data_unsafe": _bool,
     "quic_idle_timeout": _seconds(positive=True), "quic_max_datagram_size": _int(1200, 1452),
     "h3_max_concurrent_streams": _int(1),
@@ -547,14 +709,16 @@ _SPECS: dict[str, Validator] = {
     "websocket_ping_interval": _seconds(positive=True, optional=True),
     "websocket_permessage_deflate": _bool,
     "application_path": _str(optional=True), "factory": _bool,
-    "lifespan": _choice(LIFESPAN_MODES), "startup_timeout": _seconds(),
+    "lifespan": _on_off(_choice(LIFESPAN_MODES)), "startup_timeout": _seconds(),
     "shutdown_timeout": _seconds(),
     "access_log_format": _str(), "accesslog": _str(optional=True, path=True),
     "errorlog": _str(optional=True, path=True), "loglevel": _choice(LOG_LEVELS, upper=True),
-    "workers": _int(0), "worker_class": _choice(WORKER_CLASSES),
+    "workers": _int(0), "worker_class": _installed_choice(WORKER_CLASSES),
     "pid_path": _str(optional=True, path=True), "max_requests": _max_requests,
     "max_requests_jitter": _int(0), "max_worker_rss": _int(1, optional=True),
     "reload": _bool, "reload_dirs": _str_list(), "reload_includes": _str_list(),
     "reload_excludes": _str_list(), "reload_poll": _bool, "reload_delay": _seconds(),
+    "routes": lambda value: value,  # checked by edge.spec.check_routes in __setattr__
+    "trusted_proxies": _cidrs,
 }
 OPTIONS: tuple[str, ...] = tuple(_SPECS)

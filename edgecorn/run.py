@@ -43,7 +43,8 @@ from .tls import create_ssl_context
 
 log = logging.getLogger("edgecorn.error")
 
-# A worker that could not start (app import or lifespan failure) exits with this.
+# The app could not start (import, factory or lifespan failure): the exit status of a worker
+# and of the whole server, with or without a supervisor (as Gunicorn's and Uvicorn's 3).
 STARTUP_FAILED = 3
 # A worker that dies younger than this counts as failing at start: back off.
 YOUNG = 5.0
@@ -52,7 +53,7 @@ MAX_BACKOFF = 30.0
 
 def run(config: Config, reload_config: Callable[[], Config] | None = None) -> int:
     configure_logging(config)
-    if config.application_path is None and not config.ssl_enabled:
+    if config.application_path is None and not config.routes and not config.ssl_enabled:
         _use_dev_certs(config)
     if config.ssl_enabled:
         try:  # a bad certificate or key is one line now, not a worker crash later
@@ -85,11 +86,9 @@ def _listen_error(config: Config, exc: OSError) -> int:
 
 
 def _run_here(config: Config) -> int:
-    try:
-        app = load_app(config)
-    except AppLoadError as exc:
-        print(f"edgecorn: error: {exc}", file=sys.stderr)
-        return 1
+    app = _load(config)
+    if app is None:
+        return STARTUP_FAILED
     try:
         sockets = create_sockets(config)
     except OSError as exc:
@@ -102,6 +101,15 @@ def _run_here(config: Config) -> int:
         _remove_pid(config)
 
 
+def _load(config: Config) -> Any:
+    """The app, or None after one line saying why it cannot be loaded."""
+    try:
+        return load_app(config)
+    except AppLoadError as exc:
+        print(f"edgecorn: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return None
+
+
 def _serve(
     app: Any,
     config: Config,
@@ -112,13 +120,18 @@ def _serve(
 ) -> int:
     """Serve until stopped, on the configured event loop; returns the exit status."""
     from .asyncio import serve
+    from .protocol.engines import resolve_h2, resolve_worker_class
 
-    if config.worker_class == "uvloop":
+    loop = resolve_worker_class(config.worker_class)
+    # One line saying what `auto` picked, so a benchmark or a bug report names it.
+    log.info("Worker %d: %s event loop, HTTP/2 engine %s", os.getpid(), loop,
+             resolve_h2(config.http2_engine))
+    if loop == "uvloop":
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     try:
-        if config.worker_class == "trio":
+        if loop == "trio":
             import trio
 
             from . import trio as trio_backend
@@ -402,7 +415,7 @@ class Supervisor:
                     self.config.quic_bind,
                 ):
                     log.warning("SIGHUP: listeners changed; they apply after a full restart")
-                if new.application_path is None and not new.ssl_enabled:
+                if new.application_path is None and not new.routes and not new.ssl_enabled:
                     new.certfile, new.keyfile = self.config.certfile, self.config.keyfile
                 self.config = new
                 self.target = max(1, new.workers)
@@ -429,9 +442,15 @@ class Supervisor:
     def _worker_exited(self, worker: Worker, code: int) -> None:
         if self.stopping or worker.retiring:
             return
-        if code == STARTUP_FAILED and not self.started_once:
-            self.status = 1  # the worker printed why
-            self._stop()
+        if not (worker.ready or self.started_once):
+            # It never served: the next one would fail the same way. Stop, do not loop.
+            if code != STARTUP_FAILED:  # a STARTUP_FAILED worker has printed why
+                print(f"edgecorn: error: worker {worker.index} exited with {code} before it "
+                      "served; not restarting", file=sys.stderr)
+            self.status = STARTUP_FAILED
+            self.stopping = True  # quietly: there is nothing to drain
+            self.stop_deadline = time.monotonic() + self.config.graceful_timeout + 5.0
+            self._kill_all(signal.SIGTERM)
             return
         age = time.monotonic() - worker.started
         if age < YOUNG:
@@ -476,10 +495,8 @@ def _worker_main(
     for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
         signal.signal(sig, signal.SIG_IGN)  # for the supervisor (a terminal signals them all)
     signal.set_wakeup_fd(-1)
-    try:
-        app = load_app(config)
-    except AppLoadError as exc:
-        print(f"edgecorn: error: {exc}", file=sys.stderr)
+    app = _load(config)
+    if app is None:
         return STARTUP_FAILED
     sockets = Sockets(tcp.secure, tcp.insecure, quic, quic_tag=index if len(quic) else None)
 

@@ -13,18 +13,13 @@ import importlib
 import inspect
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from edgecorn.asgi.types import ASGIApp
 from edgecorn.config import Config
-
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class AppLoadError(Exception):
@@ -34,11 +29,21 @@ class AppLoadError(Exception):
 def load_app(config: Config) -> ASGIApp:
     """Import `config.application_path` (None means the built-in demo app)."""
     path = config.application_path
+    if config.routes:
+        from edgecorn.edge.router import build_router
+
+        return build_router(config, None if path is None else load_path(path, config))
     if path is None:
         from edgecorn import demo
 
         return demo.app
+    return load_path(path, config)
 
+
+def load_path(
+    path: str, config: Config, factory: bool | None = None, directory: str | None = None
+) -> ASGIApp:
+    """Import `module:attr` (`directory` first on the import path) as an ASGI3 app."""
     mode: str | None = None
     spec = path
     for prefix in ("wsgi:", "asgi:"):
@@ -46,19 +51,23 @@ def load_app(config: Config) -> ASGIApp:
             mode, spec = prefix[:-1], spec[len(prefix) :]
     module_name, _, attr = spec.partition(":")
     attr = attr or "app"
-    factory = config.factory
+    factory = config.factory if factory is None else factory
     if attr.endswith("()"):  # `module:create_app()`, the Hypercorn/eval spelling of a factory
         attr, factory = attr[:-2], True
     if not module_name or not attr:
         raise AppLoadError(f"invalid application path {path!r}: expected 'module:attr'")
 
-    module = _import(module_name)
+    module = _import(module_name, directory)
     app = _lookup(module, module_name, attr)
     where = f"{module_name}:{attr}"
     if factory:
         if not callable(app):
             raise AppLoadError(f"factory '{where}' is not callable")
-        app = app()
+        try:
+            app = app()
+        except Exception as error:
+            raise AppLoadError(f"factory '{where}' raised {type(error).__name__}: {error}") \
+                from error
         if inspect.isawaitable(app):
             _close(app)
             raise AppLoadError(f"factory '{where}' returned an awaitable; it must return the app")
@@ -74,14 +83,15 @@ def load_app(config: Config) -> ASGIApp:
     return app  # type: ignore[no-any-return]
 
 
-def _import(module_name: str) -> ModuleType:
+def _import(module_name: str, directory: str | None = None) -> ModuleType:
     # Like Hypercorn: the working directory is importable, and a file path
     # (`src/app.py`) imports that file with its directory on sys.path.
     if module_name.endswith(".py") or "/" in module_name:
         file = Path(module_name).resolve()
+        file = file if directory is None else Path(directory, module_name).resolve()
         directory, import_name = str(file.parent), file.with_suffix("").name
     else:
-        directory, import_name = os.getcwd(), module_name
+        directory, import_name = directory or os.getcwd(), module_name
     if directory not in sys.path:
         sys.path.insert(0, directory)
     try:
@@ -98,9 +108,9 @@ def _import(module_name: str) -> ModuleType:
         raise AppLoadError(
             f"error while importing module '{module_name}': ImportError: {error}"
         ) from error
-    except SyntaxError as error:
+    except Exception as error:  # SyntaxError, or a module that raises (a missing env var...)
         raise AppLoadError(
-            f"error while importing module '{module_name}': SyntaxError: {error}"
+            f"error while importing module '{module_name}': {type(error).__name__}: {error}"
         ) from error
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from edgecorn import __version__
 from edgecorn.config import (
+    H2_ENGINES,
     HTTP1_PARSERS,
     LIFESPAN_MODES,
     OPTIONS,
@@ -110,13 +111,16 @@ def build_parser() -> argparse.ArgumentParser:
     http.add_argument("--server-name", dest="server_names", action="append", metavar="HOST",
                       help="only answer for this Host (repeatable)")
     http.add_argument("--http1-parser", choices=HTTP1_PARSERS)
+    http.add_argument("--http2-engine", choices=H2_ENGINES,
+                      help="the HTTP/2 library (auto: jh2 when installed, else h2)")
     http.add_argument("--lifespan", choices=LIFESPAN_MODES)
     http.add_argument("--factory", action="store_true",
                       help="module:app is a factory to call for the app")
 
     procs = p.add_argument_group("processes")
     procs.add_argument("-w", "--workers", type=int, help="worker processes (0: no supervisor)")
-    procs.add_argument("-k", "--worker-class", choices=WORKER_CLASSES)
+    procs.add_argument("-k", "--worker-class", choices=WORKER_CLASSES,
+                       help="event loop (auto: uvloop when installed, else asyncio)")
     procs.add_argument("--pid", dest="pid_path", metavar="FILE", help="write the PID here")
     procs.add_argument("--max-requests", type=int, help="restart a worker after N requests")
     procs.add_argument("--max-requests-jitter", type=int)

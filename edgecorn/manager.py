@@ -13,6 +13,7 @@ from collections.abc import Callable
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
+from .protocol.engines import h2_engine
 from .protocol.h1 import H1Adapter, H11Adapter, HttptoolsAdapter
 from .protocol.h2 import H2Adapter
 
@@ -52,6 +53,7 @@ class ConnectionManager:
         }
         self.h1_class = http1_class(config.http1_parser)
         self.h2c = "h2" in config.alpn_protocols
+        self.h2_engine = h2_engine(config.http2_engine)
         self.alt_svc: bytes | None = None
         self.extra_headers: Headers = []
         self.extra_headers_plain: Headers = []
@@ -78,6 +80,7 @@ class ConnectionManager:
             max_header_list_size=config.h2_max_header_list_size,
             max_inbound_frame_size=config.h2_max_inbound_frame_size,
             max_requests=config.keep_alive_max_requests,
+            engine=self.h2_engine,
         )
         adapter.initiate(upgrade_settings)
         return adapter

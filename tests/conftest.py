@@ -181,11 +181,13 @@ class ServerFactory:
     """Starts edgecorn subprocesses and stops every one of them at teardown."""
 
     def __init__(
-        self, certs: tuple[str, str, str], tmp: Path, worker_class: str = "asyncio"
+        self, certs: tuple[str, str, str], tmp: Path, worker_class: str = "asyncio",
+        http2_engine: str = "auto",
     ) -> None:
         self.certfile, self.keyfile, self.cafile = certs
         self.tmp = tmp
         self.worker_class = worker_class
+        self.http2_engine = http2_engine
         self.servers: list[Server] = []
         self.count = 0
 
@@ -230,7 +232,8 @@ class ServerFactory:
 
         `config` is YAML text written to a file and passed with `-c`.
         """
-        args: list[str] = [app, "--workers", "0", "-k", self.worker_class]
+        args: list[str] = [app, "--workers", "0", "-k", self.worker_class,
+                           "--http2-engine", self.http2_engine]
         insecure_port = None
         # Always give --bind: without it the default 127.0.0.1:8000 would be bound too.
         port = free_port()
@@ -315,12 +318,17 @@ def cafile(certs: tuple[str, str, str]) -> str:
 CORE_E2E = {"test_e2e_http1", "test_e2e_http2", "test_e2e_clients", "test_e2e_flow",
             "test_e2e_server"}
 WORKER_CLASSES = ("asyncio", "trio")
+# The HTTP/2 suites (end-to-end and sans-IO) run on every HTTP/2 engine, the same way.
+H2_SUITES = {"test_e2e_http2", "test_h2_sansio", "test_engines"}
+HTTP2_ENGINES = ("h2", "jh2")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     module = metafunc.module.__name__.rpartition(".")[2]
     if module in CORE_E2E and "worker_class" in metafunc.fixturenames:
         metafunc.parametrize("worker_class", WORKER_CLASSES, indirect=True, scope="session")
+    if module in H2_SUITES and "http2_engine" in metafunc.fixturenames:
+        metafunc.parametrize("http2_engine", HTTP2_ENGINES, indirect=True, scope="session")
 
 
 @pytest.fixture(scope="session")
@@ -330,20 +338,29 @@ def worker_class(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
+def http2_engine(request: pytest.FixtureRequest) -> str:
+    """`--http2-engine`: parametrized for the HTTP/2 suites, else auto."""
+    return str(getattr(request, "param", "auto"))
+
+
+@pytest.fixture(scope="session")
 def session_factory(
-    certs: tuple[str, str, str], tmp_path_factory: pytest.TempPathFactory, worker_class: str
+    certs: tuple[str, str, str], tmp_path_factory: pytest.TempPathFactory, worker_class: str,
+    http2_engine: str,
 ) -> Iterator[ServerFactory]:
-    factory = ServerFactory(certs, tmp_path_factory.mktemp("session-servers"), worker_class)
+    factory = ServerFactory(
+        certs, tmp_path_factory.mktemp("session-servers"), worker_class, http2_engine
+    )
     yield factory
     factory.stop_all()
 
 
 @pytest.fixture
 def server_factory(
-    certs: tuple[str, str, str], tmp_path: Path, worker_class: str
+    certs: tuple[str, str, str], tmp_path: Path, worker_class: str, http2_engine: str
 ) -> Iterator[ServerFactory]:
     """Per-test servers: `server_factory.start(*extra_args, parser=..., config=yaml)`."""
-    factory = ServerFactory(certs, tmp_path, worker_class)
+    factory = ServerFactory(certs, tmp_path, worker_class, http2_engine)
     yield factory
     factory.stop_all()
 

@@ -91,7 +91,7 @@ def test_defaults_match_hypercorn() -> None:
     assert config.keep_alive_timeout == 5.0 and config.graceful_timeout == 3.0
     assert config.alpn_protocols == ["h2", "http/1.1"]
     assert config.errorlog == "-" and config.accesslog is None
-    assert config.workers == 1 and config.worker_class == "asyncio"
+    assert config.workers == 1 and config.worker_class == "auto"
     assert config.alt_svc is True and config.alt_svc_max_age == 86400
     assert config.ssl_enabled is False
 

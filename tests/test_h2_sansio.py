@@ -1,4 +1,8 @@
-"""Sans-IO tests for the HTTP/2 adapter, driven by an h2 client connection."""
+"""Sans-IO tests for the HTTP/2 adapter, driven by an h2 client connection.
+
+The server side runs on every HTTP/2 engine (h2, jh2): conftest parametrizes `http2_engine`;
+the client stays on h2, the reference.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,19 @@ import h2.events
 import h2.settings
 import pytest
 
+from edgecorn.protocol.engines import H2Engine, h2_engine
 from edgecorn.protocol.events import Body, EndBody, Event, ProtocolError, Request, StreamReset
 from edgecorn.protocol.h2 import H2Adapter
 
 MAX_STREAMS = 64
 MAX_HEADER_LIST = 32768
 MAX_FRAME = 16384
+ENGINE: H2Engine = h2_engine("h2")  # set per test by the autouse fixture below
+
+
+@pytest.fixture(autouse=True)
+def _engine(http2_engine: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(globals(), "ENGINE", h2_engine(http2_engine))
 
 
 def get_headers(
@@ -66,6 +77,7 @@ class Pair:
             max_header_list_size=MAX_HEADER_LIST,
             max_inbound_frame_size=MAX_FRAME,
             max_requests=max_requests,
+            engine=ENGINE,
         )
         self.server.initiate()
         self.client = h2.connection.H2Connection(
@@ -521,6 +533,7 @@ def test_upgrade_request_becomes_stream_1(body: bytes) -> None:
         max_header_list_size=MAX_HEADER_LIST,
         max_inbound_frame_size=MAX_FRAME,
         max_requests=100,
+        engine=ENGINE,
     )
     server.initiate(settings)
     h1_request = Request(

@@ -1,5 +1,7 @@
 """Which library does the framing behind an adapter, and which event loop runs a worker.
 
+The choices themselves (and their validation) live in config.py, the one options table.
+
 The adapters are written against the h2 API. jh2 is a maintained fork of h2 with the same
 API, its own copy of hyperframe and a compiled HPACK: the adapter takes the engine's modules
 from here instead of importing them, so one adapter serves both. `auto` picks the fast
@@ -14,8 +16,6 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-H2_ENGINES = ("auto", "h2", "jh2")
-WORKER_CLASSES = ("auto", "asyncio", "uvloop", "trio")
 _FAST_HINT = "pip install 'edgecorn[fast]'"
 
 
@@ -66,7 +66,7 @@ class H2Engine:
 def h2_engine(choice: str = "auto") -> H2Engine:
     name = resolve_h2(choice)
     if name not in ("h2", "jh2"):
-        raise ValueError(f"unknown HTTP/2 engine {choice!r}; one of {', '.join(H2_ENGINES)}")
+        raise ValueError(f"unknown HTTP/2 engine {choice!r}: 'auto', 'h2' or 'jh2'")
     # jh2 carries its own hyperframe (jh2.hyperframe); h2 uses the separate package.
     frames = "jh2.hyperframe.frame" if name == "jh2" else "hyperframe.frame"
     mods = {

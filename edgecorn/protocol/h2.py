@@ -8,6 +8,9 @@ from .engines import H2Engine, h2_engine
 from .events import Body, EndBody, Event, Headers, ProtocolError, Request, StreamReset
 from .fields import request_from_fields, response_fields
 
+RFC_WINDOW = 65535  # SETTINGS_INITIAL_WINDOW_SIZE's default (RFC 9113 6.5.2)
+RFC_TABLE_SIZE = 4096  # SETTINGS_HEADER_TABLE_SIZE's default
+
 
 class H2Adapter:
     http_version = "2"
@@ -34,14 +37,29 @@ class H2Adapter:
             normalize_outbound_headers=False,
         )
         self.conn = self.h2.connection.H2Connection(config)
-        codes = self.h2.settings.SettingCodes
-        self.conn.local_settings = self.h2.settings.Settings(
+        codes, settings = self.h2.settings.SettingCodes, self.h2.settings.Settings
+        # The window and HPACK table are named, not left to the engine: jh2's defaults are
+        # a browser's (6 MiB stream windows, a 64 KiB table), h2's are RFC 9113's; every
+        # engine must advertise the same, and flow control is what bounds a peer's input.
+        self.conn.local_settings = settings(
             client=False,
             initial_values={
+                codes.HEADER_TABLE_SIZE: RFC_TABLE_SIZE,
+                codes.INITIAL_WINDOW_SIZE: RFC_WINDOW,
                 codes.MAX_CONCURRENT_STREAMS: max_concurrent_streams,
                 codes.MAX_HEADER_LIST_SIZE: max_header_list_size,
                 codes.MAX_FRAME_SIZE: max_inbound_frame_size,
                 codes.ENABLE_CONNECT_PROTOCOL: int(enable_connect_protocol),
+            },
+        )
+        self.conn.decoder.max_allowed_table_size = RFC_TABLE_SIZE
+        # Until the peer's SETTINGS arrive its values are RFC 9113's defaults; jh2 would
+        # assume its own (a 6 MiB stream window), overrunning a peer that never names one.
+        self.conn.remote_settings = settings(
+            client=True,
+            initial_values={
+                codes.HEADER_TABLE_SIZE: RFC_TABLE_SIZE,
+                codes.INITIAL_WINDOW_SIZE: RFC_WINDOW,
             },
         )
         self.max_requests = max_requests
@@ -75,7 +93,7 @@ class H2Adapter:
         return not self.open
 
     def data_to_send(self) -> bytes:
-        data = self.conn.data_to_send()
+        data: bytes = self.conn.data_to_send()
         if self.extra:
             data, self.extra = data + self.extra, b""
         return data
@@ -214,7 +232,8 @@ class H2Adapter:
         if stream_id not in self.open:
             return -1
         try:
-            return self.conn.local_flow_control_window(stream_id)
+            window: int = self.conn.local_flow_control_window(stream_id)
+            return window
         except self.h2.exceptions.StreamClosedError:
             return -1
 

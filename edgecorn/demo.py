@@ -12,7 +12,7 @@ import html
 import json
 from typing import Any
 
-from edgecorn.asgi.dispatch import Receive, Scope, Send
+from edgecorn.asgi.types import Receive, Scope, Send
 
 PAGE = """<!doctype html>
 <html lang="en">

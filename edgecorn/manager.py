@@ -11,19 +11,29 @@ import logging
 import math
 from collections.abc import Callable
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .protocol.engines import h2_engine
 from .protocol.h1 import H1Adapter, H11Adapter, HttptoolsAdapter
 from .protocol.h2 import H2Adapter
 
 if TYPE_CHECKING:
-    from .asgi.http import ASGIApp
+    from .asgi.types import ASGIApp
     from .config import Config
-    from .connection import Connection
     from .protocol.events import Headers
 
 log = logging.getLogger("edgecorn.error")
+
+
+class Managed(Protocol):
+    """What the manager asks of a connection (connection.py imports the manager, so
+    the manager names only this)."""
+
+    def tick(self, keep_alive_ticks: int, read_timeout_ticks: int | None) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def http1_class(choice: str) -> type[H1Adapter]:
@@ -46,7 +56,7 @@ class ConnectionManager:
         self.app = app
         self.state = state
         self.access_log = access_log
-        self.connections: set[Connection] = set()
+        self.connections: set[Managed] = set()
         self.extensions: dict[str, dict[str, Any]] = {
             "http.response.trailers": {},
             "http.response.early_hint": {},
@@ -109,12 +119,12 @@ class ConnectionManager:
                 log.info("Served %d requests (max_requests): restarting this worker", self.requests)
                 self.on_request_limit()
 
-    def add(self, conn: Connection) -> None:
+    def add(self, conn: Managed) -> None:
         self.connections.add(conn)
         if self.draining:
             conn.shutdown()
 
-    def discard(self, conn: Connection) -> None:
+    def discard(self, conn: Managed) -> None:
         self.connections.discard(conn)
 
     # --- per-second work -------------------------------------------------------------

@@ -8,20 +8,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote
 
 from ..protocol.events import Headers, Request
-
-if TYPE_CHECKING:
-    from ..connection import Connection
-
-Message = dict[str, Any]
-ASGIApp = Callable[
-    [dict[str, Any], Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
-    Awaitable[None],
-]
+from .host import StreamHost
+from .types import ASGIApp, Message, StreamAborted
 
 log = logging.getLogger("edgecorn.error")
 
@@ -49,7 +41,7 @@ class HTTPStream:
         "start_time",
     )
 
-    def __init__(self, conn: Connection, request: Request) -> None:
+    def __init__(self, conn: StreamHost, request: Request) -> None:
         self.conn = conn
         self.stream_id = request.stream_id
         self.scope = build_scope(conn, request)
@@ -97,6 +89,9 @@ class HTTPStream:
     async def run(self, app: ASGIApp) -> None:
         try:
             await app(self.scope, self.receive, self.send)
+        except StreamAborted:
+            self.done = True  # the finally below resets the stream; the app logged why
+            self.conn.abort(self.stream_id)
         except Exception:
             log.exception("error in ASGI app for %s %s", self.scope["method"], self.scope["path"])
             await self._fail()
@@ -198,7 +193,7 @@ class HTTPStream:
             access_log.log(self.scope, self.status, self.headers, self.sent, duration)
 
 
-def build_scope(conn: Connection, request: Request) -> dict[str, Any]:
+def build_scope(conn: StreamHost, request: Request) -> dict[str, Any]:
     target = request.raw_path
     if target[:1] != b"/" and b"://" in target[:10]:
         # absolute-form (RFC 9112 3.2.2): keep the path part

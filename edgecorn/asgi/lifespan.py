@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from edgecorn.config import Config
 
 if TYPE_CHECKING:
-    from edgecorn.asgi.dispatch import ASGIApp, Message
+    from edgecorn.asgi.types import ASGIApp, Message
 
 log = logging.getLogger("edgecorn.error")
 

@@ -11,7 +11,7 @@ import base64
 import hashlib
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from wsproto.connection import Connection as WSConnection
 from wsproto.connection import ConnectionState, ConnectionType
@@ -27,10 +27,9 @@ from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.frame_protocol import CloseReason
 
 from ..protocol.events import Headers, Request
-from .http import ASGIApp, build_scope
-
-if TYPE_CHECKING:
-    from ..connection import Connection
+from .host import StreamHost
+from .http import build_scope
+from .types import ASGIApp
 
 log = logging.getLogger("edgecorn.error")
 
@@ -50,7 +49,7 @@ def _header(headers: Headers, name: bytes) -> bytes | None:
 
 
 class WebSocketStream:
-    def __init__(self, conn: Connection, request: Request) -> None:
+    def __init__(self, conn: StreamHost, request: Request) -> None:
         self.conn = conn
         self.stream_id = request.stream_id
         self.h1 = request.http_version in ("1.1", "1.0")

@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from edgecorn.asgi.dispatch import Message, Receive, Scope, Send
+    from edgecorn.asgi.types import Message, Receive, Scope, Send
 
 log = logging.getLogger("edgecorn.error")
 

@@ -17,7 +17,7 @@ from ..asgi.lifespan import LifespanBase, LifespanFailure
 from ..config import Config
 
 if TYPE_CHECKING:
-    from ..asgi.dispatch import ASGIApp, Message
+    from ..asgi.types import ASGIApp, Message
 
 log = logging.getLogger("edgecorn.error")
 

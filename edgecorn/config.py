@@ -70,6 +70,7 @@ class ConfigError(ValueError):
 
 
 class Config:
+    base_dir: str  # where relative paths of the config file point (set in __init__)
     # Listeners. `bind` is TLS when a certificate is configured, cleartext otherwise
     # (as in Hypercorn); `insecure_bind` is always cleartext.
     bind: list[str] = ["127.0.0.1:8000"]
@@ -180,11 +181,17 @@ class Config:
             value = _located(name, lambda v: check_routes(v, self.base_dir), value)
         elif name in _SPECS:
             value = validate(name, value)
+            self.__dict__.get("_origins", {}).pop(name, None)  # a new value, from elsewhere
         object.__setattr__(self, name, value)
 
     def __repr__(self) -> str:
         changed = {k: v for k, v in self.to_dict().items() if v != getattr(type(self), k)}
         return f"Config({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+
+    def origin(self, key: str) -> str | None:
+        """The "file:line" that set this option, if a config file did."""
+        origins: dict[str, str] = self.__dict__.get("_origins", {})
+        return origins.get(key)
 
     @property
     def ssl_enabled(self) -> bool:
@@ -217,6 +224,9 @@ class Config:
                     item_line = line_of((key, *exc.item)) or line_of((key, exc.item[0])) or line
                 shown = raw if exc.item is None else exc.key
                 raise exc.at(key=shown, source=source, line=item_line) from None
+            if source is not None:  # for errors found later (a missing certificate file)
+                self.__dict__.setdefault("_origins", {})[key] = \
+                    f"{source}:{line}" if line else source
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any] | None = None, **kwargs: Any) -> Config:
@@ -595,7 +605,7 @@ def _import_object(dotted: str) -> object:
         if not attr:
             return module
         try:
-            return getattr(module, attr)  # type: ignore[no-any-return]
+            return getattr(module, attr)
         except AttributeError:
             raise ConfigError(f"cannot import {dotted!r}: module {module_name!r} has no "
                               f"attribute {attr!r}") from None
@@ -657,7 +667,8 @@ def _alt_svc_headers(value: Any) -> dict[str, Any]:
     found = [_ALT_SVC.fullmatch(v.strip()) for v in value]
     ports = {int(m.group(1)) for m in found if m}
     if not all(found) or len(ports) != 1:
-        raise _Invalid(expected, got=next((v for v, m in zip(value, found) if not m), value))
+        bad = [v for v, m in zip(value, found, strict=True) if not m]
+        raise _Invalid(expected, got=bad[0] if bad else list(value))
     mapped: dict[str, Any] = {"alt_svc": True, "alt_svc_port": ports.pop()}
     ages = [int(m.group(2)) for m in found if m and m.group(2)]
     if ages:

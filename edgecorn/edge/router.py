@@ -180,7 +180,7 @@ def request_host(scope: Scope) -> str:
     """The Host (h1) or :authority (h2/h3, given to apps as Host) without the port."""
     for name, value in scope["headers"]:
         if name == b"host":
-            host = value.decode("latin-1").lower()
+            host: str = value.decode("latin-1").lower()
             if host.startswith("["):
                 return host[: host.find("]") + 1]
             return host.rpartition(":")[0] if ":" in host else host.rstrip(".")

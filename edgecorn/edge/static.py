@@ -130,7 +130,7 @@ class StaticFiles:
         wanted = request.get(b"range")
         if wanted is not None and _if_range_holds(request.get(b"if-range"), etag, info.st_mtime):
             span = parse_range(wanted, size)
-            if span == "unsatisfiable":
+            if isinstance(span, str):  # unsatisfiable
                 headers.append((b"content-range", b"bytes */%d" % size))
                 await plain(send, 416, headers=headers[-1:], head=head)
                 return

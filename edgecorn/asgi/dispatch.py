@@ -32,7 +32,8 @@ def load_app(config: Config) -> ASGIApp:
     if config.routes:
         from edgecorn.edge.router import build_router
 
-        return build_router(config, None if path is None else load_path(path, config))
+        last = None if path is None else load_path(path, config)
+        return build_router(config, last, load_path)
     if path is None:
         from edgecorn import demo
 

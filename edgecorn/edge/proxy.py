@@ -11,7 +11,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 from itertools import count
-from typing import Any
 
 import anyio
 import h11
@@ -19,26 +18,12 @@ import h11
 from ..asgi.types import Receive, Scope, Send, StreamAborted
 from ..config import Config
 from .answers import plain
+from .headers import HOP_BY_HOP, response_headers
 from .spec import Route
 from .upstream import Connection, Upstream, UpstreamError
 
 log = logging.getLogger("edgecorn.error")
 
-# RFC 9110 7.6.1 hop-by-hop fields, plus the non-standard ones proxies have always dropped.
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"http2-settings",
-    }
-)
 FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"})
 NO_BODY_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
@@ -378,23 +363,6 @@ class Exchange:
                 return
             else:
                 raise UpstreamError(502, "closed the connection in the middle of the response")
-
-
-def response_headers(upstream: Any, http_version: str) -> Headers:
-    dropped = set(HOP_BY_HOP)
-    for name, value in upstream:
-        if name == b"connection":
-            dropped.update(token.strip().lower() for token in value.split(b","))
-    out: Headers = []
-    via = b""
-    for name, value in upstream:
-        if name == b"via":
-            via = value
-        elif name not in dropped:
-            out.append((bytes(name), bytes(value)))
-    ours = f"{http_version} edgecorn".encode()
-    out.append((b"via", via + b", " + ours if via else ours))
-    return out
 
 
 def _append(headers: Headers, name: bytes, value: bytes, trusted: bool) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -20,12 +21,12 @@ from .answers import Redirect, Respond, not_found
 from .spec import Route, host_matches, path_matches
 
 log = logging.getLogger("edgecorn.error")
+Loader = Callable[[str, Config, bool, str], ASGIApp]
 
 
-def build_router(config: Config, last: ASGIApp | None) -> Router:
-    """The routes of `config` as apps; `last` (the command-line app) is the final route."""
-    from ..asgi.dispatch import load_path  # the loader imports this module for routes
-
+def build_router(config: Config, last: ASGIApp | None, load_path: Loader) -> Router:
+    """The routes of `config` as apps; `last` (the command-line app) is the final route.
+    `load_path` is the app loader (passed in: the loader is what calls us)."""
     entries: list[tuple[Route, ASGIApp]] = []
     lifespans: list[ASGIApp] = []
     for route in config.routes:
@@ -60,7 +61,7 @@ def build_router(config: Config, last: ASGIApp | None) -> Router:
     return Router(entries, lifespans)
 
 
-def _load_app(route: Route, config: Config, load_path: Any) -> ASGIApp:
+def _load_app(route: Route, config: Config, load_path: Loader) -> ASGIApp:
     # `demo:app` is the built-in demo unless a `demo` module sits next to the config file.
     if route.target in ("demo", "demo:app") and not any(
         os.path.exists(os.path.join(route.base_dir, name)) for name in ("demo.py", "demo")

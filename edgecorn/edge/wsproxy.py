@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import anyio
 import h11
@@ -16,10 +16,25 @@ from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from ..asgi.types import Receive, Scope, Send
-from .upstream import Connection, UpstreamError
+from .headers import response_headers
+from .spec import Route
+from .upstream import Connection, Upstream, UpstreamError
 
-if TYPE_CHECKING:
-    from .proxy import Proxy
+
+class Proxy(Protocol):
+    """What the bridge needs of the proxy route."""
+
+    route: Route
+    upstreams: list[Upstream]
+
+    def candidates(self) -> list[Upstream]: ...
+
+    def target(self, scope: Scope, upstream: Upstream) -> bytes: ...
+
+    def request_headers(
+        self, scope: Scope, upstream: Upstream
+    ) -> tuple[list[tuple[bytes, bytes]], dict[bytes, bytes]]: ...
+
 
 log = logging.getLogger("edgecorn.error")
 
@@ -132,8 +147,6 @@ async def _bridge(
         elif not isinstance(part, h11.Data):
             break
     if "websocket.http.response" in scope.get("extensions", {}):
-        from .proxy import response_headers
-
         fields = [
             (n, v) for n, v in response_headers(event.headers, "1.1") if n != b"content-length"
         ] + [(b"content-length", b"%d" % len(body))]

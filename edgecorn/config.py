@@ -357,6 +357,8 @@ def _located(key: str, check: Callable[[Any], Any], value: Any) -> Any:
     try:
         return check(value)
     except ItemError as exc:
+        if exc.index < 0:  # the option as a whole
+            raise ConfigError(exc.message, key=key) from None
         name = f"{key}[{exc.index}]" + (f".{exc.field}" if exc.field else "")
         item = (exc.index,) if exc.field is None else (exc.index, exc.field)
         raise ConfigError(exc.message, key=name, item=item) from None

@@ -83,7 +83,7 @@ def check_routes(value: Any, base_dir: str) -> list[Route]:
         return []
     if not isinstance(value, (list, tuple)):
         raise ItemError(
-            "expected a list of routes (mappings with one action: " + ", ".join(ACTIONS) + ")", 0
+            "expected a list of routes (mappings with one action: " + ", ".join(ACTIONS) + ")", -1
         )
     routes = [
         item if isinstance(item, Route) else _route(index, item, base_dir)
@@ -105,6 +105,18 @@ def _route(index: int, item: Any, base_dir: str) -> Route:
         raise ItemError(
             f"expected a mapping with one action ({', '.join(ACTIONS)}), got {item!r}", index
         )
+    known = set(COMMON + ACTIONS).union(*OPTIONS.values())
+    for key in item:
+        if key not in known:
+            choices = COMMON + ACTIONS + tuple(sorted(set().union(*OPTIONS.values())))
+            match = difflib.get_close_matches(str(key), choices, n=1, cutoff=0.6)
+            hint = f" (did you mean {match[0]!r}?)" if match else ""
+            raise ItemError(
+                f"unknown key{hint}; a route takes {', '.join(COMMON)}, one action "
+                f"of {', '.join(ACTIONS)} and that action's options",
+                index,
+                str(key),
+            )
     actions = [key for key in item if key in ACTIONS]
     if len(actions) != 1:
         found = " and ".join(actions) if actions else "none"
@@ -115,17 +127,8 @@ def _route(index: int, item: Any, base_dir: str) -> Route:
     allowed = COMMON + (action,) + OPTIONS[action]
     for key in item:
         if key not in allowed:
-            if any(key in options for options in OPTIONS.values()) or key in ACTIONS:
-                raise ItemError(
-                    f"not an option of a {action!r} route (it takes: {', '.join(allowed)})",
-                    index,
-                    str(key),
-                )
-            match = difflib.get_close_matches(str(key), allowed + ACTIONS, n=1, cutoff=0.6)
-            hint = f" (did you mean {match[0]!r}?)" if match else ""
             raise ItemError(
-                f"unknown key{hint}; a route takes {', '.join(COMMON)}, one action "
-                f"of {', '.join(ACTIONS)} and that action's options",
+                f"not an option of a {action!r} route (it takes: {', '.join(allowed)})",
                 index,
                 str(key),
             )

@@ -319,7 +319,7 @@ CORE_E2E = {"test_e2e_http1", "test_e2e_http2", "test_e2e_clients", "test_e2e_fl
             "test_e2e_server"}
 WORKER_CLASSES = ("asyncio", "trio")
 # The HTTP/2 suites (end-to-end and sans-IO) run on every HTTP/2 engine, the same way.
-H2_SUITES = {"test_e2e_http2", "test_h2_sansio", "test_engines"}
+H2_SUITES = {"test_e2e_http2", "test_h2_sansio"}
 HTTP2_ENGINES = ("h2", "jh2")
 
 

@@ -11,7 +11,6 @@ engine when it is installed (`pip install edgecorn[fast]`) and the reference one
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -20,18 +19,20 @@ _FAST_HINT = "pip install 'edgecorn[fast]'"
 
 
 def installed(module: str) -> bool:
-    """Importable, without importing it (cheap enough for config validation)."""
+    """Importable here. Imported, not only found: a broken install must count as missing
+    (the library is about to be used anyway, so the import is not wasted)."""
     try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
+        importlib.import_module(module)
+    except ImportError:
         return False
+    return True
 
 
 def missing_engine(choice: str) -> str | None:
     """Why an explicit choice cannot run here, or None. `auto` always can."""
     if choice in ("jh2", "uvloop", "trio") and not installed(choice):
         extra = _FAST_HINT if choice == "jh2" else f"pip install {choice}"
-        return f"{choice} is not installed ({extra})"
+        return f"{choice} is not installed; {extra}"
     return None
 
 

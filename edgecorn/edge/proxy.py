@@ -215,7 +215,9 @@ class Exchange:
     async def run(self, target: bytes, headers: Headers) -> None:
         route = self.proxy.route
         for attempt in (1, 2):
-            conn, reused = await self.upstream.connect(route.connect_timeout)
+            conn, reused = await self.upstream.connect(
+                route.connect_timeout, route.max_response_header_size
+            )
             try:
                 await self._exchange(conn, target, headers)
             except UpstreamError as error:

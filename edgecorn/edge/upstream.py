@@ -79,7 +79,9 @@ class Upstream:
         self.fails = 0
         self.down_until = 0.0
 
-    async def connect(self, timeout: float) -> tuple[Connection, bool]:
+    async def connect(
+        self, timeout: float, max_head: int = 64 * 1024
+    ) -> tuple[Connection, bool]:
         """An idle kept-alive connection (reused=True) or a new one."""
         while self.idle:
             conn = self.idle.pop()
@@ -105,7 +107,7 @@ class Upstream:
                 cause = inner[-1]
             reason = getattr(cause, "strerror", None) or str(cause) or type(cause).__name__
             raise UpstreamError(502, f"cannot connect to {self.url}: {reason}") from None
-        return Connection(stream), False
+        return Connection(stream, max_head), False
 
     async def release(self, conn: Connection) -> None:
         """Keep `conn` for the next request if its exchange ended cleanly, else close it."""
@@ -120,9 +122,10 @@ class Upstream:
 class Connection:
     """One HTTP/1.1 connection to an upstream: h11 events over an anyio byte stream."""
 
-    def __init__(self, stream: anyio.abc.ByteStream) -> None:
+    def __init__(self, stream: anyio.abc.ByteStream, max_head: int = 64 * 1024) -> None:
         self.stream = stream
-        self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=64 * 1024)
+        # A response head larger than this is refused (502), as nginx's proxy_buffer_size.
+        self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_head)
         self.idle_since = time.monotonic()
         self.received = False  # any byte of a response arrived
 

@@ -1,0 +1,195 @@
+"""Issue 9 end to end: the `routes:` file itself. Bad routes stop `edgecorn -c bad.yaml` with
+one line naming the file line of the route and what is allowed; paths in the file are
+relative to the file, whatever the working directory; with `routes:` and an app argument,
+the argument is the last route; without a match, 404.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.edge_support import (
+    PROTOCOLS,
+    STYLE_CSS,
+    Proc,
+    env_with,
+    fetch,
+    free_port,
+    make_site,
+    print_logs_on_failure,
+    spawn,
+    start_edge,
+    wait_tcp,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+# The two routes every bad file starts with (lines 3-6); the bad route is routes[2] on line 7,
+# its first key on the same line, so "the route's line" and "the bad key's line" agree.
+HEAD = """\
+bind: ["127.0.0.1:{port}"]
+routes:
+  - path: =/healthz
+    respond: {{status: 200, body: "ok\\n"}}
+  - path: /static/
+    static: ./public
+"""
+
+BAD_ROUTES = {
+    "unknown action": ("  - serve: ./public\n    path: /files/\n", ["serve", "proxy", "static"]),
+    "two actions": (
+        "  - static: ./public\n    proxy: http://127.0.0.1:9\n    path: /both/\n",
+        ["static", "proxy"],
+    ),
+    "shadowed by a catch-all": (
+        "  - app: demo:app\n  - path: /late/\n    static: ./public\n",
+        [],  # checked below: routes[3] on line 8 is the unreachable one
+    ),
+    "missing static directory": ("  - static: ./no-such-dir\n    path: /files/\n", ["no-such-dir"]),
+    "bad URL scheme": ('  - proxy: "ftp://127.0.0.1:21"\n    path: /up/\n', ["ftp"]),
+    "URL without host": ('  - proxy: "http://"\n    path: /up/\n', ["http://"]),
+}
+
+
+def _run_bad(tmp_path: Path, text: str) -> tuple[int, str]:
+    (tmp_path / "public").mkdir(exist_ok=True)
+    (tmp_path / "bad.yaml").write_text(text)
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgecorn", "-c", "bad.yaml"],
+        cwd=tmp_path,
+        env=env_with(),
+        capture_output=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
+    return proc.returncode, proc.stderr.decode(errors="replace")
+
+
+@pytest.mark.parametrize("case", list(BAD_ROUTES))
+def test_bad_route_names_its_line(tmp_path: Path, case: str) -> None:
+    route, words = BAD_ROUTES[case]
+    rc, err = _run_bad(tmp_path, HEAD.format(port=free_port()) + route)
+    assert rc != 0, err
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if "error" in line.lower()]
+    assert lines, err
+    first = lines[0]
+    if case == "shadowed by a catch-all":
+        assert re.search(r"\bbad\.yaml:8:", first), first
+        assert "routes[3]" in first, first
+        assert "unreachable" in first.lower() or "shadow" in first.lower(), first
+        return
+    assert re.search(r"\bbad\.yaml:7:", first), first
+    assert "routes[2]" in first, first
+    for word in words:
+        assert word in first, (word, first)
+    if case == "unknown action":  # says what is allowed
+        assert all(a in first for a in ("app", "wsgi", "static", "proxy", "respond")), first
+    if case.startswith("bad URL") or case.startswith("URL"):
+        assert "url" in first.lower(), first
+
+
+def test_good_file_starts(tmp_path: Path) -> None:
+    """The control for the cases above: the same head with a good third route serves."""
+    port = free_port()
+    (tmp_path / "public").mkdir()
+    (tmp_path / "public" / "a.txt").write_bytes(b"a\n")
+    config = tmp_path / "ok.yaml"
+    config.write_text(HEAD.format(port=port) + "  - path: /files/\n    static: ./public\n")
+    edge = spawn("ok", [sys.executable, "-m", "edgecorn", "-c", str(config)], tmp_path, tmp_path)
+    try:
+        wait_tcp(edge, port)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(
+                b"GET /files/a.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+            )
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"\r\n\r\na\n"), data
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    finally:
+        edge.stop()
+
+
+# --------------------------------------------------------------------------- running files
+
+SITE_YAML = """\
+bind: ["127.0.0.1:{port}"]
+certfile: certs/localhost.pem
+keyfile: certs/localhost.key
+routes:
+  - path: /static/
+    static: ./public
+  - path: =/healthz
+    respond: {{status: 200, body: "ok\\n", headers: {{x-from: respond}}}}
+"""
+
+
+@pytest.fixture(scope="module")
+def site(certs: tuple[str, str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_site(tmp_path_factory.mktemp("edge-config") / "site", certs)
+
+
+@pytest.fixture
+def started(request: pytest.FixtureRequest) -> Iterator[list[Proc]]:
+    procs: list[Proc] = []
+    yield procs
+    print_logs_on_failure(request, *procs)
+    for proc in procs:
+        proc.stop()
+
+
+def _start(site: Path, started: list[Proc], name: str, *args: str) -> tuple[Proc, int]:
+    port = free_port()
+    config = site / f"{name}.yaml"
+    config.write_text(SITE_YAML.format(port=port))
+    elsewhere = site.parent / f"cwd-{name}"
+    elsewhere.mkdir(exist_ok=True)
+    try:
+        # Not the file's directory: certs/ and ./public must resolve against the file.
+        edge = start_edge(config, port, site.parent / f"logs-{name}", *args, cwd=elsewhere)
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    started.append(edge)
+    return edge, port
+
+
+@pytest.mark.parametrize("proto", PROTOCOLS)
+def test_paths_relative_to_the_file_and_no_match_is_404(
+    site: Path, started: list[Proc], cafile: str, proto: str, tmp_path: Path
+) -> None:
+    edge, port = _start(site, started, f"relative-{proto}")
+    base = f"https://127.0.0.1:{port}"
+    css = fetch(proto, f"{base}/static/style.css", cafile, tmp_path)
+    assert (css.status, css.body) == (200, STYLE_CSS), css
+    health = fetch(proto, f"{base}/healthz", cafile, tmp_path)
+    assert (health.status, health.body) == (200, b"ok\n"), health
+    assert health.header("x-from") == "respond", health
+    for path in ("/", "/other", "/healthz/x", "/statics/x"):
+        r = fetch(proto, base + path, cafile, tmp_path)
+        assert r.status == 404, (path, r)
+
+
+def test_command_line_app_is_the_last_route(
+    site: Path, started: list[Proc], cafile: str, tmp_path: Path
+) -> None:
+    edge, port = _start(site, started, "with-app", "tests.e2e_apps:app")
+    base = f"https://127.0.0.1:{port}"
+    assert fetch("h2", f"{base}/healthz", cafile, tmp_path).body == b"ok\n"
+    assert fetch("h2", f"{base}/static/style.css", cafile, tmp_path).body == STYLE_CSS
+    r = fetch("h2", f"{base}/scope/from-cli?x=1", cafile, tmp_path)
+    assert r.status == 200, r
+    scope = json.loads(r.body)
+    assert scope["path"] == "/scope/from-cli" and scope["query_string"] == "x=1", scope
+    missing = fetch("h3", f"{base}/static/missing.txt", cafile, tmp_path)
+    assert missing.status == 404, missing  # the static route answered; no fall-through

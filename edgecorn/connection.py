@@ -10,8 +10,11 @@ plus a flush. A backend subclass supplies the four I/O primitives: `write`,
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import re
+import struct
+import termios
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Iterable
 from http import HTTPStatus
@@ -29,6 +32,7 @@ from .protocol.events import (
     Request,
     StreamReset,
 )
+from .protocol.h1 import H1Adapter
 
 if TYPE_CHECKING:
     from .manager import ConnectionManager
@@ -39,6 +43,16 @@ log = logging.getLogger("edgecorn.error")
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # Unconsumed request body beyond this pauses reading from an HTTP/1 peer.
 READ_BACKLOG = 1024 * 1024
+# A graceful close first waits (up to FLUSH_TIMEOUT) until the peer has acknowledged
+# every byte we wrote, then shuts down writing and reads and discards (up to
+# LINGER_TIMEOUT) until the peer closes: closing a socket with unread input makes the
+# kernel send RST and drop whatever the peer has not yet received (nginx's
+# lingering_close). A timeout, the graceful timeout or a forced close cut it short.
+FLUSH_TIMEOUT = 10.0
+LINGER_TIMEOUT = 2.0
+# Draining: an idle HTTP/1.1 connection stays open this long, so that a request the
+# client sent before it could see our close is still answered (`connection: close`).
+DRAIN_WINDOW = 0.75
 _BAD_NAME = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
 _BAD_VALUE = re.compile(rb"[\x00\r\n]")
 
@@ -62,6 +76,7 @@ class Connection(ABC):
         self.sniffed = b""
         self.streams: dict[int, HTTPStream | WebSocketStream] = {}
         self.closed = False
+        self.ending = False  # a graceful close is under way (flushing, then lingering)
         self.write_paused = False
         self.read_paused = False
         self.drain_waiters: list[Any] = []
@@ -76,20 +91,22 @@ class Connection(ABC):
     # --- backend primitives -------------------------------------------------------
 
     @abstractmethod
-    def write(self, data: bytes) -> None:
-        ...
+    def write(self, data: bytes) -> None: ...
 
     @abstractmethod
     def close_transport(self) -> None:
-        ...
+        """Close now: a peer that stopped reading loses what is buffered."""
+
+    def end_transport(self) -> None:
+        """Close gracefully: flush, wait for the peer's acks, half-close, linger.
+        (TCP backends; a QUIC stream's transport closes as it always did.)"""
+        self.close_transport()
 
     @abstractmethod
-    def pause_reading(self) -> None:
-        ...
+    def pause_reading(self) -> None: ...
 
     @abstractmethod
-    def resume_reading(self) -> None:
-        ...
+    def resume_reading(self) -> None: ...
 
     @abstractmethod
     def defer(self, callback: Callable[[], None]) -> None:
@@ -100,12 +117,10 @@ class Connection(ABC):
         """Run `callback` after `delay` seconds; the result has `cancel()`."""
 
     @abstractmethod
-    def create_future(self) -> Any:
-        ...
+    def create_future(self) -> Any: ...
 
     @abstractmethod
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        ...
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None: ...
 
     # --- protocol choice --------------------------------------------------------------
 
@@ -140,6 +155,8 @@ class Connection(ABC):
 
     def on_data(self, data: bytes) -> None:
         self.reads += 1
+        if self.closed:
+            return  # lingering: read and discarded, so the close is not a reset
         proto = self.proto
         if proto is None:
             sniffed = self._sniff(data)
@@ -159,7 +176,7 @@ class Connection(ABC):
             self.pause_reading()
 
     def on_eof(self) -> None:
-        if self.proto is not None:
+        if self.proto is not None and not self.closed:
             events = self.proto.receive_data(b"")
             if events:
                 self.handle(events)
@@ -255,12 +272,21 @@ class Connection(ABC):
         if data and not self.closed:
             self.write(data)
         if proto.closing:
-            self.close()
+            self.end()
 
     def close(self) -> None:
+        """Close at once (errors, the end of the graceful timeout); also cuts a linger."""
+        if not self.closed or self.ending:
+            self.closed = True
+            self.ending = False
+            self.close_transport()
+
+    def end(self) -> None:
+        """The normal close: everything written reaches the peer, then a lingering close."""
         if not self.closed:
             self.closed = True
-            self.close_transport()
+            self.ending = True
+            self.end_transport()
 
     def on_pause_writing(self) -> None:
         self.write_paused = True
@@ -409,23 +435,51 @@ class Connection(ABC):
             self.idle_ticks = 0
             return
         self.idle_ticks += 1
+        if self.closed:
+            return
         if proto is None or (proto.idle and not self.streams):
             if self.idle_ticks >= keep_alive_ticks:
-                self.shutdown()
-                self.close()
+                self.shutdown(window=False)
+                self.end()
         elif read_timeout_ticks is not None and self.idle_ticks >= read_timeout_ticks:
             if any(isinstance(s, HTTPStream) and not s.complete for s in self.streams.values()):
-                self.close()
+                self.end()
 
-    def shutdown(self) -> None:
-        """Graceful: no new requests; h1 closes after the current response, h2 sends GOAWAY."""
-        if self.proto is None:
+    def shutdown(self, window: bool = True) -> None:
+        """Graceful: no new requests; h1 closes after the current response, h2 sends GOAWAY.
+
+        An idle HTTP/1 connection is closed after DRAIN_WINDOW (unless `window` is
+        False): its client may have sent a request before it could see the close.
+        """
+        proto = self.proto
+        if proto is None or self.closed:
             return  # no bytes yet: the adapter made on the first ones hears of the drain
         for stream in list(self.streams.values()):
             if isinstance(stream, WebSocketStream):
                 stream.going_away()
-        self.proto.goaway()
+        if window and isinstance(proto, H1Adapter):
+            proto.goaway(linger=True)
+            if proto.idle and not self.streams:
+                self.call_later(DRAIN_WINDOW, self._drain_window_over)
+        else:
+            proto.goaway()
         self.flush()
+
+    def _drain_window_over(self) -> None:
+        proto = self.proto
+        if not self.closed and proto is not None and proto.idle and not self.streams:
+            self.end()
+
+
+def unacked_bytes(sock: Any) -> int:
+    """Bytes written to a TCP socket that the peer has not acknowledged (Linux SIOCOUTQ);
+    0 where that cannot be asked."""
+    try:
+        out = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except (OSError, ValueError, AttributeError):
+        return 0
+    count: int = struct.unpack("i", out)[0]
+    return count
 
 
 def _check_headers(headers: Headers) -> None:

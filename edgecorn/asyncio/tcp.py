@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ..connection import Connection
+from ..connection import FLUSH_TIMEOUT, LINGER_TIMEOUT, Connection, unacked_bytes
 from ..manager import ConnectionManager
 from .runtime import AsyncioRuntime
 
@@ -18,6 +18,9 @@ class TCPProtocol(AsyncioRuntime, Connection, asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.tasks = tasks
         self.secure = secure
+        self.lost = False
+        self.end_deadline = 0.0
+        self.end_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
@@ -45,6 +48,9 @@ class TCPProtocol(AsyncioRuntime, Connection, asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if self.end_timer is not None:
+            self.end_timer.cancel()
         self.on_lost()
 
     # backend primitives
@@ -53,12 +59,52 @@ class TCPProtocol(AsyncioRuntime, Connection, asyncio.Protocol):
 
     def close_transport(self) -> None:
         transport = self.transport
-        if transport.is_closing():
+        if self.lost:
             return
-        if self.write_paused:
+        if self.end_timer is not None:  # a graceful close cut short
+            self.end_timer.cancel()
+            transport.abort()
+        elif transport.is_closing():
+            return
+        elif self.write_paused:
             transport.abort()  # a peer that stopped reading gets no more time
         else:
             transport.close()
+
+    def end_transport(self) -> None:
+        self.end_deadline = self.loop.time() + FLUSH_TIMEOUT
+        self._end_when_flushed()
+
+    def _unflushed(self) -> int:
+        transport = self.transport
+        size = transport.get_write_buffer_size()
+        # TLS: the socket transport under the SSL layer has its own buffer (no public
+        # way to ask it); the kernel's send queue counts until the peer acks it.
+        inner = getattr(getattr(transport, "_ssl_protocol", None), "_transport", None)
+        if inner is not None:
+            size += inner.get_write_buffer_size()
+        return size + unacked_bytes(transport.get_extra_info("socket"))
+
+    def _end_when_flushed(self) -> None:
+        self.end_timer = None
+        transport = self.transport
+        if self.lost or transport.is_closing():
+            return
+        if self._unflushed() and self.loop.time() < self.end_deadline:
+            self.end_timer = self.loop.call_later(0.01, self._end_when_flushed)
+            return
+        # Linger: half-close (TLS: close_notify, whose answer the SSL layer awaits),
+        # keep reading (`on_data` discards), and close when the peer does or time is up.
+        if transport.can_write_eof():
+            transport.write_eof()
+        else:
+            transport.close()
+        self.end_timer = self.loop.call_later(LINGER_TIMEOUT, self._linger_over)
+
+    def _linger_over(self) -> None:
+        self.end_timer = None
+        if not self.lost:
+            self.transport.abort()
 
     def pause_reading(self) -> None:
         self.transport.pause_reading()

@@ -273,13 +273,16 @@ class H1Adapter(ABC):
     def sendable(self, stream_id: int) -> int:
         return 1 << 30 if stream_id == self.active else -1
 
-    def goaway(self) -> None:
+    def goaway(self, linger: bool = False) -> None:
+        """No more keep-alive. An idle connection closes at once unless `linger`: then
+        the caller closes it after a short window in which a request already on the
+        wire is still answered (with `connection: close`)."""
         self.draining = True
         self.keep_alive = False
         # A connection that has not sent its first request yet was accepted for it:
         # answer that one (with `connection: close`), or a client racing our
         # shutdown or a worker's recycling sees its request dropped.
-        if self.active == 0 and self.requests and not self.pending:
+        if self.active == 0 and self.requests and not self.pending and not linger:
             self._closing = True
 
     def reset(self, stream_id: int) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import trio
 
-from ..connection import Connection
+from ..connection import FLUSH_TIMEOUT, LINGER_TIMEOUT, Connection, unacked_bytes
 from ..manager import ConnectionManager
 from .runtime import Runtime, TimerHandle, Waiter
 
@@ -45,7 +45,9 @@ class TCPConnection(Connection):
         self.read_gate: trio.Event | None = None  # set while reading is paused
         self.transport_closing = False
         self.aborted = False
+        self.graceful = False  # end_transport: flush, wait for acks, half-close, linger
         self.io_scope = trio.CancelScope()
+        self.linger_scope = trio.CancelScope()
 
     async def run(self, handshake_timeout: float) -> None:
         stream = self.stream
@@ -72,11 +74,20 @@ class TCPConnection(Connection):
             self.aborted = True
         finally:
             self.closed = True
-            self.on_lost()
-            await self._close_stream()
+            if self.graceful and not self.aborted:
+                await self._close_stream()  # the drain waits for the linger too
+                self.on_lost()
+            else:
+                self.on_lost()
+                await self._close_stream()
 
     async def _close_stream(self) -> None:
         if self.aborted:
+            await trio.aclose_forcefully(self.stream)
+            return
+        if self.graceful:
+            with self.linger_scope:
+                await self._linger()
             await trio.aclose_forcefully(self.stream)
             return
         with trio.move_on_after(CLOSE_TIMEOUT) as scope:
@@ -86,6 +97,33 @@ class TCPConnection(Connection):
                 pass
         if scope.cancelled_caught:
             await trio.aclose_forcefully(self.stream)
+
+    async def _linger(self) -> None:
+        """Close so the peer sees an end, not a reset: wait until it has acknowledged
+        every byte, send close_notify (TLS) and FIN, then read and discard until it
+        closes too. Closing with unread input would make the kernel send RST."""
+        stream = self.stream
+        raw = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+        sock = getattr(raw, "socket", None)
+        with trio.move_on_after(FLUSH_TIMEOUT):
+            while sock is not None and unacked_bytes(sock):
+                await trio.sleep(0.01)
+        with trio.move_on_after(LINGER_TIMEOUT):
+            if isinstance(stream, trio.SSLStream):
+                try:
+                    # Sends close_notify, then waits for the peer's. Application data
+                    # instead (a request racing the close) breaks it: fine, we go on.
+                    await stream.unwrap()
+                except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError):
+                    pass
+            if not isinstance(raw, trio.SocketStream):
+                return
+            try:
+                await raw.send_eof()
+                while await raw.receive_some(READ_SIZE):
+                    pass
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
 
     def _addresses(self) -> None:
         stream = self.stream
@@ -126,7 +164,7 @@ class TCPConnection(Connection):
             # Like an asyncio protocol whose eof_received returns False: answer what
             # is complete, then close (after the sender has flushed).
             self.on_eof()
-            self.close()
+            self.end()
         except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError) as exc:
             log.debug("connection from %s lost: %r", self.client, exc)
             self.aborted = True
@@ -174,6 +212,10 @@ class TCPConnection(Connection):
 
     def close_transport(self) -> None:
         if self.transport_closing:
+            if self.graceful:  # a graceful close cut short
+                self.aborted = True
+                self.io_scope.cancel()
+                self.linger_scope.cancel()
             return
         self.transport_closing = True
         if self.write_paused:
@@ -181,6 +223,13 @@ class TCPConnection(Connection):
             self.io_scope.cancel()
         else:
             self.send_wakeup.set()
+
+    def end_transport(self) -> None:
+        if self.transport_closing:
+            return
+        self.transport_closing = True
+        self.graceful = True
+        self.send_wakeup.set()  # the sender flushes, then run() lingers
 
     def pause_reading(self) -> None:
         if self.read_gate is None:

@@ -215,9 +215,13 @@ class Exchange:
     async def run(self, target: bytes, headers: Headers) -> None:
         route = self.proxy.route
         for attempt in (1, 2):
-            conn, reused = await self.upstream.connect(
-                route.connect_timeout, route.max_response_header_size
-            )
+            try:
+                conn, reused = await self.upstream.connect(
+                    route.connect_timeout, route.max_response_header_size
+                )
+            except UpstreamError as error:
+                self.upstream.failed(str(error))
+                raise
             try:
                 await self._exchange(conn, target, headers)
             except UpstreamError as error:

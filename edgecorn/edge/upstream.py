@@ -79,9 +79,7 @@ class Upstream:
         self.fails = 0
         self.down_until = 0.0
 
-    async def connect(
-        self, timeout: float, max_head: int = 64 * 1024
-    ) -> tuple[Connection, bool]:
+    async def connect(self, timeout: float, max_head: int = 64 * 1024) -> tuple[Connection, bool]:
         """An idle kept-alive connection (reused=True) or a new one."""
         while self.idle:
             conn = self.idle.pop()

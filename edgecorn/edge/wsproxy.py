@@ -63,7 +63,7 @@ async def proxy_websocket(proxy: Proxy, scope: Scope, receive: Receive, send: Se
             last = error
             continue
         try:
-            await _bridge(proxy, conn, scope, receive, send, upstream.url)
+            await _bridge(proxy, conn, scope, receive, send, upstream)
         except UpstreamError as error:
             log.error("upstream %s: WebSocket %s: %s", upstream.url, scope["path"], error)
             await _deny(scope, send, error.status)
@@ -100,9 +100,8 @@ async def _deny(scope: Scope, send: Send, status: int) -> None:
 
 
 async def _bridge(
-    proxy: Proxy, conn: Connection, scope: Scope, receive: Receive, send: Send, url: str
+    proxy: Proxy, conn: Connection, scope: Scope, receive: Receive, send: Send, upstream: Upstream
 ) -> None:
-    upstream = proxy.upstreams[0]
     headers, _ = proxy.request_headers(scope, upstream)
     headers = [(n, v) for n, v in headers if n not in HANDSHAKE]
     key = base64.b64encode(os.urandom(16))

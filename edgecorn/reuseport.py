@@ -23,6 +23,8 @@ import logging
 import socket
 import struct
 
+from .sockets import udp_socket
+
 log = logging.getLogger("edgecorn.error")
 
 SO_ATTACH_REUSEPORT_CBPF = 51
@@ -113,11 +115,5 @@ def attach(sock: socket.socket, live: list[int], accepting: list[int]) -> bool:
 
 
 def reuseport_udp_socket(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    if family == socket.AF_INET6:
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-    sock.bind((host, port))
-    sock.setblocking(False)
-    return sock
+    """One socket of a worker group: the same socket (buffers too) as a single process's."""
+    return udp_socket(host, port, reuseport=True)

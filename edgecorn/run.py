@@ -37,7 +37,6 @@ from .asgi.dispatch import AppLoadError, load_app
 from .asgi.lifespan import LifespanFailure
 from .config import Config
 from .logging import configure_logging
-from .protocol import quic as _quic  # noqa: F401  (its Retry key must exist before forking)
 from .sockets import Sockets, create_sockets, parse_host_port, quic_binds
 from .tls import create_ssl_context
 
@@ -498,7 +497,9 @@ def _worker_main(
     app = _load(config)
     if app is None:
         return STARTUP_FAILED
-    sockets = Sockets(tcp.secure, tcp.insecure, quic, quic_tag=index if len(quic) else None)
+    tag = index if len(quic) else None
+    # one Retry secret for every worker: the supervisor's (made with its sockets)
+    sockets = Sockets(tcp.secure, tcp.insecure, quic, quic_tag=tag, quic_secret=tcp.quic_secret)
 
     def tell(message: bytes) -> None:
         try:

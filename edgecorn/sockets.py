@@ -25,6 +25,9 @@ class Sockets:
     insecure: list[socket.socket] = field(default_factory=list)
     quic: list[socket.socket] = field(default_factory=list)
     quic_tag: int | None = None  # this worker's connection ID tag (several workers)
+    # The Retry token key: made with the supervisor's sockets and handed to every
+    # worker, so a token one worker issued validates in any other.
+    quic_secret: bytes = field(default_factory=lambda: os.urandom(32))
 
     def all(self) -> list[socket.socket]:
         return self.secure + self.insecure + self.quic
@@ -76,10 +79,18 @@ UDP_BUFFER = 4 * 1024 * 1024
 
 
 def create_udp_socket(bind: str) -> socket.socket:
-    host, port = parse_host_port(bind)
+    return udp_socket(*parse_host_port(bind))
+
+
+def udp_socket(host: str, port: int, reuseport: bool = False) -> socket.socket:
+    """The one QUIC socket factory: a single process's socket, or (`reuseport`) one of a
+    multi-worker group on one port (see reuseport.py); both get the large buffers."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuseport:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    else:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if family == socket.AF_INET6:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     for forced, plain in (

@@ -13,7 +13,7 @@ from ..asgi.lifespan import Lifespan
 from ..config import Config
 from ..logging import AccessLogger, configure_logging
 from ..manager import ConnectionManager
-from ..protocol.quic import TicketStore, quic_configuration
+from ..quic.worker import announce, quic_setup
 from ..sockets import Sockets, create_sockets, describe
 from ..tls import create_ssl_context
 from .listen import Listener
@@ -116,21 +116,15 @@ async def serve(
 async def _start_quic(
     loop: asyncio.AbstractEventLoop, manager: ConnectionManager, sockets: Sockets, tasks: set[Any]
 ) -> list[QUICListener]:
-    config = manager.config
-    if not sockets.quic:
+    setup = quic_setup(manager.config, sockets)
+    if setup is None:
         return []
-    configuration = quic_configuration(config)
-    tickets = TicketStore()
     listeners = []
     for sock in sockets.quic:
-        listener = QUICListener(manager, sock, configuration, tickets, tasks, sockets.quic_tag)
+        listener = QUICListener(manager, sock, setup, tasks)
         await loop.create_datagram_endpoint(_factory(listener), sock=sock)
         listeners.append(listener)
-        log.info("Running on %s (h3; CTRL + C to quit)", describe(sock, True))
-    ports = [sock.getsockname()[1] for sock in sockets.quic]
-    manager.advertise_h3(ports)
-    if not sockets.secure:
-        log.warning("QUIC is on but no TLS listener exists to advertise it (Alt-Svc) from")
+    announce(manager, sockets)
     return listeners
 
 

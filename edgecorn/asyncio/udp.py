@@ -13,11 +13,9 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from aioquic.quic.configuration import QuicConfiguration
-
 from ..manager import ConnectionManager
-from ..protocol.quic import TicketStore
-from ..quic_endpoint import Datagrams, QUICEndpoint
+from ..quic.endpoint import Datagrams, QUICEndpoint
+from ..quic.worker import QuicSetup
 from .runtime import AsyncioRuntime
 
 log = logging.getLogger("edgecorn.error")
@@ -28,12 +26,10 @@ class QUICListener(AsyncioRuntime, QUICEndpoint, asyncio.DatagramProtocol):
         self,
         manager: ConnectionManager,
         sock: socket.socket,
-        configuration: QuicConfiguration,
-        tickets: TicketStore,
+        setup: QuicSetup,
         tasks: set[Any],
-        cid_tag: int | None = None,
     ) -> None:
-        super().__init__(manager, sock, configuration, tickets, cid_tag)
+        super().__init__(manager, sock, setup)
         self.tasks = tasks
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.DatagramTransport | None = None

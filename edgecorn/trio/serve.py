@@ -17,7 +17,7 @@ from ..asgi.lifespan import LifespanFailure
 from ..config import Config
 from ..logging import AccessLogger, configure_logging
 from ..manager import ConnectionManager
-from ..protocol.quic import TicketStore, quic_configuration
+from ..quic.worker import announce, quic_setup
 from ..sockets import Sockets, create_sockets, describe
 from ..tls import create_ssl_context
 from .lifespan import Lifespan
@@ -155,21 +155,15 @@ async def _until(wait: Callable[[], Awaitable[Any]], scope: trio.CancelScope) ->
 def _start_quic(
     nursery: trio.Nursery, manager: ConnectionManager, sockets: Sockets, runtime: Runtime
 ) -> list[QUICListener]:
-    config = manager.config
-    if not sockets.quic:
+    setup = quic_setup(manager.config, sockets)
+    if setup is None:
         return []
-    configuration = quic_configuration(config)
-    tickets = TicketStore()
     listeners = []
     for sock in sockets.quic:
-        listener = QUICListener(manager, sock, configuration, tickets, runtime, sockets.quic_tag)
+        listener = QUICListener(manager, sock, setup, runtime)
         nursery.start_soon(listener.run)
         listeners.append(listener)
-        log.info("Running on %s (h3; CTRL + C to quit)", describe(sock, True))
-    ports = [sock.getsockname()[1] for sock in sockets.quic]
-    manager.advertise_h3(ports)
-    if not sockets.secure:
-        log.warning("QUIC is on but no TLS listener exists to advertise it (Alt-Svc) from")
+    announce(manager, sockets)
     return listeners
 
 

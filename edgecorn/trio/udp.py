@@ -18,11 +18,10 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import trio
-from aioquic.quic.configuration import QuicConfiguration
 
 from ..manager import ConnectionManager
-from ..protocol.quic import TicketStore
-from ..quic_endpoint import Datagrams, QUICEndpoint
+from ..quic.endpoint import Datagrams, QUICEndpoint
+from ..quic.worker import QuicSetup
 from .runtime import Runtime, TimerHandle, Waiter
 
 log = logging.getLogger("edgecorn.error")
@@ -36,12 +35,10 @@ class QUICListener(QUICEndpoint):
         self,
         manager: ConnectionManager,
         sock: socket.socket,
-        configuration: QuicConfiguration,
-        tickets: TicketStore,
+        setup: QuicSetup,
         runtime: Runtime,
-        cid_tag: int | None = None,
     ) -> None:
-        super().__init__(manager, sock, configuration, tickets, cid_tag)
+        super().__init__(manager, sock, setup)
         self.runtime = runtime
         self.queue: deque[tuple[bytes, Any]] = deque()
         self.send_wakeup = trio.Event()

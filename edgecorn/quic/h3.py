@@ -14,8 +14,9 @@ from aioquic.h3.events import DataReceived, HeadersReceived
 from aioquic.quic import events as quic_events
 from aioquic.quic.connection import QuicConnection
 
-from .events import Body, EndBody, Event, Headers, StreamReset
-from .fields import request_from_fields, response_fields
+from ..protocol.events import Body, EndBody, Event, Headers, StreamReset
+from ..protocol.fields import request_from_fields, response_fields
+from . import engine
 
 # Bytes of response body aioquic may hold per stream (unsent or unacknowledged)
 # before `sendable` reports 0 and the app's `send` waits.
@@ -74,11 +75,7 @@ class H3Adapter:
     def all_delivered(self) -> bool:
         """Every response on a request stream acknowledged (or reset): closing earlier
         would discard what aioquic still holds, since CONNECTION_CLOSE replaces it."""
-        return all(
-            stream.sender.is_finished
-            for sid, stream in self.quic._streams.items()
-            if sid % 4 == 0
-        )
+        return engine.requests_delivered(self.quic)
 
     def data_to_send(self) -> bytes:
         return b""  # QUIC output is datagrams: see `datagrams`
@@ -230,11 +227,10 @@ class H3Adapter:
     def sendable(self, stream_id: int) -> int:
         if stream_id not in self.open:
             return -1
-        stream = self.quic._streams.get(stream_id)
-        if stream is None:
+        held = engine.buffered(self.quic, stream_id)
+        if held is None:
             return -1
-        sender = stream.sender
-        return max(0, SEND_BUFFER - (sender._buffer_stop - sender._buffer_start))
+        return max(0, SEND_BUFFER - held)
 
     def reset(self, stream_id: int, code: int = ErrorCode.H3_INTERNAL_ERROR) -> None:
         if stream_id in self.open:
@@ -254,7 +250,7 @@ class H3Adapter:
         if last_stream_id is None:
             last_stream_id = max(self.open, default=-4)
         self.last_stream_id = last_stream_id
-        control = self.h3._local_control_stream_id
+        control = engine.control_stream_id(self.h3)
         if control is not None:
             frame = encode_frame(FrameType.GOAWAY, encode_uint_var(last_stream_id + 4))
             self.quic.send_stream_data(control, frame)

@@ -1,0 +1,201 @@
+"""One QUIC connection, independent of the event loop: datagrams and timers in,
+stream events to the protocol-blind streams, datagrams out through its endpoint.
+
+Each connection keeps one timer, moved only when aioquic's timer changes; all a
+connection produced in a loop turn leaves in one batch (see `_flush_now`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..connection import Connection
+from . import engine
+from .engine import EdgeQuicConnection
+from .h3 import H3Adapter
+
+if TYPE_CHECKING:
+    import socket
+
+    from ..manager import ConnectionManager
+
+log = logging.getLogger("edgecorn.error")
+
+TIMER_GRANULARITY = 0.001
+
+
+class Endpoint(Protocol):
+    """What a connection uses of its endpoint (endpoint.py imports this module)."""
+
+    manager: ConnectionManager
+    sock: socket.socket
+    routes: dict[bytes, QUICConnection]
+    handshaking: int
+
+    def now(self) -> float: ...
+
+    def send(self, datagrams: list[tuple[bytes, Any]]) -> None: ...
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Any: ...
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Any: ...
+
+    def defer(self, callback: Callable[[], None]) -> None: ...
+
+    def create_future(self) -> Any: ...
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None: ...
+
+
+class QUICConnection(Connection):
+    def __init__(self, endpoint: Endpoint, quic: EdgeQuicConnection, addr: Any) -> None:
+        super().__init__(endpoint.manager, secure=True)
+        self.endpoint = endpoint
+        self.quic = quic
+        config = self.config
+        self.h3 = H3Adapter(
+            quic,
+            max_requests=config.keep_alive_max_requests,
+            max_header_list_size=config.h3_max_header_list_size,
+            early_data_unsafe=config.quic_early_data_unsafe,
+        )
+        self.proto = self.h3
+        self.batch_writes = True
+        self.advertise = False  # no Alt-Svc on responses that came over HTTP/3
+        self.client = (addr[0], addr[1])
+        sockname = endpoint.sock.getsockname()
+        self.server = (sockname[0], sockname[1])
+        self.timer: Any = None
+        self.timer_at: float | None = None
+        self.cids: set[bytes] = set()
+        self.handshaking = True
+        self.manager.add(self)
+
+    # --- input -------------------------------------------------------------------
+
+    def datagram(self, data: bytes, addr: Any) -> None:
+        self.reads += 1
+        self._after(self.h3.receive_datagram(data, addr, self.endpoint.now()))
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        self.timer_at = None
+        try:
+            self._after(self.h3.handle_timer(self.endpoint.now()))
+        except Exception:  # a broken connection ends here, not in the event loop
+            log.exception("error in a QUIC timer for %s", self.client)
+            self._terminate()
+
+    def _after(self, events: list[Any]) -> None:
+        h3 = self.h3
+        if h3.cid_changes:
+            routes = self.endpoint.routes
+            for issued, cid in h3.cid_changes:
+                if issued:
+                    self.cids.add(cid)
+                    routes[cid] = self
+                else:
+                    self.cids.discard(cid)
+                    if routes.get(cid) is self:
+                        del routes[cid]
+            h3.cid_changes.clear()
+        if self.handshaking and h3.handshake_done:
+            self.handshaking = False
+            self.endpoint.handshaking -= 1
+        if events:
+            self.handle(events)
+        if self.window_waiters:
+            self._wake(self.window_waiters)  # acks free send buffer without any event
+        self.flush()
+
+    # --- output ------------------------------------------------------------------
+
+    def flush_stream(self) -> None:
+        # `sendable` already bounds what aioquic holds per stream: batch like the rest,
+        # since every datagrams_to_send() call costs, even for a few packets.
+        self.flush()
+
+    def _flush_now(self) -> None:
+        self.flush_pending = False
+        h3 = self.h3
+        if (
+            h3.last_stream_id is not None
+            and not h3.open
+            and not h3.terminated
+            and h3.all_delivered()
+        ):
+            h3.close()  # GOAWAY sent and every accepted response acknowledged
+        endpoint = self.endpoint
+        datagrams = h3.datagrams(endpoint.now())
+        if datagrams:
+            endpoint.send(datagrams)
+        if h3.terminated or engine.terminated(self.quic):
+            self._terminate()
+            return
+        timer_at = self.quic.get_timer()
+        if timer_at != self.timer_at:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer_at = timer_at
+            if timer_at is None:
+                self.timer = None
+            elif timer_at - endpoint.now() < TIMER_GRANULARITY:
+                # Event loops sleep in whole milliseconds: a pacing gap shorter than that
+                # would cost a full millisecond per burst. The next loop turn is soon enough.
+                self.timer = endpoint.call_later(0, self._on_timer)
+            else:
+                self.timer = endpoint.call_at(timer_at, self._on_timer)
+
+    def _terminate(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        routes = self.endpoint.routes
+        for cid in self.cids:
+            if routes.get(cid) is self:
+                del routes[cid]
+        self.cids.clear()
+        if self.handshaking:
+            self.handshaking = False
+            self.endpoint.handshaking -= 1
+        if not self.closed:
+            self.closed = True
+            self.on_lost()
+
+    # --- Connection's primitives: the endpoint's ------------------------------------
+
+    def write(self, data: bytes) -> None:
+        pass  # QUIC output leaves as datagrams from `_flush_now`
+
+    def close(self) -> None:
+        # QUIC closes by sending CONNECTION_CLOSE and draining; the connection stays
+        # routable until aioquic reports it terminated (then `_terminate`).
+        if not self.h3.terminated:
+            self.h3.close()
+            self.flush()
+
+    def close_transport(self) -> None:
+        self.close()
+
+    def pause_reading(self) -> None:
+        pass  # QUIC flow control bounds what a peer may send
+
+    def resume_reading(self) -> None:
+        pass
+
+    def defer(self, callback: Callable[[], None]) -> None:
+        self.endpoint.defer(callback)
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Any:
+        return self.endpoint.call_later(delay, callback)
+
+    def create_future(self) -> Any:
+        return self.endpoint.create_future()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        self.endpoint.spawn(coro)
+
+    def tick(self, keep_alive_ticks: int, read_timeout_ticks: int | None) -> None:
+        pass  # QUIC's own idle timeout (quic_idle_timeout) applies

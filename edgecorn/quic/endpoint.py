@@ -1,0 +1,191 @@
+"""QUIC over one UDP socket, independent of the event loop: the endpoint routes
+datagrams by connection ID to `QUICConnection`s and sends what they produce.
+
+Datagrams are handled as they are read (no queue, no task per packet); a
+connection's batch leaves with UDP GSO where the kernel has it. A backend
+(asyncio/udp.py, trio/udp.py) supplies the clock, timers, tasks and what to do
+with datagrams the socket cannot take now.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from ..manager import ConnectionManager
+from .connection import QUICConnection
+from .engine import EdgeQuicConnection
+from .retry import RetryTokens
+from .routing import destination_cid, new_route
+from .worker import QuicSetup
+
+log = logging.getLogger("edgecorn.error")
+
+UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)  # linux/udp.h
+GSO_MAX_SEGMENTS = 64
+GSO_MAX_BYTES = 65000
+
+Datagrams = list[tuple[bytes, Any]]
+
+
+class QUICEndpoint(ABC):
+    """One UDP socket's QUIC connections."""
+
+    def __init__(self, manager: ConnectionManager, sock: socket.socket, setup: QuicSetup) -> None:
+        self.manager = manager
+        self.sock = sock
+        self.configuration = setup.configuration
+        self.tickets = setup.tickets
+        self.cid_tag = setup.cid_tag
+        self.routes: dict[bytes, QUICConnection] = {}
+        self.handshaking = 0
+        config = manager.config
+        self.retry_mode = config.quic_retry
+        self.retry_threshold = config.quic_retry_threshold
+        self.retry = RetryTokens(setup.retry_key) if self.retry_mode != "off" else None
+        self.early_data = config.quic_early_data
+        self.max_streams = config.h3_max_concurrent_streams
+        self.gso = hasattr(sock, "sendmsg")
+
+    # --- what the backend supplies ------------------------------------------------
+
+    @abstractmethod
+    def now(self) -> float: ...
+
+    @abstractmethod
+    def call_at(self, when: float, callback: Callable[[], None]) -> Any: ...
+
+    @abstractmethod
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Any: ...
+
+    @abstractmethod
+    def defer(self, callback: Callable[[], None]) -> None: ...
+
+    @abstractmethod
+    def create_future(self) -> Any: ...
+
+    @abstractmethod
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None: ...
+
+    @abstractmethod
+    def send_later(self, datagrams: Datagrams) -> None:
+        """The socket is full: send these, in order, when it can take them."""
+
+    # --- input -------------------------------------------------------------------
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        # Nothing a peer sends may stop the listener: failures end at one connection.
+        conn = None
+        try:
+            dcid = destination_cid(data)
+            if dcid is None:
+                return
+            conn = self.routes.get(dcid)
+            if conn is not None:
+                conn.datagram(data, addr)
+                return
+            if self.manager.draining:
+                return
+            want_retry = self.retry_mode == "on" or (
+                self.retry_mode == "under_load" and self.handshaking >= self.retry_threshold
+            )
+            route = new_route(data, addr, self.retry, want_retry)
+            if route is None:
+                return
+            if route.reply is not None:
+                self.send([(route.reply, addr)])
+                return
+            quic = EdgeQuicConnection(
+                early_data=self.early_data,
+                max_streams=self.max_streams,
+                cid_tag=self.cid_tag,
+                configuration=self.configuration,
+                original_destination_connection_id=route.original_dcid,
+                retry_source_connection_id=route.retry_scid,
+                session_ticket_fetcher=self.tickets.pop,
+                session_ticket_handler=self.tickets.add,
+            )
+            conn = QUICConnection(self, quic, addr)
+            self.handshaking += 1
+            conn.cids.update((route.dcid, quic.host_cid))
+            self.routes[route.dcid] = conn
+            self.routes[quic.host_cid] = conn
+            conn.datagram(data, addr)
+        except Exception:
+            log.exception("error handling a QUIC datagram from %s", addr)
+            if conn is not None:
+                conn._terminate()
+
+    # --- output ------------------------------------------------------------------
+
+    def send(self, datagrams: Datagrams) -> None:
+        index = 0
+        if self.gso and len(datagrams) > 1:
+            try:
+                index = self._send_gso(datagrams)
+            except OSError as exc:
+                log.info("UDP GSO unavailable (%s); sending datagrams one by one", exc)
+                self.gso = False
+                index = 0
+        sock = self.sock
+        count = len(datagrams)
+        while index < count:
+            data, addr = datagrams[index]
+            try:
+                sock.sendto(data, addr)
+            except BlockingIOError:
+                self.send_later(datagrams[index:])
+                return
+            except OSError as exc:  # one peer's trouble (ICMP) is that peer's
+                log.debug("UDP send to %s failed: %s", addr, exc)
+            index += 1
+
+    def _send_gso(self, datagrams: Datagrams) -> int:
+        """Send runs of equal-size datagrams to one peer with one sendmsg each.
+
+        Returns the index of the first datagram not sent (the socket was full),
+        or the count when all left; raises OSError when the kernel refuses GSO.
+        """
+        sock = self.sock
+        index = 0
+        count = len(datagrams)
+        while index < count:
+            data, addr = datagrams[index]
+            size = len(data)
+            parts = [data]
+            total = size
+            end = index + 1
+            while end < count and len(parts) < GSO_MAX_SEGMENTS:
+                nxt, nxt_addr = datagrams[end]
+                if nxt_addr != addr or len(nxt) > size or total + len(nxt) > GSO_MAX_BYTES:
+                    break
+                parts.append(nxt)
+                total += len(nxt)
+                end += 1
+                if len(nxt) < size:
+                    break  # a shorter datagram can only end a GSO run
+            try:
+                if len(parts) == 1:
+                    sock.sendto(data, addr)
+                else:
+                    segment = [(socket.SOL_UDP, UDP_SEGMENT, struct.pack("=H", size))]
+                    sock.sendmsg(parts, segment, 0, addr)
+            except BlockingIOError:
+                return index
+            index = end
+        return index
+
+    # --- lifetime ----------------------------------------------------------------
+
+    def close_connections(self) -> None:
+        """CONNECTION_CLOSE to every peer, sent now."""
+        for conn in set(self.routes.values()):
+            try:
+                conn.h3.close()
+                conn._flush_now()
+            except Exception:
+                log.exception("error closing a QUIC connection")

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Benchmark edgecorn against Hypercorn and Uvicorn in one run, and print the ratios.
+"""Benchmark edgecorn against Hypercorn, Uvicorn and Granian in one run; print the ratios.
 
-    python bench/run.py              # 10 s per measurement
-    python bench/run.py --quick      # 3 s per measurement
-    python bench/run.py --json       # machine-readable output
+    python bench/run.py                  # 5 s per measurement
+    python bench/run.py --repeat 3       # median and (min-max) of 3 interleaved rounds
+    python bench/run.py --json run.json  # also record every run as JSON
 
 Each server serves bench/app.py (a hello-world ASGI app) pinned to one core
 (`taskset -c 0`); the load generator runs pinned to another (`taskset -c 1`):
@@ -486,8 +486,8 @@ def free_port() -> int:
 def edgecorn_cmd(proto: str, port: int, ctx: Context) -> list[str] | None:
     config = ctx.tmp / "edgecorn.yaml"
     config.write_text(f"keep_alive_max_requests: {MAX_REQUESTS}\n")
-    argv = [sys.executable, "-m", "edgecorn", APP, "--workers", "0", "-k", "uvloop",
-            "-c", str(config)]
+    # No -k: the default (auto) configuration is what a user gets; variants add flags.
+    argv = [sys.executable, "-m", "edgecorn", APP, "--workers", "0", "-c", str(config)]
     if proto == "h1":
         # --bind defaults to 127.0.0.1:8000; keep it off that port, which may be in use.
         argv += ["--insecure-bind", f"{HOST}:{port}", "--bind", f"{HOST}:{free_port()}"]
@@ -525,12 +525,81 @@ def uvicorn_cmd(proto: str, port: int, ctx: Context) -> list[str] | None:
             *ctx.extra.get("uvicorn", [])]
 
 
+def granian_cmd(proto: str, port: int, ctx: Context) -> list[str] | None:
+    """Granian (Rust, hyper): HTTP/1.1 and HTTP/2 over TLS (ALPN); no HTTP/3."""
+    argv = [sys.executable, "-m", "granian", "--interface", "asgi", "--loop", "uvloop",
+            "--workers", "1", "--runtime-threads", "1", "--no-access-log",
+            "--host", HOST, "--port", str(port)]
+    if proto == "h1":
+        argv += ["--http", "1"]
+    elif proto == "h2":
+        argv += ["--http", "auto", "--ssl-certificate", ctx.certfile, "--ssl-keyfile", ctx.keyfile]
+    else:
+        return None
+    return argv + [APP, *ctx.extra.get("granian", [])]
+
+
 SERVERS: dict[str, Callable[[str, int, Context], list[str] | None]] = {
     "edgecorn": edgecorn_cmd,
     "hypercorn": hypercorn_cmd,
     "uvicorn": uvicorn_cmd,
+    "granian": granian_cmd,
 }
-PEERS = ["hypercorn", "uvicorn"]
+PEERS = ["hypercorn", "uvicorn", "granian"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One edgecorn configuration measured as its own row: an engine or loop choice."""
+
+    name: str  # --engines key
+    kind: str  # what it chooses: "loop", "http1" or "http2"
+    protocols: tuple[str, ...]  # Protocol.serve values it applies to
+    args: tuple[str, ...]
+
+
+# Every choice a user has; the default row is measured once, and each choice that differs
+# from what `auto` resolves to here gets a row of its own.
+VARIANTS = [
+    Variant("uvloop", "loop", ("h1", "h2", "h3"), ("-k", "uvloop")),
+    Variant("asyncio", "loop", ("h1",), ("-k", "asyncio")),  # the loop matters most on h1
+    Variant("httptools", "http1", ("h1",), ("--http1-parser", "httptools")),
+    Variant("h11", "http1", ("h1",), ("--http1-parser", "h11")),
+    Variant("h2", "http2", ("h2",), ("--http2-engine", "h2")),
+    Variant("jh2", "http2", ("h2",), ("--http2-engine", "jh2")),
+]
+DEFAULT_VARIANTS = "asyncio,h11,h2,jh2"  # what --engines measures unless told
+
+
+def defaults() -> dict[str, str]:
+    """What `auto` picks on this machine, as edgecorn itself decides it."""
+    sys.path.insert(0, str(ROOT))
+    from edgecorn.protocol.engines import installed, resolve_h2, resolve_worker_class
+
+    return {"loop": resolve_worker_class("auto"), "http2": resolve_h2("auto"),
+            "http1": "httptools" if installed("httptools") else "h11"}
+
+
+def runners(proto: Protocol, servers: list[str], variants: list[Variant],
+            auto: dict[str, str], ctx: Context) -> list[str]:
+    """Who is measured for one protocol: edgecorn, its variants (edgecorn:NAME), peers."""
+    out = []
+    for name in servers:
+        if SERVERS[name](proto.serve, 0, ctx) is None:
+            continue
+        out.append(name)
+        if name == "edgecorn":
+            out += [f"edgecorn:{v.name}" for v in variants
+                    if proto.serve in v.protocols and auto.get(v.kind) != v.name]
+    return out
+
+
+def command(runner: str, proto: str, port: int, ctx: Context) -> list[str] | None:
+    name, _, variant = runner.partition(":")
+    argv = SERVERS[name](proto, port, ctx)
+    if argv is not None and variant:
+        argv += next(v.args for v in VARIANTS if v.name == variant)
+    return argv
 
 
 class Server:
@@ -602,10 +671,11 @@ class Server:
 
 def measure(name: str, proto: Protocol, ctx: Context, s: Settings) -> Result:
     port = free_port()
-    argv = SERVERS[name](proto.serve, port, ctx)
+    argv = command(name, proto.serve, port, ctx)
     if argv is None:
         return Result(unsupported=True)
-    server = Server(name, _pin(s.server_cpu, argv), port, ctx.tmp / f"{name}-{proto.name}.log")
+    log = ctx.tmp / f"{name.replace(':', '-')}-{proto.name}.log"
+    server = Server(name, _pin(s.server_cpu, argv), port, log)
     try:
         server.start()
         server.wait_ready(START_TIMEOUT)
@@ -625,6 +695,9 @@ def measure(name: str, proto: Protocol, ctx: Context, s: Settings) -> Result:
         if server.proc.poll() is not None:
             result.notes.append(f"server exited during the run: {server.log_tail()}")
             result.error = result.error or "server exited during the run"
+        with contextlib.suppress(OSError):  # edgecorn says what `auto` picked
+            if m := re.search(r"Worker \d+: (.*)", server.log.read_text(errors="replace")):
+                result.notes.append(m.group(1))
         return result
     except (RuntimeError, OSError) as exc:
         return Result(error=f"{exc}")
@@ -635,22 +708,38 @@ def measure(name: str, proto: Protocol, ctx: Context, s: Settings) -> Result:
 # --------------------------------------------------------------------------- report
 
 
-def combine(results: list[Result]) -> Result:
-    """The median run of several (by req/s); failures of any run are kept."""
-    if len(results) == 1:
-        return results[0]
-    good = [r for r in results if r.rps is not None]
-    if not good:
-        return results[0]
-    median = statistics.median_low([r.rps for r in good if r.rps is not None])
-    chosen = next(r for r in good if r.rps == median)
-    chosen.failed = sum(r.failed for r in results)
-    chosen.notes = list(dict.fromkeys(n for r in results for n in r.notes))  # no repeats
-    errors = [r.error for r in results if r.error]
-    chosen.error = chosen.error or (errors[0] if errors else None)
-    chosen.notes.append("req/s of the runs: " + ", ".join(
-        f"{r.rps:.0f}" if r.rps is not None else "error" for r in results))
-    return chosen
+@dataclass
+class Row:
+    """Every run of one server (or edgecorn variant) on one protocol, in round order."""
+
+    runs: list[Result]
+
+    @property
+    def values(self) -> list[float]:
+        return [r.rps for r in self.runs if r.rps is not None]
+
+    @property
+    def median(self) -> Result:
+        """The median run (by req/s; the lower middle one for an even count), so its
+        details belong to one real run; failures and notes of every run are kept."""
+        if len(self.runs) == 1:
+            return self.runs[0]
+        good = [r for r in self.runs if r.rps is not None]
+        if not good:
+            return self.runs[0]
+        median = statistics.median_low(r.rps for r in good if r.rps is not None)
+        chosen = next(r for r in good if r.rps == median)
+        merged = Result(**{**asdict(chosen), "notes": []})
+        merged.failed = sum(r.failed for r in self.runs)
+        merged.notes = list(dict.fromkeys(n for r in self.runs for n in r.notes))
+        errors = [r.error for r in self.runs if r.error]
+        merged.error = chosen.error or (errors[0] if errors else None)
+        return merged
+
+    @property
+    def spread(self) -> tuple[float, float] | None:
+        values = self.values
+        return (min(values), max(values)) if len(values) > 1 else None
 
 
 def ratio(a: Result, b: Result) -> float | None:
@@ -659,29 +748,69 @@ def ratio(a: Result, b: Result) -> float | None:
     return a.rps / b.rps
 
 
-def cell(result: Result | None) -> str:
-    if result is None:
+def round_ratios(a: Row, b: Row) -> list[float]:
+    """edgecorn/peer per round: the two ran back to back, so drift mostly cancels."""
+    pairs = zip(a.runs, b.runs, strict=False)
+    return [r for x, y in pairs if (r := ratio(x, y)) is not None]
+
+
+def _num(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"  # MB/s are small
+
+
+def cell(row: Row | None) -> str:
+    if row is None:
         return "-"
+    result = row.median
     if result.unsupported:
         return "n/a"
     if result.rps is None:
         return "error"
-    number = f"{result.rps:,.0f}" if result.rps >= 100 else f"{result.rps:.1f}"  # MB/s are small
-    return number + ("*" if result.flagged else "")
+    text = _num(result.rps) + ("*" if result.flagged else "")
+    if spread := row.spread:
+        text += f" ({_num(spread[0])}-{_num(spread[1])})"
+    return text
 
 
-def print_table(table: dict[str, dict[str, Result]], servers: list[str],
-                protocols: list[Protocol]) -> None:
-    peers = [p for p in PEERS if p in servers] if "edgecorn" in servers else []
-    head = ["protocol", *servers, *(f"edgecorn/{p}" for p in peers)]
+def ratio_cell(a: Row, b: Row | None) -> str:
+    if b is None:
+        return "n/a"
+    r = ratio(a.median, b.median)
+    if r is None:
+        return "n/a"
+    rounds = round_ratios(a, b)
+    return f"{r:.2f}x" + (f" ({min(rounds):.2f}-{max(rounds):.2f})" if len(rounds) > 1 else "")
+
+
+def label(runner: str, auto: dict[str, str], proto: str) -> str:
+    if runner == "edgecorn":  # the defaults, named as `auto` resolved them
+        engine = {"h1": auto["http1"], "h2": auto["http2"]}.get(proto)
+        return f"edgecorn defaults ({auto['loop']}{', ' + engine if engine else ''})"
+    variant = runner.partition(":")[2]
+    return "edgecorn " + " ".join(next(v.args for v in VARIANTS if v.name == variant))
+
+
+Table = dict[str, dict[str, Row]]  # protocol -> runner -> runs
+
+
+def print_table(table: Table, servers: list[str], protocols: list[Protocol],
+                auto: dict[str, str]) -> None:
+    """One row per edgecorn configuration; the peers' numbers are on each protocol's
+    first row, the ratios on every row."""
+    peers = [p for p in PEERS if p in servers]
+    head = ["protocol", "edgecorn", *peers, *(f"edgecorn/{p}" for p in peers)]
     rows = []
     for proto in protocols:
         row = table[proto.name]
-        cells = [proto.label, *(cell(row.get(name)) for name in servers)]
-        for peer in peers:
-            r = ratio(row["edgecorn"], row[peer])
-            cells.append("n/a" if r is None else f"{r:.2f}x")
-        rows.append(cells)
+        mine = [r for r in row if r.startswith("edgecorn")]
+        for i, runner in enumerate(mine):
+            cells = [f"{proto.label}: {label(runner, auto, proto.serve)}", cell(row[runner])]
+            cells += [cell(row.get(p)) if i == 0 else "" for p in peers]
+            cells += [ratio_cell(row[runner], row.get(p)) for p in peers]
+            rows.append(cells)
+        if not mine:
+            rows.append([proto.label, "-", *(cell(row.get(p)) for p in peers),
+                         *("n/a" for _ in peers)])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=True)]
 
     def line(cells: list[str]) -> str:
@@ -695,11 +824,12 @@ def print_table(table: dict[str, dict[str, Result]], servers: list[str],
         print(line(cells))
 
 
-def print_details(table: dict[str, dict[str, Result]], protocols: list[Protocol]) -> None:
+def print_details(table: Table, protocols: list[Protocol]) -> None:
     flagged = False
     print()
     for proto in protocols:
-        for name, r in table[proto.name].items():
+        for name, row in table[proto.name].items():
+            r = row.median
             if r.unsupported:
                 continue
             bits = []
@@ -713,11 +843,75 @@ def print_details(table: dict[str, dict[str, Result]], protocols: list[Protocol]
                 bits.append(f"{r.failed:,} FAILED")
             if r.error:
                 bits.append(f"ERROR: {r.error}")
+            if len(row.runs) > 1:
+                bits.append("runs: " + ", ".join(
+                    _num(x.rps) if x.rps is not None else "error" for x in row.runs))
             bits += r.notes
             flagged |= r.flagged
-            print(f"  {proto.name:3} {name:10} " + "; ".join(b for b in bits if b))
+            print(f"  {proto.name:5} {name:18} " + "; ".join(b for b in bits if b))
     if flagged:
         print("\n* flagged: the run had failed requests or errors; its number is not comparable.")
+
+
+def _versions() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {"python": sys.version.split()[0]}
+    for dist in ("hypercorn", "uvicorn", "granian", "h2", "jh2", "aioquic", "qh3", "uvloop",
+                 "httptools", "h11"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = None
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out["edgecorn_commit"] = subprocess.run(
+            ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+            capture_output=True, text=True, timeout=10, check=False).stdout.strip() or None
+    return out
+
+
+def record(table: Table, settings: Settings, args: argparse.Namespace, pin: bool,
+           protocols: list[Protocol], auto: dict[str, str], started: float,
+           load_before: tuple[float, float, float]) -> dict[str, Any]:
+    """Everything a later comparison needs: every run, medians, spreads, per-round ratios,
+    what `auto` picked, the versions and how busy the machine was."""
+    rows, ratios = [], []
+    for proto in protocols:
+        row = table[proto.name]
+        for runner, runs in row.items():
+            median = runs.median
+            mine = runner.startswith("edgecorn")
+            rows.append({
+                "protocol": proto.name, "unit": proto.unit, "runner": runner,
+                "label": label(runner, auto, proto.serve) if mine else runner,
+                "median": median.rps, "min": runs.spread[0] if runs.spread else median.rps,
+                "max": runs.spread[1] if runs.spread else median.rps,
+                "runs": [r.rps for r in runs.runs], "flagged": median.flagged,
+                "details": asdict(median),
+            })
+            if not mine:
+                continue
+            for peer in PEERS:
+                if peer in row and not row[peer].median.unsupported:
+                    rounds = round_ratios(runs, row[peer])
+                    ratios.append({
+                        "protocol": proto.name, "runner": runner, "peer": peer,
+                        "median_ratio": ratio(median, row[peer].median),
+                        "min": min(rounds, default=None), "max": max(rounds, default=None),
+                        "per_round": rounds,
+                    })
+    return {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "seconds": round(time.time() - started, 1),
+        "argv": sys.argv[1:],
+        "settings": asdict(settings) | {"repeat": args.repeat, "pinned": pin},
+        "machine": {"cpus": os.cpu_count(), "loadavg_before": load_before,
+                    "loadavg_after": os.getloadavg()},
+        "auto": auto,
+        "versions": _versions(),
+        "rows": rows,
+        "ratios": ratios,
+    }
 
 
 # --------------------------------------------------------------------------- main
@@ -726,14 +920,19 @@ def print_details(table: dict[str, dict[str, Result]], protocols: list[Protocol]
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    p.add_argument("--duration", type=int, default=5, help="seconds per measurement")
     p.add_argument("--warmup", type=int, default=None,
-                   help="seconds of load before each measurement (default 2, 1 with --quick)")
-    p.add_argument("--quick", action="store_true", help="3 s measurements, 1 s warm-up")
+                   help="seconds of load before each measurement (default 1)")
+    p.add_argument("--quick", action="store_true", help="2 s measurements, 1 s warm-up")
     p.add_argument("--repeat", type=int, default=1,
-                   help="measure each pair N times, interleaved, and report the median")
+                   help="measure each server N times, interleaved; report the median and "
+                   "the spread (min-max)")
     p.add_argument("--servers", default=",".join(SERVERS),
                    help=f"comma-separated subset of {','.join(SERVERS)}")
+    p.add_argument("--engines", default=DEFAULT_VARIANTS,
+                   help="edgecorn choices measured as rows of their own, besides the default "
+                   f"one ('' for none): a subset of {','.join(v.name for v in VARIANTS)}; "
+                   "a choice equal to the default is not measured twice")
     p.add_argument("--protocols", default=",".join(pr.name for pr in PROTOCOLS),
                    help=f"comma-separated subset of {','.join(pr.name for pr in PROTOCOLS)} "
                    "(h3 includes h3-1m)")
@@ -753,18 +952,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.add_argument(f"--{name}-args", default="", metavar="ARGS",
                        help=f"extra command-line arguments for {name}, one string: "
                        f"--{name}-args='--flag value'")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--json", metavar="FILE", default=None,
+                   help="also write the whole record (every run) as JSON to FILE; "
+                   "'-' prints it instead of the table")
     args = p.parse_args(argv)
     if args.quick:
-        args.duration = 3
+        args.duration = 2
     if args.warmup is None:
-        args.warmup = 1 if args.quick else 2
+        args.warmup = 1
     if args.duration <= 0 or args.warmup < 0 or args.repeat < 1:
         p.error("--duration must be > 0, --warmup >= 0, --repeat >= 1")
+    if args.duration > 60 or args.repeat > 10:
+        p.error("--duration is at most 60 s and --repeat at most 10: keep each run bounded")
     if min(args.h3_clients, args.h3_requests, args.h3_downloads) < 1:
         p.error("--h3-clients, --h3-requests and --h3-downloads must be >= 1")
     args.servers = [x for x in args.servers.split(",") if x]
     args.protocols = [x for x in args.protocols.split(",") if x]
+    names = {v.name: v for v in VARIANTS}
+    args.engines = [x for x in args.engines.split(",") if x]
+    for x in args.engines:
+        if x not in names:
+            p.error(f"unknown engine choice {x!r}")
+    args.engines = [names[x] for x in args.engines]
     for x in args.servers:
         if x not in SERVERS:
             p.error(f"unknown server {x!r}")
@@ -813,9 +1022,10 @@ def main(argv: list[str] | None = None) -> int:
         server_cpu=args.server_cpu if pin else None,
     )
     signal.signal(signal.SIGTERM, _raise_interrupt)  # run the finally blocks on kill too
+    auto = defaults()
+    started, load_before = time.time(), os.getloadavg()
 
-    runs: dict[str, dict[str, list[Result]]] = {
-        pr.name: {name: [] for name in args.servers} for pr in protocols}
+    table: Table = {pr.name: {} for pr in protocols}
     with tempfile.TemporaryDirectory(prefix="edgecorn-bench-") as tmp:
         ctx = Context(Path(tmp), "", "", {
             name: getattr(args, f"{name}_args").split() for name in SERVERS})
@@ -824,17 +1034,19 @@ def main(argv: list[str] | None = None) -> int:
             from edgecorn.certs import ensure_dev_certs
 
             ctx.certfile, ctx.keyfile, _ = ensure_dev_certs(Path(tmp) / "certs")
-        total = args.repeat * sum(SERVERS[name](pr.serve, 0, ctx) is not None
-                                  for pr in protocols for name in args.servers)
+        plan = {pr.name: runners(pr, args.servers, args.engines, auto, ctx) for pr in protocols}
+        total = args.repeat * sum(len(v) for v in plan.values())
+        bound = total * (settings.duration + settings.warmup + 3)
+        print(f"{total} measurements, about {bound / 60:.0f} min", file=sys.stderr)
         done = 0
         try:
             for proto in protocols:
-                serving = []
+                serving = plan[proto.name]
                 for name in args.servers:
-                    if SERVERS[name](proto.serve, 0, ctx) is None:
-                        runs[proto.name][name].append(Result(unsupported=True))
-                    else:
-                        serving.append(name)
+                    if name not in serving:
+                        table[proto.name][name] = Row([Result(unsupported=True)])
+                for name in serving:
+                    table[proto.name][name] = Row([])
                 for round_ in range(args.repeat):
                     # Alternate the order between rounds so drift hits every server alike.
                     order = serving if round_ % 2 == 0 else serving[::-1]
@@ -843,36 +1055,33 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"[{done}/{total}] {proto.name} {name} ...", end=" ",
                               file=sys.stderr, flush=True)
                         result = measure(name, proto, ctx, settings)
-                        runs[proto.name][name].append(result)
+                        table[proto.name][name].runs.append(result)
                         print(f"{result.rps:,.0f} {proto.unit}" if result.rps is not None else
                               f"error: {result.error}", file=sys.stderr, flush=True)
         except KeyboardInterrupt:
             print("\ninterrupted", file=sys.stderr)
             return 130
 
-    table = {pr: {name: combine(rs) for name, rs in row.items() if rs}
-             for pr, row in runs.items()}
-    if args.json:
-        out: dict[str, Any] = {
-            "settings": asdict(settings) | {"repeat": args.repeat, "pinned": pin},
-            "units": {pr.name: pr.unit for pr in protocols},  # what each "rps" holds
-            "results": {pr: {name: asdict(r) | {"flagged": r.flagged}
-                             for name, r in row.items()} for pr, row in table.items()},
-            "ratios": {pr: {f"edgecorn/{peer}": ratio(row["edgecorn"], row[peer])
-                            for peer in PEERS if "edgecorn" in row and peer in row}
-                       for pr, row in table.items()},
-        }
-        print(json.dumps(out, indent=2))
-    else:
-        print(f"\nreq/s (MB/s where the row says so); {settings.duration:g} s per measurement "
-              f"after {settings.warmup:g} s warm-up; server on core {settings.server_cpu}, "
-              f"load on core {settings.client_cpu}; wrk -c{settings.connections}, h2load "
-              f"-c{settings.h2_clients} -m{settings.h2_streams}, gtlsclient "
-              f"{settings.h3_clients} at once x -n {settings.h3_requests} "
-              f"(1 MiB: x {settings.h3_downloads})\n")
-        print_table(table, args.servers, protocols)
+    out = record(table, settings, args, pin, protocols, auto, started, load_before)
+    if args.json is not None:
+        text = json.dumps(out, indent=2)
+        if args.json == "-":
+            print(text)
+        else:
+            Path(args.json).write_text(text + "\n")
+    if args.json != "-":
+        print(f"\nreq/s (MB/s where the row says so), median of {args.repeat} run(s)"
+              f"{' (min-max)' if args.repeat > 1 else ''}; {settings.duration:g} s per "
+              f"measurement after {settings.warmup:g} s warm-up; server on core "
+              f"{settings.server_cpu}, load on core {settings.client_cpu}; wrk "
+              f"-c{settings.connections}, h2load -c{settings.h2_clients} "
+              f"-m{settings.h2_streams}, gtlsclient {settings.h3_clients} at once x -n "
+              f"{settings.h3_requests} (1 MiB: x {settings.h3_downloads}); load average "
+              f"{load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after\n")
+        print_table(table, args.servers, protocols, auto)
         print_details(table, protocols)
-    failed = any(r.flagged for row in table.values() for r in row.values() if not r.unsupported)
+    failed = any(r.median.flagged for row in table.values() for r in row.values()
+                 if not r.median.unsupported)
     return 1 if failed else 0
 
 

@@ -42,6 +42,8 @@ H2_ENGINES = ("auto", "h2", "jh2")  # auto: jh2 (compiled HPACK) when installed
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 ALPN_PROTOCOLS = ("h2", "http/1.1")
 QUIC_RETRY_MODES = ("off", "on", "under_load")
+QUIC_ALPN_PROTOCOLS = ("h3", "hq-interop")  # hq-interop: HTTP/0.9 for the QUIC interop runner
+QUIC_CIPHERS = ("AES_128_GCM_SHA256", "AES_256_GCM_SHA384", "CHACHA20_POLY1305_SHA256")
 BIND_SHAPES = "'host:port', '[ipv6]:port', 'unix:/path' or 'fd://N'"
 
 
@@ -122,6 +124,8 @@ class Config:
     h3_max_concurrent_streams: int = 100
     h3_max_header_list_size: int = 2**16
     qlog_dir: str | None = None
+    quic_alpn_protocols: list[str] = ["h3"]  # in the server's order of preference
+    quic_ciphers: list[str] = []  # TLS 1.3 suites offered over QUIC; empty: the engine's own
     websocket_max_message_size: int = 16 * 1024 * 1024
     websocket_ping_interval: float | None = None
     websocket_permessage_deflate: bool = True
@@ -718,6 +722,8 @@ _SPECS: dict[str, Validator] = {
     "quic_idle_timeout": _seconds(positive=True), "quic_max_datagram_size": _int(1200, 1452),
     "h3_max_concurrent_streams": _int(1),
     "h3_max_header_list_size": _int(1), "qlog_dir": _str(optional=True, path=True),
+    "quic_alpn_protocols": _str_list(QUIC_ALPN_PROTOCOLS),
+    "quic_ciphers": _str_list(QUIC_CIPHERS),
     "websocket_max_message_size": _int(1),
     "websocket_ping_interval": _seconds(positive=True, optional=True),
     "websocket_permessage_deflate": _bool,

@@ -72,7 +72,6 @@ class ConfigError(ValueError):
 
 
 class Config:
-    base_dir: str  # where relative paths of the config file point (set in __init__)
     # Listeners. `bind` is TLS when a certificate is configured, cleartext otherwise
     # (as in Hypercorn); `insecure_bind` is always cleartext.
     bind: list[str] = ["127.0.0.1:8000"]
@@ -167,7 +166,7 @@ class Config:
     def __init__(self, **values: Any) -> None:
         # Relative paths in a config file (certificates, static directories, app modules of
         # routes) are relative to that file; elsewhere to the working directory.
-        object.__setattr__(self, "base_dir", os.getcwd())
+        object.__setattr__(self, "_base_dir", os.getcwd())
         for name in OPTIONS:  # own copies, so config.bind.append() never edits the defaults
             default = getattr(type(self), name)
             if isinstance(default, list):
@@ -196,6 +195,12 @@ class Config:
         """The "file:line" that set this option, if a config file did."""
         origins: dict[str, str] = self.__dict__.get("_origins", {})
         return origins.get(key)
+
+    @property
+    def base_dir(self) -> str:
+        """Where relative paths in the config file point (the working directory otherwise)."""
+        value: str = self.__dict__["_base_dir"]
+        return value
 
     @property
     def ssl_enabled(self) -> bool:
@@ -322,7 +327,7 @@ class Config:
                               f"got {type(data).__name__}", source=source, line=1)
         config = cls()
         if base_dir is not None:
-            object.__setattr__(config, "base_dir", os.path.abspath(base_dir or "."))
+            object.__setattr__(config, "_base_dir", os.path.abspath(base_dir or "."))
         config._update(((k, v, line_of(k)) for k, v in data.items()), source, line_of)
         for key in _FILE_RELATIVE:  # a relative path in a file means: next to the file
             value = getattr(config, key)

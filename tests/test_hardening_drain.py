@@ -12,7 +12,11 @@ package). No timing asserts: sleeps only shape the race, byte counts decide.
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
+import ssl
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +25,7 @@ from urllib.parse import parse_qs
 import anyio
 import pytest
 
-from tests.procutil import tolerate_goaway, wait_until
+from tests.procutil import children, tolerate_goaway, wait_until, wait_workers
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -90,3 +94,136 @@ def test_graceful_stop_answers_every_h2_stream(
         results.append((size, tls, _one_run(server_factory, h2conn, tmp_path, run, size, tls)))
         server_factory.stop_all()
     assert all(answered == STREAMS for _, _, answered in results), results
+
+
+# --------------------------------------------------------------------------- h1 keep-alive
+
+
+def _h1_connect(port: int, tls: bool, cafile: str) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    if tls:
+        ctx = ssl.create_default_context(cafile=cafile)
+        ctx.set_alpn_protocols(["http/1.1"])
+        sock = ctx.wrap_socket(sock, server_hostname="localhost")
+    return sock
+
+
+def _h1_exchange(sock: socket.socket, size: int) -> str:
+    """One request; "ok", "ok-close" (answered with connection: close), "eof" (closed
+    before any byte of an answer: the close crossed our request), "partial" or "reset"."""
+    try:
+        sock.sendall(b"GET /?n=%d HTTP/1.1\r\nhost: localhost\r\n\r\n" % size)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            data = sock.recv(65536)
+            if not data:
+                return "partial" if buf else "eof"
+            buf += data
+        head, _, body = buf.partition(b"\r\n\r\n")
+        fields = dict(
+            line.split(b":", 1) for line in head.lower().split(b"\r\n")[1:] if b":" in line
+        )
+        length = int(fields[b"content-length"])
+        while len(body) < length:
+            data = sock.recv(65536)
+            if not data:
+                return "partial"
+            body += data
+        if not head.startswith(b"HTTP/1.1 200") or len(body) != length:
+            return "partial"
+        return "ok-close" if fields.get(b"connection", b"").strip() == b"close" else "ok"
+    except (ConnectionResetError, BrokenPipeError, ssl.SSLError) as exc:
+        return f"reset: {exc!r}"
+
+
+def _keep_alive_client(
+    port: int, tls: bool, cafile: str, stop: threading.Event, outcomes: list[str]
+) -> None:
+    """Back-to-back keep-alive requests (bounded in count and time); once `stop` is set,
+    no new connection: the open one is used until the server closes it."""
+    deadline = time.monotonic() + 20
+    sock: socket.socket | None = None
+    while len(outcomes) < 5000 and time.monotonic() < deadline:
+        if sock is None:
+            if stop.is_set():
+                break
+            try:
+                sock = _h1_connect(port, tls, cafile)
+            except (OSError, ssl.SSLError):
+                break  # the listener is closed: nothing was sent
+        outcome = _h1_exchange(sock, 2000)
+        outcomes.append(outcome)
+        if outcome != "ok":
+            sock.close()
+            sock = None
+    if sock is not None:
+        sock.close()
+
+
+def _run_clients(server: Any, cafile: str, stop: threading.Event) -> tuple[list[Any], list[Any]]:
+    """8 clients: half over TLS, half over cleartext."""
+    results: list[list[str]] = [[] for _ in range(8)]
+    threads = []
+    for i in range(8):
+        tls = i % 2 == 0
+        port = server.port if tls else server.insecure_port
+        args = (port, tls, cafile, stop, results[i])
+        threads.append(threading.Thread(target=_keep_alive_client, args=args))
+    for thread in threads:
+        thread.start()
+    return threads, results
+
+
+def _check(results: list[list[str]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for outcome in (o for client in results for o in client):
+        counts[outcome] = counts.get(outcome, 0) + 1
+    bad = {k: v for k, v in counts.items() if k not in ("ok", "ok-close", "eof")}
+    assert not bad, counts
+    return counts
+
+
+@pytest.mark.parametrize("worker_class", ["asyncio", "trio"], indirect=True)
+def test_keep_alive_clients_across_graceful_stop(
+    server_factory: Any, cafile: str, worker_class: str
+) -> None:
+    """SIGTERM under back-to-back keep-alive load (TLS and cleartext clients), 4 times:
+    every request is answered or meets a clean close, never a reset."""
+    totals: dict[str, int] = {}
+    for _ in range(4):
+        server = server_factory.start("--graceful-timeout", "10", app=APP)
+        stop = threading.Event()
+        threads, results = _run_clients(server, cafile, stop)
+        wait_until(lambda r=results: sum(len(x) for x in r) >= 400, 10)
+        # New connections during a full stop meet the closed listener (another test's
+        # subject); here each client keeps its keep-alive connection until it is closed.
+        stop.set()
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(20) == 0, server.describe()
+        for thread in threads:
+            thread.join(30)
+        for outcome, count in _check(results).items():
+            totals[outcome] = totals.get(outcome, 0) + count
+        server_factory.stop_all()
+    assert totals.get("ok-close", 0) > 0, totals  # requests met the drain: answered
+
+
+def test_keep_alive_clients_across_rolling_restart(server_factory: Any, cafile: str) -> None:
+    """SIGHUP on 2 workers under back-to-back keep-alive load: no reset, no lost answer."""
+    server = server_factory.start("--workers", "2", "--graceful-timeout", "10", app=APP)
+    old = wait_workers(server, 2)
+    stop = threading.Event()
+    threads, results = _run_clients(server, cafile, stop)
+    try:
+        wait_until(lambda r=results: sum(len(x) for x in r) >= 400, 10)
+        os.kill(server.pid, signal.SIGHUP)
+        assert wait_until(lambda: not children(server.pid) & old, 25), server.describe()
+        wait_workers(server, 2)
+        count = sum(len(r) for r in results)
+        wait_until(lambda: sum(len(r) for r in results) >= count + 200, 10)  # new workers serve
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    counts = _check(results)
+    assert counts.get("ok-close", 0) > 0, counts

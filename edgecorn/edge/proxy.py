@@ -211,6 +211,7 @@ class Exchange:
         self.body_used = False  # some of the client's body was read (no retry then)
         self.started = False  # the client's response has started
         self.gone = False  # the client went away
+        self.finished = False  # the response's last message is being sent
 
     async def run(self, target: bytes, headers: Headers) -> None:
         route = self.proxy.route
@@ -300,7 +301,9 @@ class Exchange:
         while True:  # body done: a disconnect is the only thing left to hear
             message = await self.receive()
             if message["type"] == "http.disconnect":
-                self.gone = True
+                # After the last byte of the response the stream reports a disconnect too:
+                # that one is the normal end, not a client that went away.
+                self.gone = not self.finished
                 scope.cancel()
                 return
 
@@ -359,6 +362,7 @@ class Exchange:
                     {"type": "http.response.body", "body": bytes(event.data), "more_body": True}
                 )
             elif isinstance(event, h11.EndOfMessage):
+                self.finished = True
                 if trailers:
                     await self.send({"type": "http.response.body", "body": b"", "more_body": False})
                     await self.send(

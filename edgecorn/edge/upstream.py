@@ -134,13 +134,18 @@ class Connection:
         sock = self.stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
         if sock is None:
             return True
+        # asyncio and trio wrap the socket in objects without recv(): peek through a
+        # temporary socket object on the same descriptor (no dup, detached afterwards).
+        peek = socket.socket(sock.family, socket.SOCK_STREAM, 0, sock.fileno())
         try:
-            sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
             return False  # EOF (b"") or unexpected bytes: either way not for the next request
         except BlockingIOError:
             return True  # nothing to read: still open
         except OSError:
             return False
+        finally:
+            peek.detach()
 
     def reusable(self) -> bool:
         return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE

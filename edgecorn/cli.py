@@ -17,13 +17,16 @@ from edgecorn.config import (
     Config,
     ConfigError,
 )
+from edgecorn.env import apply_env
 
 EPILOG = """\
 With no module:app, edgecorn serves its built-in demo app.
-Flags override the values of a --config file.
+Precedence: flags > EDGECORN_<OPTION> environment variables > the --config file
+> defaults (EDGECORN_BIND="a,b" for lists, true/false/1/0 for booleans).
 
 other commands:
   edgecorn certs   generate (or reuse) the development CA and localhost certificate
+  edgecorn check FILE   validate a config file without binding anything
 """
 
 
@@ -167,6 +170,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     given = vars(parser.parse_args(argv))
     spec = given.pop("config", None)
     config = load_config_file(spec) if spec is not None else Config()
+    apply_env(config)  # flags > env > file > defaults
     labels: dict[str, str] = {}
     for action in parser._actions:
         if action.option_strings:
@@ -200,6 +204,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args[:1] == ["certs"]:  # an app module named certs: use `certs:app`
             return certs_command(args[1:])
+        if args[:1] == ["check"]:  # likewise: an app module named check is `check:app`
+            from edgecorn.check import check_command
+
+            return check_command(args[1:])
         config = parse_args(args)
     except ConfigError as exc:
         print(f"edgecorn: error: {' '.join(str(exc).splitlines())}", file=sys.stderr)

@@ -227,3 +227,27 @@ def test_keep_alive_clients_across_rolling_restart(server_factory: Any, cafile: 
             thread.join(30)
     counts = _check(results)
     assert counts.get("ok-close", 0) > 0, counts
+
+
+@pytest.mark.parametrize("worker_class", ["asyncio", "trio"], indirect=True)
+def test_keep_alive_timeout_close_is_lingering(server_factory: Any, worker_class: str) -> None:
+    """A request that crosses the keep-alive timeout's close is read and dropped, not
+    answered with RST: the server half-closes and reads until the client closes (a full
+    close makes the kernel reset the connection, and the client's next send fails)."""
+    server = server_factory.start(app=APP, config="keep_alive_timeout: 1\n")
+    sock = _h1_connect(server.insecure_port, False, "")
+    try:
+        assert _h1_exchange(sock, 10) == "ok"
+        sock.settimeout(10)
+        assert sock.recv(100) == b""  # the server's FIN after the keep-alive timeout
+        request = b"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n"
+        sock.sendall(request)
+        time.sleep(0.3)  # a RST would be back by now (loopback)
+        try:
+            sock.sendall(request)
+            outcome = "still open"
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            outcome = repr(exc)
+    finally:
+        sock.close()
+    assert outcome == "still open"

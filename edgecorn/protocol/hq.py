@@ -54,9 +54,10 @@ class HqStreams:
         return [request, EndBody(stream_id)]
 
     def forget(self, stream_id: int) -> None:
-        """The stream is gone (answered or reset): drop what is kept for it."""
+        """The stream is gone (answered or reset): drop its partial request line. It
+        stays in `done` (one int per request, and connections are bounded by
+        keep_alive_max_requests) so late bytes on it never start a second request."""
         self.partial.pop(stream_id, None)
-        self.done.discard(stream_id)
 
     def _reject(self, stream_id: int) -> list[Event]:
         self.partial.pop(stream_id, None)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from aioquic.h3.connection import H3_ALPN
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.logger import QuicFileLogger
+from aioquic.tls import CipherSuite
 
 from .engine import CID_LENGTH
 from .routing import SUPPORTED_VERSIONS
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 def quic_configuration(config: Config) -> QuicConfiguration:
     configuration = QuicConfiguration(
         is_client=False,
-        alpn_protocols=H3_ALPN,
+        alpn_protocols=list(config.quic_alpn_protocols),  # h3; hq-interop for interop runs
         connection_id_length=CID_LENGTH,
         idle_timeout=config.quic_idle_timeout,
         supported_versions=list(SUPPORTED_VERSIONS),
@@ -32,6 +32,8 @@ def quic_configuration(config: Config) -> QuicConfiguration:
         # 12% more per packet than the 1200 minimum and fits nearly every path's MTU.
         max_datagram_size=config.quic_max_datagram_size,
     )
+    if config.quic_ciphers:  # e.g. ChaCha20 only, as the interop runner's chacha20 case asks
+        configuration.cipher_suites = [CipherSuite[name] for name in config.quic_ciphers]
     assert config.certfile is not None
     configuration.load_cert_chain(config.certfile, config.keyfile, config.keyfile_password)
     if config.ca_certs:

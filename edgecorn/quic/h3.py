@@ -14,7 +14,8 @@ from aioquic.h3.events import DataReceived, HeadersReceived
 from aioquic.quic import events as quic_events
 from aioquic.quic.connection import QuicConnection
 
-from ..protocol.events import Body, EndBody, Event, Headers, StreamReset
+from ..protocol import hq
+from ..protocol.events import Body, EndBody, Event, Headers, Request, StreamReset
 from ..protocol.fields import request_from_fields, response_fields
 from . import engine
 
@@ -43,6 +44,7 @@ class H3Adapter:
     ) -> None:
         self.quic = quic
         self.h3: H3Connection | None = None
+        self.hq: hq.HqStreams | None = None  # ALPN hq-interop: HTTP/0.9 (protocol/hq.py)
         self.max_requests = max_requests
         self.max_header_list_size = max_header_list_size
         self.early_data_unsafe = early_data_unsafe
@@ -107,8 +109,13 @@ class H3Adapter:
         while (event := quic.next_event()) is not None:
             kind = type(event)
             if kind is quic_events.ProtocolNegotiated:
-                if event.alpn_protocol in H3_ALPN:  # type: ignore[attr-defined]
+                alpn = event.alpn_protocol  # type: ignore[attr-defined]
+                if alpn in H3_ALPN:
                     self.h3 = H3Connection(quic)
+                elif alpn == hq.ALPN:
+                    self.hq = hq.HqStreams()
+            elif kind is quic_events.StreamDataReceived and self.hq is not None:
+                self._hq_data(event, events)
             elif kind is quic_events.HandshakeCompleted:
                 self.handshake_done = True
             elif kind is quic_events.ConnectionIdIssued:
@@ -153,11 +160,24 @@ class H3Adapter:
                 return
             self._request(sid, event.headers, event.stream_ended, events)
 
+    def _hq_data(self, event: quic_events.QuicEvent, events: list[Event]) -> None:
+        assert isinstance(event, quic_events.StreamDataReceived) and self.hq is not None
+        for item in self.hq.receive(event.stream_id, event.data, event.end_stream):
+            if isinstance(item, Request):  # its EndBody comes from _admit
+                self._admit(item, 0, True, events)
+        for sid in self.hq.rejected:
+            self.quic.reset_stream(sid, ErrorCode.H3_MESSAGE_ERROR)
+        self.hq.rejected.clear()
+
     def _request(self, sid: int, raw: Headers, ended: bool, events: list[Event]) -> None:
+        request, size = request_from_fields(sid, raw, "3")
+        self._admit(request, size, ended, events)
+
+    def _admit(self, request: Request, size: int, ended: bool, events: list[Event]) -> None:
+        sid = request.stream_id
         if self.last_stream_id is not None and sid > self.last_stream_id:
             self.quic.reset_stream(sid, ErrorCode.H3_REQUEST_REJECTED)
             return
-        request, size = request_from_fields(sid, raw, "3")
         self.open.add(sid)
         self.requests += 1
         if request.method == "HEAD":
@@ -198,6 +218,12 @@ class H3Adapter:
     def send_response(
         self, stream_id: int, status: int, headers: Headers, body: bytes, end: bool
     ) -> None:
+        if stream_id in self.open and self.hq is not None:
+            if hq.sends_body(status):
+                self._hq_send(stream_id, body, end)
+            else:  # HTTP/0.9 has no status line to say so
+                self.reset(stream_id, ErrorCode.H3_REQUEST_REJECTED)
+            return
         if stream_id not in self.open or self.h3 is None:
             return
         if stream_id in self.head:
@@ -209,6 +235,9 @@ class H3Adapter:
             self._drop(stream_id)
 
     def send_data(self, stream_id: int, data: bytes, end: bool) -> None:
+        if stream_id in self.open and self.hq is not None:
+            self._hq_send(stream_id, data, end)
+            return
         if stream_id not in self.open or self.h3 is None:
             return
         if stream_id in self.head:
@@ -218,11 +247,22 @@ class H3Adapter:
             self._drop(stream_id)
 
     def send_trailers(self, stream_id: int, headers: Headers) -> None:
+        if stream_id in self.open and self.hq is not None:
+            self._hq_send(stream_id, b"", True)  # HTTP/0.9 has no trailers: just the end
+            return
         if stream_id not in self.open or self.h3 is None:
             return
         trailers = [(name.lower(), value) for name, value in headers]
         self.h3.send_headers(stream_id, trailers, end_stream=True)
         self._drop(stream_id)
+
+    def _hq_send(self, stream_id: int, data: bytes, end: bool) -> None:
+        if stream_id not in self.head:
+            self.quic.send_stream_data(stream_id, data, end)
+        elif end:
+            self.quic.send_stream_data(stream_id, b"", True)
+        if end:
+            self._drop(stream_id)
 
     def sendable(self, stream_id: int) -> int:
         if stream_id not in self.open:
@@ -243,6 +283,11 @@ class H3Adapter:
 
     def goaway(self, last_stream_id: int | None = None) -> None:
         """RFC 9114 5.2: name the first request stream we will not process."""
+        if self.hq is not None and self.last_stream_id is None and not self.terminated:
+            # HTTP/0.9 has no GOAWAY: refuse later streams, close once all is delivered.
+            last = max(self.open, default=-4)
+            self.last_stream_id = last if last_stream_id is None else last_stream_id
+            return
         if self.last_stream_id is not None or self.terminated or self.h3 is None:
             if self.h3 is None and not self.terminated:
                 self.close()
@@ -261,5 +306,7 @@ class H3Adapter:
     def _drop(self, stream_id: int) -> None:
         self.open.discard(stream_id)
         self.head.discard(stream_id)
+        if self.hq is not None:
+            self.hq.forget(stream_id)
         unread = self.unread.pop(stream_id, 0)
         self.unread_total -= unread

@@ -2,13 +2,16 @@
 
 The access log speaks Gunicorn's/Hypercorn's `access_log_format` atoms. Atoms
 are computed only when the format asks for them, and not at all when the access
-log is off (the server checks `AccessLogger.enabled` first).
+log is off (the server checks `AccessLogger.enabled` first). The format `json`
+writes one JSON object per line instead (see `json_line`).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import datetime
+import json
 import logging
 import logging.handlers
 import os
@@ -78,6 +81,7 @@ def _install(logger: logging.Logger, handler: logging.Handler, level: int) -> No
 class AccessLogger:
     def __init__(self, config: Config) -> None:
         self.format = config.access_log_format
+        self.json = self.format == "json"
         self.enabled = config.accesslog is not None
 
     def log(
@@ -87,8 +91,16 @@ class AccessLogger:
         response_headers: Iterable[tuple[bytes, bytes]],
         sent_bytes: int,
         request_time: float,
+        complete: bool = True,
     ) -> None:
+        """One line per response; `complete` is False for one cut short (then `sent_bytes`
+        is what was sent before the cut)."""
         if not self.enabled:
+            return
+        if self.json:
+            access_log.info(
+                json_line(scope, status, response_headers, sent_bytes, request_time, complete)
+            )
             return
         atoms = Atoms(scope, status, response_headers, sent_bytes, request_time)
         try:
@@ -97,6 +109,56 @@ class AccessLogger:
             error_log.error("bad access_log_format %r: %s", self.format, error)
             return
         access_log.info(line)
+
+
+def json_line(
+    scope: Mapping[str, Any],
+    status: int,
+    response_headers: Iterable[tuple[bytes, bytes]],
+    sent_bytes: int,
+    request_time: float,
+    complete: bool = True,
+) -> str:
+    """One JSON object, on one line, whatever the client sent.
+
+    json.dumps escapes quotes, backslashes and control characters (a raw newline in a
+    header can never start a new line), and bytes are decoded as UTF-8 with undecodable
+    ones kept as `\\xNN` text, so the line is valid JSON and ASCII.
+    """
+    headers = scope.get("headers", ())
+    client = scope.get("client")
+    raw = scope.get("raw_path")
+    query = bytes(scope.get("query_string", b""))
+    path = _text(bytes(raw)) if raw else str(scope.get("path", "/"))
+    record = {
+        "time": datetime.datetime.now().astimezone().isoformat(timespec="milliseconds"),
+        "client": str(client[0]) if client else None,
+        "method": str(scope.get("method", "GET")),
+        "path": path,
+        "query": _text(query) if query else None,
+        "protocol": f"HTTP/{scope.get('http_version', '1.1')}",
+        "scheme": scope.get("scheme"),
+        "host": _first(headers, b"host"),
+        "status": status,
+        "bytes": sent_bytes,
+        "duration": round(request_time, 6),
+        "referer": _first(headers, b"referer"),
+        "user_agent": _first(headers, b"user-agent"),
+        "content_type": _first(response_headers, b"content-type"),
+        "complete": complete,
+    }
+    return json.dumps(record, separators=(",", ":"))
+
+
+def _first(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return _text(bytes(value))
+    return None
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "backslashreplace")
 
 
 class Atoms(dict[str, str]):

@@ -39,6 +39,7 @@ class HTTPStream:
         "done",
         "sent",
         "start_time",
+        "logged",
     )
 
     def __init__(self, conn: StreamHost, request: Request) -> None:
@@ -58,6 +59,7 @@ class HTTPStream:
         self.done = False
         self.sent = 0
         self.start_time = time.time() if conn.access_log.enabled else 0.0
+        self.logged = False
 
     # --- stream events from the connection -----------------------------------
 
@@ -106,6 +108,8 @@ class HTTPStream:
             if not self.done:
                 self.done = True
                 self.conn.abort(self.stream_id)
+            if self.started and not self.logged:
+                self._log(complete=False)  # cut short: still a line, with what was sent
             self.conn.stream_done(self)
 
     async def _fail(self) -> None:
@@ -186,11 +190,12 @@ class HTTPStream:
         else:
             raise ValueError(f"unexpected ASGI message type {kind!r} on an http stream")
 
-    def _log(self) -> None:
+    def _log(self, complete: bool = True) -> None:
+        self.logged = True
         access_log = self.conn.access_log
         if access_log.enabled:
             duration = time.time() - self.start_time
-            access_log.log(self.scope, self.status, self.headers, self.sent, duration)
+            access_log.log(self.scope, self.status, self.headers, self.sent, duration, complete)
 
 
 def build_scope(conn: StreamHost, request: Request) -> dict[str, Any]:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 from itertools import count
 
 import anyio
-import h11
 
 from ..asgi.types import Receive, Scope, Send, StreamAborted
 from ..config import Config
@@ -189,7 +189,11 @@ class Proxy:
 
 
 class Exchange:
-    """One request to one upstream, and its response relayed to the client."""
+    """One request to one upstream, and its response relayed to the client.
+
+    A request without a body is one write and a read loop. With a body (or `Expect`), the
+    upload runs beside the relay, because an upstream may answer before it has read it all.
+    """
 
     def __init__(
         self,
@@ -205,7 +209,7 @@ class Exchange:
         self.receive, self.send = receive, send
         self.framing = framing
         self.expect = expect
-        self.go = anyio.Event()  # the body may go up (100 Continue, or waited long enough)
+        self.go: anyio.Event | None = None  # the body may go up (100 Continue, or a wait)
         self.final = False  # a final response arrived: stop uploading
         self.sent_head = False
         self.body_used = False  # some of the client's body was read (no retry then)
@@ -240,13 +244,17 @@ class Exchange:
             return
 
     async def _exchange(self, conn: Connection, target: bytes, headers: Headers) -> None:
+        method = self.scope["method"]
         try:
-            await conn.send(
-                h11.Request(method=self.scope["method"], target=target, headers=headers)
-            )
+            await conn.send_head(method, target, headers)
         except (OSError, anyio.BrokenResourceError) as exc:
             raise UpstreamError(502, f"connection lost while sending the request: {exc}") from None
         self.sent_head = True
+        if self.framing == "none" and not self.expect:
+            conn.sent_all = True
+            await self._relay(conn)
+            return
+        self.go = anyio.Event()
         if not self.expect:
             self.go.set()
         failure: UpstreamError | None = None
@@ -264,12 +272,14 @@ class Exchange:
 
     async def _upload(self, conn: Connection, scope: anyio.CancelScope) -> None:
         """The client's body to the upstream, then wait for the client to go away."""
+        assert self.go is not None
         if self.framing != "none":
             with anyio.move_on_after(EXPECT_WAIT):
                 await self.go.wait()
             if self.final:
                 return
             limit = self.proxy.route.max_body_size
+            chunked = self.framing == "chunked"
             size = 0
             while True:
                 message = await self.receive()
@@ -288,16 +298,20 @@ class Exchange:
                     self.gone = True
                     scope.cancel()
                     return
+                more = message.get("more_body", False)
                 try:
-                    if body:
-                        await conn.send(h11.Data(data=body))
-                    if not message.get("more_body", False):
-                        await conn.send(h11.EndOfMessage())
-                        break
-                except (OSError, anyio.BrokenResourceError, h11.LocalProtocolError):
+                    if chunked:
+                        data = b"%x\r\n%s\r\n" % (len(body), body) if body else b""
+                        await conn.send(data if more else data + b"0\r\n\r\n")
+                    else:
+                        await conn.send(body)
+                except (OSError, anyio.BrokenResourceError):
                     return  # the upstream stopped reading: its response (or error) tells why
-        elif conn.h11.our_state is h11.SEND_BODY:
-            await conn.send(h11.EndOfMessage())
+                if not more:
+                    conn.sent_all = True
+                    break
+        else:
+            conn.sent_all = True
         while True:  # body done: a disconnect is the only thing left to hear
             message = await self.receive()
             if message["type"] == "http.disconnect":
@@ -308,71 +322,78 @@ class Exchange:
                 return
 
     async def _relay(self, conn: Connection) -> None:
-        route = self.proxy.route
+        timeout = self.proxy.route.read_timeout
         scope = self.scope
-        try:
-            event = await conn.next_event(route.read_timeout)
-            while isinstance(event, h11.InformationalResponse):
-                if event.status_code == 100:
-                    self.go.set()
-                elif event.status_code == 103 and "http.response.early_hint" in scope.get(
-                    "extensions", {}
-                ):
-                    links = [value for name, value in event.headers if name == b"link"]
-                    if links:
-                        await self.send({"type": "http.response.early_hint", "links": links})
-                event = await conn.next_event(route.read_timeout)
-        except TimeoutError:
-            raise UpstreamError(504, f"no response within {route.read_timeout:g} s") from None
-        except h11.RemoteProtocolError as exc:
-            raise UpstreamError(502, f"invalid response: {exc}") from None
-        if not isinstance(event, h11.Response):
-            raise UpstreamError(502, "closed the connection without a response")
+        send = self.send
+        waiting = "no response"
+        trailers = False
+        # One cancel scope for the whole response: its deadline moves on with every read,
+        # and is off while the client is being sent to (a slow client is not a slow upstream).
+        with anyio.CancelScope(deadline=anyio.current_time() + timeout) as clock:
+            while True:
+                events = await conn.read()
+                clock.deadline = math.inf
+                for event in events:
+                    kind = event[0]
+                    if kind == "data":
+                        await send(
+                            {"type": "http.response.body", "body": event[1], "more_body": True}
+                        )
+                    elif kind == "head":
+                        self._final()
+                        waiting = "response body stalled"
+                        trailers = self._trailers(event[2])
+                        self.started = True
+                        await send(
+                            {
+                                "type": "http.response.start",
+                                "status": event[1],
+                                "headers": response_headers(
+                                    event[2], scope.get("http_version", "1.1")
+                                ),
+                                "trailers": trailers,
+                            }
+                        )
+                    elif kind == "end":
+                        self.finished = True
+                        if trailers:
+                            await send(
+                                {"type": "http.response.body", "body": b"", "more_body": False}
+                            )
+                            await send({"type": "http.response.trailers", "headers": event[1]})
+                        else:
+                            await send({"type": "http.response.body", "body": b""})
+                        return
+                    else:
+                        await self._informational(event[1], event[2])
+                clock.deadline = anyio.current_time() + timeout
+        # The deadline passed (a cancelled scope exits quietly here).
+        status = 504
+        raise UpstreamError(status, f"{waiting} within {timeout:g} s")
+
+    def _final(self) -> None:
         self.final = True
-        self.go.set()
-        headers = response_headers(event.headers, scope.get("http_version", "1.1"))
-        chunked = any(name == b"transfer-encoding" for name, _ in event.headers)
-        trailers = (
-            chunked
+        if self.go is not None:
+            self.go.set()
+
+    def _trailers(self, fields: Headers) -> bool:
+        scope = self.scope
+        return (
+            any(name == b"transfer-encoding" for name, _ in fields)
             and any(
                 name == b"te" and b"trailers" in value.lower() for name, value in scope["headers"]
             )
             and "http.response.trailers" in scope.get("extensions", {})
         )
-        self.started = True
-        await self.send(
-            {
-                "type": "http.response.start",
-                "status": event.status_code,
-                "headers": headers,
-                "trailers": trailers,
-            }
-        )
-        while True:
-            try:
-                event = await conn.next_event(route.read_timeout)
-            except TimeoutError:
-                raise UpstreamError(
-                    504, f"response body stalled for {route.read_timeout:g} s"
-                ) from None
-            except h11.RemoteProtocolError as exc:
-                raise UpstreamError(502, f"broken response body: {exc}") from None
-            if isinstance(event, h11.Data):
-                await self.send(
-                    {"type": "http.response.body", "body": bytes(event.data), "more_body": True}
-                )
-            elif isinstance(event, h11.EndOfMessage):
-                self.finished = True
-                if trailers:
-                    await self.send({"type": "http.response.body", "body": b"", "more_body": False})
-                    await self.send(
-                        {"type": "http.response.trailers", "headers": list(event.headers)}
-                    )
-                else:
-                    await self.send({"type": "http.response.body", "body": b""})
-                return
-            else:
-                raise UpstreamError(502, "closed the connection in the middle of the response")
+
+    async def _informational(self, status: int, fields: Headers) -> None:
+        if status == 100:
+            if self.go is not None:
+                self.go.set()
+        elif status == 103 and "http.response.early_hint" in self.scope.get("extensions", {}):
+            links = [value for name, value in fields if name == b"link"]
+            if links:
+                await self.send({"type": "http.response.early_hint", "links": links})
 
 
 def _append(headers: Headers, name: bytes, value: bytes, trusted: bool) -> None:

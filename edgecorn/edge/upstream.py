@@ -1,14 +1,16 @@
 """HTTP/1.1 to upstreams: kept-alive connections per origin, on any event loop (anyio).
 
-h11 is the codec: it already frames what an edge needs (chunked both ways, trailers, 1xx
-responses, HEAD and 304 without bodies, keep-alive rules), and an upstream connection's cost
-is dominated by the client side of the edge, not by this parser. A well-kept client library
+Responses are parsed by httptools (llhttp, already our fast HTTP/1 server parser): it frames
+chunked bodies, trailers, 1xx responses and bodiless 204/304 in C. h11 was the first codec and
+cost about 0.1 ms of header validation per proxied request for fields our own parsers had
+already checked; it stays for the WebSocket Upgrade handshake. A well-kept client library
 (httpx/httpcore) was the other choice; it cannot relay 1xx responses (103 Early Hints, 100
 Continue), trailers or an HTTP/1.1 Upgrade for WebSockets, which a transparent edge needs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import ssl
@@ -21,6 +23,7 @@ import anyio
 import anyio.abc
 import anyio.streams.tls
 import h11
+import httptools
 
 log = logging.getLogger("edgecorn.error")
 
@@ -86,14 +89,25 @@ class Upstream:
             if conn.usable():
                 return conn, True
             await conn.aclose()
+        context = ssl.create_default_context() if self.scheme == "https" else None
+        stream: Any
         try:
             with anyio.fail_after(timeout):
-                stream: anyio.abc.ByteStream = await anyio.connect_tcp(self.host, self.port)
-                if self.scheme == "https":
-                    context = ssl.create_default_context()
-                    stream = await anyio.streams.tls.TLSStream.wrap(
-                        stream, hostname=self.host, ssl_context=context, standard_compatible=False
+                if _on_asyncio():
+                    from ..asyncio.stream import open_stream  # the fast path on asyncio
+
+                    stream = await open_stream(
+                        self.host, self.port, context, self.host if context else None
                     )
+                else:
+                    stream = await anyio.connect_tcp(self.host, self.port)
+                    if context is not None:
+                        stream = await anyio.streams.tls.TLSStream.wrap(
+                            stream,
+                            hostname=self.host,
+                            ssl_context=context,
+                            standard_compatible=False,
+                        )
         except TimeoutError:
             raise UpstreamError(
                 504, f"connecting to {self.url} timed out after {timeout:g} s"
@@ -110,7 +124,6 @@ class Upstream:
     async def release(self, conn: Connection) -> None:
         """Keep `conn` for the next request if its exchange ended cleanly, else close it."""
         if conn.reusable() and len(self.idle) < MAX_IDLE_PER_ORIGIN:
-            conn.h11.start_next_cycle()
             conn.idle_since = time.monotonic()
             self.idle.append(conn)
         else:
@@ -118,20 +131,45 @@ class Upstream:
 
 
 class Connection:
-    """One HTTP/1.1 connection to an upstream: h11 events over an anyio byte stream."""
+    """One HTTP/1.1 connection to an upstream over an anyio byte stream.
 
-    def __init__(self, stream: anyio.abc.ByteStream, max_head: int = 64 * 1024) -> None:
-        self.stream = stream
-        # A response head larger than this is refused (502), as nginx's proxy_buffer_size.
-        self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_head)
+    Requests are written as bytes (their fields come from our own parsers, already checked);
+    responses are parsed by httptools (llhttp) into a short list of events per read:
+    ("info", status, headers) for 1xx, ("head", status, headers), ("data", bytes) and
+    ("end", trailers). The WebSocket bridge uses h11 on a connection of its own instead
+    (`h11` below), for its Upgrade handshake.
+    """
+
+    def __init__(self, stream: Any, max_head: int = 64 * 1024) -> None:
+        self.stream = stream  # an anyio byte stream, or asyncio/stream.py's twin of one
+        self.sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+        self.max_head = max_head  # a bigger response head is refused (502), as nginx does
         self.idle_since = time.monotonic()
         self.received = False  # any byte of a response arrived
+        self.events: list[tuple[Any, ...]] = []
+        self.parser: Any = None
+        self.fields: list[tuple[bytes, bytes]] = []
+        self.head_size = 0
+        self.status = 0
+        self.head_only = False  # a HEAD request: the response has no body whatever it says
+        self.reading_body = False
+        self.until_close = False  # no length and not chunked: the body ends at EOF
+        self.keep_alive = False
+        self.complete = False
+        self.sent_all = False  # the whole request went out
+        self._h11: h11.Connection | None = None
+
+    @property
+    def h11(self) -> h11.Connection:
+        if self._h11 is None:
+            self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=self.max_head)
+        return self._h11
 
     def usable(self) -> bool:
         """An idle connection the upstream has not closed (nor written to) in the meantime."""
         if time.monotonic() - self.idle_since > IDLE_TIMEOUT:
             return False
-        sock = self.stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+        sock = self.sock
         if sock is None:
             return True
         # asyncio and trio wrap the socket in objects without recv(): peek through a
@@ -148,9 +186,102 @@ class Connection:
             peek.detach()
 
     def reusable(self) -> bool:
-        return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
+        return self.complete and self.sent_all and self.keep_alive
 
-    async def send(self, event: Any) -> None:
+    # --- the request ---------------------------------------------------------------------
+
+    async def send_head(
+        self, method: str, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes = b""
+    ) -> None:
+        """Write the request head (and a first piece of body) in one write."""
+        self.parser = httptools.HttpResponseParser(self)
+        self.events, self.fields, self.head_size = [], [], 0
+        self.status, self.reading_body, self.until_close = 0, False, False
+        self.complete, self.sent_all, self.received = False, False, False
+        self.head_only = method == "HEAD"
+        parts = [method.encode(), b" ", target, b" HTTP/1.1\r\n"]
+        for name, value in headers:
+            parts += (name, b": ", value, b"\r\n")
+        parts += (b"\r\n", body)
+        await self.stream.send(b"".join(parts))
+
+    async def send(self, data: bytes) -> None:
+        if data:
+            await self.stream.send(data)
+
+    # --- the response ------------------------------------------------------------------------
+
+    async def read(self) -> list[tuple[Any, ...]]:
+        """The events of the next read (an empty list never: EOF gives "end" or an error)."""
+        try:
+            data = await self.stream.receive(READ_SIZE)
+        except (anyio.EndOfStream, anyio.BrokenResourceError, OSError, ssl.SSLError):
+            data = b""
+        if not data:
+            if self.until_close and self.reading_body:
+                self.complete, self.keep_alive = True, False
+                return [("end", [])]
+            raise UpstreamError(
+                502,
+                "closed the connection in the middle of the response"
+                if self.reading_body
+                else "closed the connection without a response",
+            )
+        self.received = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            if isinstance(exc.__context__, UpstreamError):  # raised by one of our callbacks
+                raise exc.__context__ from None
+            raise UpstreamError(502, f"invalid response: {exc}") from None
+        events, self.events = self.events, []
+        return events
+
+    # httptools callbacks
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_size += len(name) + len(value) + 4
+        if self.head_size > self.max_head and not self.reading_body:
+            raise UpstreamError(502, f"response head larger than {self.max_head} bytes")
+        self.fields.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        fields, self.fields, self.head_size = self.fields, [], 0
+        if status < 200:
+            self.events.append(("info", status, fields))
+            return
+        self.status = status
+        self.events.append(("head", status, fields))
+        framed = False
+        close = self.parser.get_http_version() == "1.0"
+        for name, value in fields:
+            if name == b"content-length" or name == b"transfer-encoding":
+                framed = True
+            elif name == b"connection":
+                tokens = value.lower()
+                close = b"close" in tokens or (close and b"keep-alive" not in tokens)
+        self.keep_alive = not close
+        if self.head_only:
+            self.complete = True  # the parser would wait for a body that never comes
+            self.events.append(("end", []))
+            return
+        self.reading_body = True
+        self.until_close = not framed and status not in (204, 304)
+
+    def on_body(self, body: bytes) -> None:
+        self.events.append(("data", body))
+
+    def on_message_complete(self) -> None:
+        if not self.reading_body:
+            return  # a 1xx, or a HEAD response already ended
+        self.complete = True
+        self.events.append(("end", self.fields))
+        self.fields = []
+
+    # --- the WebSocket bridge's h11 side -----------------------------------------------------
+
+    async def send_event(self, event: Any) -> None:
         data = self.h11.send(event)
         if data:
             await self.stream.send(data)
@@ -175,3 +306,11 @@ class Connection:
                 await self.stream.aclose()
             except (OSError, anyio.BrokenResourceError, ssl.SSLError):
                 pass
+
+
+def _on_asyncio() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # trio (no asyncio loop in this thread)
+        return False
+    return True

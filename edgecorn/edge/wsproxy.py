@@ -116,7 +116,7 @@ async def _bridge(
     scope_http = dict(scope, method="GET", query_string=scope.get("query_string", b""))
     target = proxy.target(scope_http, upstream)
     try:
-        await conn.send(h11.Request(method="GET", target=target, headers=headers))
+        await conn.send_event(h11.Request(method="GET", target=target, headers=headers))
         event = await conn.next_event(proxy.route.read_timeout)
     except TimeoutError:
         raise UpstreamError(504, "no handshake response in time") from None

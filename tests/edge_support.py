@@ -9,6 +9,7 @@ its own pid.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import json
@@ -18,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -355,6 +357,69 @@ def start_edge(
         proc.stop()
         raise
     return proc
+
+
+class ServerFirstWS:
+    """A raw WebSocket upstream (a thread here, not edgecorn) that writes its 101 response
+    and one text frame in a single send, as servers that speak first do."""
+
+    GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+    def __init__(self, text: bytes) -> None:
+        assert len(text) < 126
+        self.text = text
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = int(self.sock.getsockname()[1])
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(10)
+            head = b""
+            try:
+                while b"\r\n\r\n" not in head and len(head) < 65536:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    head += data
+                key = b""
+                for line in head.split(b"\r\n"):
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"sec-websocket-key":
+                        key = value.strip()
+                accept = base64.b64encode(hashlib.sha1(key + self.GUID).digest())
+                conn.sendall(
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                    b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
+                    + accept
+                    + b"\r\n\r\n"
+                    + bytes([0x81, len(self.text)])
+                    + self.text
+                )
+                while conn.recv(65536):  # hold the connection until the edge lets go
+                    pass
+            except OSError:
+                pass
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.sock.close()
+        self.thread.join(2)
 
 
 # --------------------------------------------------------------------------- clients

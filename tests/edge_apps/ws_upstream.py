@@ -1,8 +1,9 @@
 """A WebSocket upstream that is not edgecorn: the `websockets` package's server.
 
-`python -m tests.edge_apps.ws_upstream PORT`. On connect it sends one text message, a JSON
-report of the request path and headers it got; then it echoes every message, except the
-text "close NNNN", which it answers by closing with code NNNN.
+`python -m tests.edge_apps.ws_upstream PORT`. It echoes every message, except two texts:
+"hello?", answered with a JSON report of the request path and headers it got, and
+"close NNNN", answered by closing with code NNNN. (It never speaks first: a frame sent with
+the 101 is tested on its own, with a raw upstream, in test_e2e_edge_proxy.py.)
 """
 
 from __future__ import annotations
@@ -17,15 +18,14 @@ from websockets.asyncio.server import ServerConnection, serve
 async def handler(ws: ServerConnection) -> None:
     request = ws.request
     assert request is not None
-    await ws.send(
-        json.dumps(
-            {
+    async for message in ws:
+        if message == "hello?":
+            report = {
                 "path": request.path,
                 "headers": [[k.lower(), v] for k, v in request.headers.raw_items()],
             }
-        )
-    )
-    async for message in ws:
+            await ws.send(json.dumps(report))
+            continue
         if isinstance(message, str) and message.startswith("close "):
             await ws.close(int(message.split()[1]), "asked to")
             return

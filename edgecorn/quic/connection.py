@@ -88,19 +88,23 @@ class QUICConnection(Connection):
             log.exception("error in a QUIC timer for %s", self.client)
             self._terminate()
 
+    def _route_cids(self) -> None:
+        h3 = self.h3
+        routes = self.endpoint.routes
+        for issued, cid in h3.cid_changes:
+            if issued:
+                self.cids.add(cid)
+                routes[cid] = self
+            else:
+                self.cids.discard(cid)
+                if routes.get(cid) is self:
+                    del routes[cid]
+        h3.cid_changes.clear()
+
     def _after(self, events: list[Any]) -> None:
         h3 = self.h3
         if h3.cid_changes:
-            routes = self.endpoint.routes
-            for issued, cid in h3.cid_changes:
-                if issued:
-                    self.cids.add(cid)
-                    routes[cid] = self
-                else:
-                    self.cids.discard(cid)
-                    if routes.get(cid) is self:
-                        del routes[cid]
-            h3.cid_changes.clear()
+            self._route_cids()
         if self.handshaking and h3.handshake_done:
             self.handshaking = False
             self.endpoint.handshaking -= 1
@@ -129,6 +133,8 @@ class QUICConnection(Connection):
             h3.close()  # GOAWAY sent and every accepted response acknowledged
         endpoint = self.endpoint
         datagrams = h3.datagrams(endpoint.now())
+        if h3.cid_changes:
+            self._route_cids()
         if datagrams:
             endpoint.send(datagrams)
         if h3.terminated or engine.terminated(self.quic):

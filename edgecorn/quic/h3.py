@@ -59,6 +59,7 @@ class H3Adapter:
         self.addr: tuple[str, int] | None = None
         self.now = 0.0
         self.cid_changes: list[tuple[bool, bytes]] = []  # (issued?, cid) for the router
+        self.pending: list[Event] = []  # stream events seen while sending, for the next input
 
     # --- state ---------------------------------------------------------------
 
@@ -83,7 +84,11 @@ class H3Adapter:
         return b""  # QUIC output is datagrams: see `datagrams`
 
     def datagrams(self, now: float) -> list[tuple[bytes, tuple[str, int]]]:
-        return self.quic.datagrams_to_send(now)
+        datagrams = self.quic.datagrams_to_send(now)
+        # aioquic queues ConnectionIdIssued as it writes NEW_CONNECTION_ID: take it now, so
+        # the router knows a CID before the peer can use it, not at our next input.
+        self.pending = self._events()
+        return datagrams
 
     # --- input ----------------------------------------------------------------
 
@@ -104,7 +109,7 @@ class H3Adapter:
         return self._events()
 
     def _events(self) -> list[Event]:
-        events: list[Event] = []
+        events, self.pending = self.pending, []
         quic = self.quic
         while (event := quic.next_event()) is not None:
             kind = type(event)

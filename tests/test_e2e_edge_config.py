@@ -7,7 +7,7 @@ the argument is the last route; without a match, 404.
 from __future__ import annotations
 
 import json
-import re
+import os
 import socket
 import subprocess
 import sys
@@ -43,19 +43,37 @@ routes:
     static: ./public
 """
 
+# The bad route, and the one line `edgecorn -c bad.yaml` prints for it (wording pinned from
+# the implementation; what the contract asks: the file line, the route, what is allowed).
 BAD_ROUTES = {
-    "unknown action": ("  - serve: ./public\n    path: /files/\n", ["serve", "proxy", "static"]),
+    "unknown action": (
+        "  - serve: ./public\n    path: /files/\n",
+        "bad.yaml:7: routes[2].serve: unknown key; a route takes host, path, strip_prefix, "
+        "one action of app, wsgi, static, proxy, respond, redirect and that action's options",
+    ),
     "two actions": (
         "  - static: ./public\n    proxy: http://127.0.0.1:9\n    path: /both/\n",
-        ["static", "proxy"],
+        "bad.yaml:7: routes[2]: a route needs exactly one action of app, wsgi, static, proxy, "
+        "respond, redirect (found static and proxy)",
     ),
     "shadowed by a catch-all": (
         "  - app: demo:app\n  - path: /late/\n    static: ./public\n",
-        [],  # checked below: routes[3] on line 8 is the unreachable one
+        "bad.yaml:8: routes[3]: unreachable: every request it matches is taken by routes[2] "
+        "(*/ -> app demo:app); put the more specific route first",
     ),
-    "missing static directory": ("  - static: ./no-such-dir\n    path: /files/\n", ["no-such-dir"]),
-    "bad URL scheme": ('  - proxy: "ftp://127.0.0.1:21"\n    path: /up/\n', ["ftp"]),
-    "URL without host": ('  - proxy: "http://"\n    path: /up/\n', ["http://"]),
+    "missing static directory": (
+        "  - static: ./no-such-dir\n    path: /files/\n",
+        "bad.yaml:7: routes[2].static: no such directory: {tmp}/no-such-dir",
+    ),
+    "bad URL scheme": (
+        '  - proxy: "ftp://127.0.0.1:21"\n    path: /up/\n',
+        "bad.yaml:7: routes[2].proxy: bad upstream URL 'ftp://127.0.0.1:21': the scheme must be "
+        "http or https",
+    ),
+    "URL without host": (
+        '  - proxy: "http://"\n    path: /up/\n',
+        "bad.yaml:7: routes[2].proxy: bad upstream URL 'http://': no host",
+    ),
 }
 
 
@@ -75,26 +93,10 @@ def _run_bad(tmp_path: Path, text: str) -> tuple[int, str]:
 
 @pytest.mark.parametrize("case", list(BAD_ROUTES))
 def test_bad_route_names_its_line(tmp_path: Path, case: str) -> None:
-    route, words = BAD_ROUTES[case]
+    route, expected = BAD_ROUTES[case]
     rc, err = _run_bad(tmp_path, HEAD.format(port=free_port()) + route)
-    assert rc != 0, err
-    assert "Traceback" not in err, err
-    lines = [line for line in err.splitlines() if "error" in line.lower()]
-    assert lines, err
-    first = lines[0]
-    if case == "shadowed by a catch-all":
-        assert re.search(r"\bbad\.yaml:8:", first), first
-        assert "routes[3]" in first, first
-        assert "unreachable" in first.lower() or "shadow" in first.lower(), first
-        return
-    assert re.search(r"\bbad\.yaml:7:", first), first
-    assert "routes[2]" in first, first
-    for word in words:
-        assert word in first, (word, first)
-    if case == "unknown action":  # says what is allowed
-        assert all(a in first for a in ("app", "wsgi", "static", "proxy", "respond")), first
-    if case.startswith("bad URL") or case.startswith("URL"):
-        assert "url" in first.lower(), first
+    assert rc == 2, err
+    assert err.strip() == "edgecorn: error: " + expected.format(tmp=os.path.realpath(tmp_path))
 
 
 def test_good_file_starts(tmp_path: Path) -> None:
@@ -140,51 +142,58 @@ def site(certs: tuple[str, str, str], tmp_path_factory: pytest.TempPathFactory) 
     return make_site(tmp_path_factory.mktemp("edge-config") / "site", certs)
 
 
-@pytest.fixture
-def started(request: pytest.FixtureRequest) -> Iterator[list[Proc]]:
-    procs: list[Proc] = []
-    yield procs
-    print_logs_on_failure(request, *procs)
-    for proc in procs:
-        proc.stop()
-
-
-def _start(site: Path, started: list[Proc], name: str, *args: str) -> tuple[Proc, int]:
+def _start(site: Path, name: str, *args: str) -> Proc:
     port = free_port()
     config = site / f"{name}.yaml"
     config.write_text(SITE_YAML.format(port=port))
     elsewhere = site.parent / f"cwd-{name}"
     elsewhere.mkdir(exist_ok=True)
+    # Not the file's directory: certs/ and ./public must resolve against the file.
+    return start_edge(config, port, site.parent / f"logs-{name}", *args, cwd=elsewhere)
+
+
+@pytest.fixture(scope="module")
+def relative(site: Path) -> Iterator[Proc]:
     try:
-        # Not the file's directory: certs/ and ./public must resolve against the file.
-        edge = start_edge(config, port, site.parent / f"logs-{name}", *args, cwd=elsewhere)
+        edge = _start(site, "relative")
     except RuntimeError as exc:
         pytest.fail(str(exc), pytrace=False)
-    started.append(edge)
-    return edge, port
+    yield edge
+    edge.stop()
+
+
+@pytest.fixture
+def with_app(site: Path, request: pytest.FixtureRequest) -> Iterator[Proc]:
+    try:
+        edge = _start(site, "with-app", "tests.e2e_apps:app")
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield edge
+    print_logs_on_failure(request, edge)
+    edge.stop()
 
 
 @pytest.mark.parametrize("proto", PROTOCOLS)
 def test_paths_relative_to_the_file_and_no_match_is_404(
-    site: Path, started: list[Proc], cafile: str, proto: str, tmp_path: Path
+    relative: Proc, cafile: str, proto: str, tmp_path: Path
 ) -> None:
-    edge, port = _start(site, started, f"relative-{proto}")
-    base = f"https://127.0.0.1:{port}"
-    css = fetch(proto, f"{base}/static/style.css", cafile, tmp_path)
-    assert (css.status, css.body) == (200, STYLE_CSS), css
-    health = fetch(proto, f"{base}/healthz", cafile, tmp_path)
-    assert (health.status, health.body) == (200, b"ok\n"), health
-    assert health.header("x-from") == "respond", health
-    for path in ("/", "/other", "/healthz/x", "/statics/x"):
-        r = fetch(proto, base + path, cafile, tmp_path)
-        assert r.status == 404, (path, r)
+    base = f"https://127.0.0.1:{relative.port}"
+    try:
+        css = fetch(proto, f"{base}/static/style.css", cafile, tmp_path)
+        assert (css.status, css.body) == (200, STYLE_CSS), css
+        health = fetch(proto, f"{base}/healthz", cafile, tmp_path)
+        assert (health.status, health.body) == (200, b"ok\n"), health
+        assert health.header("x-from") == "respond", health
+        for path in ("/", "/other", "/healthz/x", "/statics/x"):
+            r = fetch(proto, base + path, cafile, tmp_path)
+            assert r.status == 404, (path, r)
+    except AssertionError:
+        print(relative.describe())
+        raise
 
 
-def test_command_line_app_is_the_last_route(
-    site: Path, started: list[Proc], cafile: str, tmp_path: Path
-) -> None:
-    edge, port = _start(site, started, "with-app", "tests.e2e_apps:app")
-    base = f"https://127.0.0.1:{port}"
+def test_command_line_app_is_the_last_route(with_app: Proc, cafile: str, tmp_path: Path) -> None:
+    base = f"https://127.0.0.1:{with_app.port}"
     assert fetch("h2", f"{base}/healthz", cafile, tmp_path).body == b"ok\n"
     assert fetch("h2", f"{base}/static/style.css", cafile, tmp_path).body == STYLE_CSS
     r = fetch("h2", f"{base}/scope/from-cli?x=1", cafile, tmp_path)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import math
 import re
 import struct
 import termios
@@ -87,6 +88,13 @@ class Connection(ABC):
         self.reads = 0  # bumped per read; the manager's tick compares it for timeouts
         self.idle_ticks = 0
         self.last_reads = 0
+        # Slow clients: ticks a request head has been incomplete, and per stream the
+        # ticks without body bytes (`fed`: streams that got some since the last tick).
+        self.head_ticks = 0
+        self.header_ticks = max(1, math.ceil(self.config.header_timeout))
+        self.body_ticks = max(1, math.ceil(self.config.body_timeout))
+        self.fed: set[int] = set()
+        self.stale: dict[int, int] = {}
 
     # --- backend primitives -------------------------------------------------------
 
@@ -199,6 +207,7 @@ class Connection(ABC):
             elif kind is Body:
                 stream_or_none = streams.get(event.stream_id)  # type: ignore[union-attr]
                 if stream_or_none is not None:
+                    self.fed.add(event.stream_id)  # type: ignore[union-attr]
                     stream_or_none.on_body(event.data)  # type: ignore[union-attr]
                 else:
                     self.proto.ack_data(event.stream_id, len(event.data))  # type: ignore[union-attr]
@@ -413,6 +422,7 @@ class Connection(ABC):
     def stream_done(self, stream: HTTPStream | WebSocketStream) -> None:
         if self.streams.get(stream.stream_id) is stream:
             del self.streams[stream.stream_id]
+            self.stale.pop(stream.stream_id, None)
         proto = self.proto
         if proto is None or self.closed:
             return
@@ -431,12 +441,22 @@ class Connection(ABC):
         proto = self.proto
         active = self.reads != self.last_reads
         self.last_reads = self.reads
+        if self.closed:
+            return
+        if isinstance(proto, H1Adapter) and proto.idle and proto.head_pending:
+            self.head_ticks += 1  # active or not: the whole head has a deadline
+            if self.head_ticks >= self.header_ticks:
+                self.handle(proto.time_out("request head timed out"))
+                self.flush()
+                return
+        else:
+            self.head_ticks = 0
+        if self.streams:
+            self._check_bodies()
         if active:
             self.idle_ticks = 0
             return
         self.idle_ticks += 1
-        if self.closed:
-            return
         if proto is None or (proto.idle and not self.streams):
             if self.idle_ticks >= keep_alive_ticks:
                 self.shutdown(window=False)
@@ -444,6 +464,30 @@ class Connection(ABC):
         elif read_timeout_ticks is not None and self.idle_ticks >= read_timeout_ticks:
             if any(isinstance(s, HTTPStream) and not s.complete for s in self.streams.values()):
                 self.end()
+
+    def _check_bodies(self) -> None:
+        """`body_timeout`: a stream whose app waits for body bytes that do not come."""
+        fed = self.fed
+        for sid, stream in list(self.streams.items()):
+            if not isinstance(stream, HTTPStream) or stream.complete or stream.disconnected:
+                continue
+            if sid in fed or stream.body or self.read_paused:
+                self.stale[sid] = 0  # the client sends, or we are the slow side
+                continue
+            stale = self.stale.get(sid, 0) + 1
+            self.stale[sid] = stale
+            if stale >= self.body_ticks:
+                self._body_timed_out(stream)
+        fed.clear()
+
+    def _body_timed_out(self, stream: HTTPStream) -> None:
+        proto = self.proto
+        if isinstance(proto, H1Adapter):
+            self.handle(proto.time_out("request body timed out"))  # 408 unless started
+        elif proto is not None:
+            proto.reset(stream.stream_id)
+            stream.on_reset()  # the app sees http.disconnect
+        self.flush()
 
     def shutdown(self, window: bool = True) -> None:
         """Graceful: no new requests; h1 closes after the current response, h2 sends GOAWAY.

@@ -129,6 +129,18 @@ class H1Adapter(ABC):
     def idle(self) -> bool:
         return self.active == 0 and not self.pending
 
+    @property
+    def head_pending(self) -> bool:
+        """Part of a request head has arrived, not all of it (for `header_timeout`)."""
+        return False
+
+    def time_out(self, message: str) -> list[Event]:
+        """A slow client: 408 unless a response has started, then close; the active
+        stream (if any) is reset."""
+        self._fail(BadRequest(message, 408))
+        events, self.events = self.events, []
+        return events
+
     def data_to_send(self) -> bytes:
         if not self.out:
             return b""
@@ -413,6 +425,10 @@ class HttptoolsAdapter(H1Adapter):
         self.ignore_rest = False
         self.completed = 0  # messages parsed whole so far
 
+    @property
+    def head_pending(self) -> bool:
+        return self.in_head and not self._closing
+
     # httptools callbacks (called from inside feed_data)
     def on_message_begin(self) -> None:
         self.url = b""
@@ -546,6 +562,13 @@ class H11Adapter(H1Adapter):
         self._h11 = h11
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head)
         self.h2c: tuple[Request, bytes, list[bytes]] | None = None
+
+    @property
+    def head_pending(self) -> bool:
+        conn = self.conn
+        return (
+            conn.their_state is self._h11.IDLE and bool(conn.trailing_data[0]) and not self._closing
+        )
 
     def receive_data(self, data: bytes) -> list[Event]:
         if self._closing:

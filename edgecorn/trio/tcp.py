@@ -160,7 +160,8 @@ class TCPConnection(Connection):
                     data = b""  # TLS without close_notify: most HTTP clients end so
                 if not data:
                     break
-                self.on_data(data)
+                # trio's stubs say bytes | bytearray; the adapters want bytes.
+                self.on_data(data if isinstance(data, bytes) else bytes(data))
             # Like an asyncio protocol whose eof_received returns False: answer what
             # is complete, then close (after the sender has flushed).
             self.on_eof()

@@ -1,0 +1,135 @@
+"""Slow clients are cut off (issue 14): `header_timeout` bounds the time a request head
+may take, `body_timeout` the longest pause inside a request body.
+
+HTTP/1.1 over raw sockets (both parsers): 408 and a close; the app sees
+`http.disconnect`. HTTP/2 (the conftest `h2` client): the stalled stream is reset and
+its app sees `http.disconnect`, while the connection lives on. Timeouts are 1 s; every
+client loop is bounded in count, so nothing here asserts on timing.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import pytest
+
+from tests.procutil import wait_until
+
+pytestmark = pytest.mark.timeout(120)
+
+APP = "tests.test_hardening_slow:app"
+CONFIG = "header_timeout: 1\nbody_timeout: 1\n"
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Reads the whole body, noting `disconnect` in `?file=` if the client goes away."""
+    if scope["type"] != "http":
+        return
+    query = {k: v[-1] for k, v in parse_qs(scope["query_string"].decode()).items()}
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            if "file" in query:
+                with open(query["file"], "a") as fh:
+                    fh.write("disconnect\n")
+            return
+        size += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"read %d" % size
+    headers = [(b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    data = b""
+    while len(data) < 1 << 20:
+        try:
+            part = sock.recv(65536)
+        except ConnectionResetError:
+            return data + b"<RST>"
+        if not part:
+            return data
+        data += part
+    return data
+
+
+@pytest.mark.parametrize("parser", ["h11", "httptools"])
+def test_h1_slow_head_gets_408(server_factory: Any, parser: str) -> None:
+    server = server_factory.start(app=APP, parser=parser, config=CONFIG)
+    sock = socket.create_connection(("127.0.0.1", server.insecure_port), timeout=10)
+    with sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nhost: localhost\r\n")
+        answered = b""
+        for i in range(40):  # a header line every 0.25 s: active, but never done
+            try:
+                sock.sendall(b"x-slow-%d: 1\r\n" % i)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            time.sleep(0.25)
+            sock.setblocking(False)
+            try:
+                answered = sock.recv(65536)
+            except BlockingIOError:
+                continue
+            finally:
+                sock.setblocking(True)
+            break
+        answered += _read_all(sock)
+    assert answered.startswith(b"HTTP/1.1 408 "), answered
+    assert b"connection: close" in answered.lower() and not answered.endswith(b"<RST>")
+
+
+@pytest.mark.parametrize("parser", ["h11", "httptools"])
+def test_h1_stalled_body_gets_408_and_app_sees_disconnect(
+    server_factory: Any, parser: str, tmp_path: Path
+) -> None:
+    server = server_factory.start(app=APP, parser=parser, config=CONFIG)
+    marker = tmp_path / "events.txt"
+    sock = socket.create_connection(("127.0.0.1", server.insecure_port), timeout=10)
+    with sock:
+        sock.sendall(
+            b"POST /?file=%s HTTP/1.1\r\nhost: localhost\r\ncontent-length: 100000\r\n\r\nab"
+            % str(marker).encode()
+        )
+        answer = _read_all(sock)  # bounded by the socket timeout
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert wait_until(lambda: marker.exists() and "disconnect" in marker.read_text(), 5)
+
+
+@pytest.mark.parametrize("parser", ["h11", "httptools"])
+def test_h1_body_that_keeps_coming_is_not_cut(server_factory: Any, parser: str) -> None:
+    """Pauses shorter than body_timeout are fine, however long the body takes."""
+    server = server_factory.start(app=APP, parser=parser, config=CONFIG)
+    sock = socket.create_connection(("127.0.0.1", server.insecure_port), timeout=10)
+    with sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nhost: localhost\r\ncontent-length: 10\r\n\r\n")
+        for _ in range(10):  # 2.5 s in all, more than twice the timeout
+            time.sleep(0.25)
+            sock.sendall(b"x")
+        sock.sendall(b"GET / HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+        answer = _read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 200 ") and b"read 10" in answer, answer
+    assert answer.count(b"HTTP/1.1 200 ") == 2, answer
+
+
+def test_h2_stalled_body_resets_the_stream_only(
+    server_factory: Any, h2conn: Any, tmp_path: Path
+) -> None:
+    server = server_factory.start(app=APP, config=CONFIG)
+    marker = tmp_path / "events.txt"
+    conn = h2conn(server.port)
+    stalled = conn.request(
+        "POST", f"/?file={marker}", body=b"ab", end=False, headers=[("content-length", "100000")]
+    )
+    resp = conn.response(stalled)  # bounded by the socket timeout
+    assert resp.reset is not None and resp.status is None, resp
+    assert wait_until(lambda: marker.exists() and "disconnect" in marker.read_text(), 5)
+    after = conn.get("/")  # the connection itself goes on
+    assert (after.status, after.body) == (200, b"read 0")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -33,23 +34,36 @@ other commands:
 class _Deprecated(argparse.Action):
     """Stores like its replacement, but says so on stderr."""
 
-    def __init__(self, option_strings: Sequence[str], dest: str, replacement: str,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, option_strings: Sequence[str], dest: str, replacement: str, **kwargs: Any
+    ) -> None:
         super().__init__(option_strings, dest, **kwargs)
         self.replacement = replacement
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: Any, option_string: str | None = None) -> None:
-        print(f"edgecorn: warning: {option_string} is deprecated; use {self.replacement}",
-              file=sys.stderr)
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        print(
+            f"edgecorn: warning: {option_string} is deprecated; use {self.replacement}",
+            file=sys.stderr,
+        )
         setattr(namespace, self.dest, values)
 
 
 class _AddToDefault(argparse.Action):
     """Repeatable; the values are added to the option's built-in default list."""
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: Any, option_string: str | None = None) -> None:
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
         items = getattr(namespace, self.dest, None)
         items = list(getattr(Config, self.dest)) if items is None else items
         setattr(namespace, self.dest, [*items, values])
@@ -58,40 +72,76 @@ class _AddToDefault(argparse.Action):
 def build_parser() -> argparse.ArgumentParser:
     # SUPPRESS: a flag the user did not give leaves no attribute, so it overrides nothing.
     p = argparse.ArgumentParser(
-        prog="edgecorn", usage="%(prog)s [options] [module:app]", epilog=EPILOG,
-        description="An HTTP/3-first ASGI edge server.", argument_default=argparse.SUPPRESS,
+        prog="edgecorn",
+        usage="%(prog)s [options] [module:app]",
+        epilog=EPILOG,
+        description="An HTTP/3-first ASGI edge server.",
+        argument_default=argparse.SUPPRESS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add = p.add_argument
-    add("application_path", nargs="?", metavar="module:app",
-        help="the ASGI/WSGI app to serve, e.g. myproject.asgi:app")
+    add(
+        "application_path",
+        nargs="?",
+        metavar="module:app",
+        help="the ASGI/WSGI app to serve, e.g. myproject.asgi:app",
+    )
     add("--version", action="version", version=f"edgecorn {__version__}")
-    add("-c", "--config", metavar="FILE", help="a .yaml, .toml or .py config file; "
-        "or python:module.path, or file:path.py")
+    add(
+        "-c",
+        "--config",
+        metavar="FILE",
+        help="a .yaml, .toml or .py config file; or python:module.path, or file:path.py",
+    )
 
     listen = p.add_argument_group("listeners")
-    listen.add_argument("-b", "--bind", action="append", metavar="ADDR",
-                        help="host:port, [v6]:port, unix:/path or fd://N (repeatable); "
-                        "TLS when a certificate is given")
-    listen.add_argument("--insecure-bind", action="append", metavar="ADDR",
-                        help="a cleartext bind beside TLS ones (repeatable)")
-    listen.add_argument("--quic-bind", action="append", metavar="ADDR",
-                        help="a UDP bind for HTTP/3 (repeatable)")
+    listen.add_argument(
+        "-b",
+        "--bind",
+        action="append",
+        metavar="ADDR",
+        help="host:port, [v6]:port, unix:/path or fd://N (repeatable); "
+        "TLS when a certificate is given",
+    )
+    listen.add_argument(
+        "--insecure-bind",
+        action="append",
+        metavar="ADDR",
+        help="a cleartext bind beside TLS ones (repeatable)",
+    )
+    listen.add_argument(
+        "--quic-bind", action="append", metavar="ADDR", help="a UDP bind for HTTP/3 (repeatable)"
+    )
     listen.add_argument("--backlog", type=int, help="the listen backlog")
-    listen.add_argument("--no-quic-on-tls-binds", dest="quic_on_tls_binds",
-                        action="store_false",
-                        help="do not also listen for QUIC on each TLS bind's port")
+    listen.add_argument(
+        "--no-quic-on-tls-binds",
+        dest="quic_on_tls_binds",
+        action="store_false",
+        help="do not also listen for QUIC on each TLS bind's port",
+    )
 
     quic = p.add_argument_group("QUIC / HTTP/3")
-    quic.add_argument("--quic-retry", choices=("off", "on", "under_load"),
-                      help="address validation with Retry")
-    quic.add_argument("--quic-early-data", action="store_true",
-                      help="accept 0-RTT requests (idempotent methods; others get 425)")
+    quic.add_argument(
+        "--quic-retry", choices=("off", "on", "under_load"), help="address validation with Retry"
+    )
+    quic.add_argument(
+        "--quic-early-data",
+        action="store_true",
+        help="accept 0-RTT requests (idempotent methods; others get 425)",
+    )
     quic.add_argument("--alt-svc-max-age", type=int, metavar="SECONDS")
-    quic.add_argument("--alt-svc-port", type=int, metavar="PORT",
-                      help="advertise this port in Alt-Svc (a NAT or balancer in front)")
-    quic.add_argument("--no-alt-svc", dest="alt_svc", action="store_false",
-                      help="do not advertise HTTP/3 on h1/h2 responses")
+    quic.add_argument(
+        "--alt-svc-port",
+        type=int,
+        metavar="PORT",
+        help="advertise this port in Alt-Svc (a NAT or balancer in front)",
+    )
+    quic.add_argument(
+        "--no-alt-svc",
+        dest="alt_svc",
+        action="store_false",
+        help="do not advertise HTTP/3 on h1/h2 responses",
+    )
     quic.add_argument("--qlog-dir", metavar="DIR", help="write one qlog file per QUIC connection")
 
     tls = p.add_argument_group("TLS")
@@ -103,64 +153,123 @@ def build_parser() -> argparse.ArgumentParser:
     tls.add_argument("--ciphers", help="OpenSSL cipher string")
 
     http = p.add_argument_group("HTTP and app")
-    http.add_argument("--keep-alive", dest="keep_alive_timeout", type=float, metavar="SECONDS",
-                      help="idle time before a keep-alive connection is closed")
-    http.add_argument("--graceful-timeout", type=float, metavar="SECONDS",
-                      help="time given to open requests on shutdown")
-    http.add_argument("--read-timeout", type=float, metavar="SECONDS",
-                      help="time to wait for data from a client")
+    http.add_argument(
+        "--keep-alive",
+        dest="keep_alive_timeout",
+        type=float,
+        metavar="SECONDS",
+        help="idle time before a keep-alive connection is closed",
+    )
+    http.add_argument(
+        "--graceful-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="time given to open requests on shutdown",
+    )
+    http.add_argument(
+        "--read-timeout", type=float, metavar="SECONDS", help="time to wait for data from a client"
+    )
     http.add_argument("--websocket-ping-interval", type=float, metavar="SECONDS")
     http.add_argument("--root-path", help="the ASGI root_path (mount point)")
-    http.add_argument("--server-name", dest="server_names", action="append", metavar="HOST",
-                      help="only answer for this Host (repeatable)")
+    http.add_argument(
+        "--server-name",
+        dest="server_names",
+        action="append",
+        metavar="HOST",
+        help="only answer for this Host (repeatable)",
+    )
     http.add_argument("--http1-parser", choices=HTTP1_PARSERS)
-    http.add_argument("--http2-engine", choices=H2_ENGINES,
-                      help="the HTTP/2 library (auto: jh2 when installed, else h2)")
+    http.add_argument(
+        "--http2-engine",
+        choices=H2_ENGINES,
+        help="the HTTP/2 library (auto: jh2 when installed, else h2)",
+    )
     http.add_argument("--lifespan", choices=LIFESPAN_MODES)
-    http.add_argument("--factory", action="store_true",
-                      help="module:app is a factory to call for the app")
+    http.add_argument(
+        "--factory", action="store_true", help="module:app is a factory to call for the app"
+    )
 
     procs = p.add_argument_group("processes")
     procs.add_argument("-w", "--workers", type=int, help="worker processes (0: no supervisor)")
-    procs.add_argument("-k", "--worker-class", choices=WORKER_CLASSES,
-                       help="event loop (auto: uvloop when installed, else asyncio)")
+    procs.add_argument(
+        "-k",
+        "--worker-class",
+        choices=WORKER_CLASSES,
+        help="event loop (auto: uvloop when installed, else asyncio)",
+    )
     procs.add_argument("--pid", dest="pid_path", metavar="FILE", help="write the PID here")
     procs.add_argument("--max-requests", type=int, help="restart a worker after N requests")
     procs.add_argument("--max-requests-jitter", type=int)
 
     dev = p.add_argument_group("reload (development)")
-    dev.add_argument("--reload", action="store_true",
-                     help="restart the workers when a watched file changes")
-    dev.add_argument("--reload-dir", dest="reload_dirs", action="append", metavar="DIR",
-                     help="a directory to watch (repeatable; default: the current one)")
-    dev.add_argument("--reload-include", dest="reload_includes", action=_AddToDefault,
-                     metavar="GLOB", help="also watch files matching GLOB (repeatable; "
-                     "added to the default *.py)")
-    dev.add_argument("--reload-exclude", dest="reload_excludes", action=_AddToDefault,
-                     metavar="GLOB", help="also ignore files matching GLOB (repeatable; "
-                     "added to the defaults: .*, *.py[cod], __pycache__, ...)")
-    dev.add_argument("--reload-poll", action="store_true",
-                     help="poll for changes: for Docker bind mounts and network file systems")
+    dev.add_argument(
+        "--reload", action="store_true", help="restart the workers when a watched file changes"
+    )
+    dev.add_argument(
+        "--reload-dir",
+        dest="reload_dirs",
+        action="append",
+        metavar="DIR",
+        help="a directory to watch (repeatable; default: the current one)",
+    )
+    dev.add_argument(
+        "--reload-include",
+        dest="reload_includes",
+        action=_AddToDefault,
+        metavar="GLOB",
+        help="also watch files matching GLOB (repeatable; added to the default *.py)",
+    )
+    dev.add_argument(
+        "--reload-exclude",
+        dest="reload_excludes",
+        action=_AddToDefault,
+        metavar="GLOB",
+        help="also ignore files matching GLOB (repeatable; "
+        "added to the defaults: .*, *.py[cod], __pycache__, ...)",
+    )
+    dev.add_argument(
+        "--reload-poll",
+        action="store_true",
+        help="poll for changes: for Docker bind mounts and network file systems",
+    )
 
     logs = p.add_argument_group("logging")
     logs.add_argument("--access-logfile", dest="accesslog", metavar="FILE", help="'-' = stdout")
-    logs.add_argument("--access-log", dest="accesslog", action=_Deprecated,
-                      replacement="--access-logfile", help=argparse.SUPPRESS)
+    logs.add_argument(
+        "--access-log",
+        dest="accesslog",
+        action=_Deprecated,
+        replacement="--access-logfile",
+        help=argparse.SUPPRESS,
+    )
     logs.add_argument("--error-logfile", dest="errorlog", metavar="FILE", help="'-' = stderr")
-    logs.add_argument("--error-log", dest="errorlog", action=_Deprecated,
-                      replacement="--error-logfile", help=argparse.SUPPRESS)
+    logs.add_argument(
+        "--error-log",
+        dest="errorlog",
+        action=_Deprecated,
+        replacement="--error-logfile",
+        help=argparse.SUPPRESS,
+    )
     logs.add_argument("--access-logformat", dest="access_log_format", metavar="FORMAT")
-    logs.add_argument("--log-level", dest="loglevel", metavar="LEVEL",
-                      help="debug, info, warning, error or critical")
+    logs.add_argument(
+        "--log-level",
+        dest="loglevel",
+        metavar="LEVEL",
+        help="debug, info, warning, error or critical",
+    )
     return p
 
 
 def load_config_file(spec: str) -> Config:
     """A config file path, or Hypercorn's `python:module.path` / `file:path.py`."""
     if spec.startswith("python:"):
-        return Config.from_object(spec[len("python:"):])
+        # As for the app: the working directory is importable (Hypercorn's CLI has it
+        # through `python -m`; our console script must add it).
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        return Config.from_object(spec[len("python:") :])
     if spec.startswith("file:"):
-        return Config.from_pyfile(spec[len("file:"):])
+        return Config.from_pyfile(spec[len("file:") :])
     return Config.from_file(spec)
 
 
@@ -193,9 +302,11 @@ def certs_command(argv: Sequence[str]) -> int:
 
     certfile, keyfile, cafile = ensure_dev_certs()
     print(f"certificate: {certfile}\nkey:         {keyfile}\nCA:          {cafile}")
-    print("Trust the CA in your client (e.g. curl --cacert), then run:\n"
-          f"  edgecorn --certfile {certfile} --keyfile {keyfile} "
-          "--bind 127.0.0.1:8443 --quic-bind 127.0.0.1:8443 module:app")
+    print(
+        "Trust the CA in your client (e.g. curl --cacert), then run:\n"
+        f"  edgecorn --certfile {certfile} --keyfile {keyfile} "
+        "--bind 127.0.0.1:8443 --quic-bind 127.0.0.1:8443 module:app"
+    )
     return 0
 
 

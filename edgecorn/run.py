@@ -24,7 +24,6 @@ import os
 import random
 import select
 import signal
-import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -38,7 +37,7 @@ from .asgi.lifespan import LifespanFailure
 from .config import Config
 from .logging import configure_logging
 from .sockets import Sockets, create_sockets, parse_host_port, quic_binds
-from .tls import create_ssl_context
+from .tls import TLSFileError, check_files
 
 log = logging.getLogger("edgecorn.error")
 
@@ -56,12 +55,11 @@ def run(config: Config, reload_config: Callable[[], Config] | None = None) -> in
         _use_dev_certs(config)
     if config.ssl_enabled:
         try:  # a bad certificate or key is one line now, not a worker crash later
-            create_ssl_context(config)
-        except (OSError, ssl.SSLError, ValueError) as exc:
+            check_files(config)
+        except TLSFileError as exc:
+            where = config.origin(exc.key)
             print(
-                f"edgecorn: error: cannot load the certificate {config.certfile} "
-                f"with the key {config.keyfile}: {exc}",
-                file=sys.stderr,
+                f"edgecorn: error: {where + ': ' if where else ''}{exc.key}: {exc}", file=sys.stderr
             )
             return 1
     if config.workers == 0 and not config.reload:  # reloading needs a supervisor
@@ -123,8 +121,12 @@ def _serve(
 
     loop = resolve_worker_class(config.worker_class)
     # One line saying what `auto` picked, so a benchmark or a bug report names it.
-    log.info("Worker %d: %s event loop, HTTP/2 engine %s", os.getpid(), loop,
-             resolve_h2(config.http2_engine))
+    log.info(
+        "Worker %d: %s event loop, HTTP/2 engine %s",
+        os.getpid(),
+        loop,
+        resolve_h2(config.http2_engine),
+    )
     if loop == "uvloop":
         import uvloop
 
@@ -135,8 +137,17 @@ def _serve(
 
             from . import trio as trio_backend
 
-            trio.run(partial(trio_backend.serve, app, config, sockets=sockets, on_ready=on_ready,
-                             request_limit=request_limit, on_retire=on_retire))
+            trio.run(
+                partial(
+                    trio_backend.serve,
+                    app,
+                    config,
+                    sockets=sockets,
+                    on_ready=on_ready,
+                    request_limit=request_limit,
+                    on_retire=on_retire,
+                )
+            )
         else:
             asyncio.run(
                 serve(
@@ -444,8 +455,11 @@ class Supervisor:
         if not (worker.ready or self.started_once):
             # It never served: the next one would fail the same way. Stop, do not loop.
             if code != STARTUP_FAILED:  # a STARTUP_FAILED worker has printed why
-                print(f"edgecorn: error: worker {worker.index} exited with {code} before it "
-                      "served; not restarting", file=sys.stderr)
+                print(
+                    f"edgecorn: error: worker {worker.index} exited with {code} before it "
+                    "served; not restarting",
+                    file=sys.stderr,
+                )
             self.status = STARTUP_FAILED
             self.stopping = True  # quietly: there is nothing to drain
             self.stop_deadline = time.monotonic() + self.config.graceful_timeout + 5.0
@@ -458,12 +472,17 @@ class Supervisor:
             self.started_once = True
             log.error(
                 "worker %d (pid %d) exited with %d after %.1fs; restarting in %.0fs",
-                worker.index, worker.pid, code, age, self.backoff,
+                worker.index,
+                worker.pid,
+                code,
+                age,
+                self.backoff,
             )
         else:
             self.backoff = 0.0  # it lived: the next crash starts the back-off afresh
-            log.warning("worker %d (pid %d) exited with %d; restarting",
-                        worker.index, worker.pid, code)
+            log.warning(
+                "worker %d (pid %d) exited with %d; restarting", worker.index, worker.pid, code
+            )
         if worker.replaces is not None:
             worker.replaces.replacing = False  # it never came up: the old one stays
 
@@ -476,8 +495,12 @@ class Supervisor:
                 continue
             rss = _rss_mb(worker.pid)
             if rss is not None and rss > limit:
-                log.warning("worker %d uses %d MB (max_worker_rss %d): replacing it",
-                            worker.index, rss, limit)
+                log.warning(
+                    "worker %d uses %d MB (max_worker_rss %d): replacing it",
+                    worker.index,
+                    rss,
+                    limit,
+                )
                 self._spawn(replaces=worker)  # its readiness drains this one
 
 

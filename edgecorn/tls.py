@@ -1,4 +1,9 @@
-"""TLS contexts shared by every TCP listener (and, later, QUIC)."""
+"""TLS contexts shared by every TCP listener, and the checks that make TLS files fail early.
+
+OpenSSL prompts on the terminal for the password of an encrypted key when it is given none;
+a server must never do that (and in workers, without a terminal, the prompt is EINVAL). We
+always pass a password callback, so a missing or wrong `keyfile_password` is one clear line.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +15,20 @@ if TYPE_CHECKING:
     from .config import Config
 
 
+class TLSFileError(ValueError):
+    """A certificate, key or CA file that cannot be used; `key` is the option that names it."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 def create_ssl_context(config: Config) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2  # RFC 9113 9.2
     context.set_ciphers(config.ciphers)
     context.options |= ssl.OP_NO_COMPRESSION
-    assert config.certfile is not None
-    context.load_cert_chain(config.certfile, config.keyfile, config.keyfile_password)
+    load_cert_chain(context, config)
     if config.ca_certs:
         context.load_verify_locations(config.ca_certs)
     if config.verify_mode is not None:
@@ -26,3 +38,56 @@ def create_ssl_context(config: Config) -> ssl.SSLContext:
     if keylog:
         context.keylog_filename = keylog
     return context
+
+
+def load_cert_chain(context: ssl.SSLContext, config: Config) -> None:
+    assert config.certfile is not None and config.keyfile is not None
+    certfile, keyfile = config.certfile, config.keyfile
+
+    def password() -> str:
+        if config.keyfile_password is None:
+            raise TLSFileError(
+                "keyfile", f"{keyfile!r} is encrypted and keyfile_password is not set"
+            )
+        return config.keyfile_password
+
+    try:
+        context.load_cert_chain(certfile, keyfile, password)
+    except ssl.SSLError as exc:
+        if config.keyfile_password is not None and _encrypted(keyfile):
+            raise TLSFileError(
+                "keyfile", f"{keyfile!r} is encrypted and keyfile_password is wrong"
+            ) from None
+        raise TLSFileError(
+            "certfile",
+            f"cannot load the certificate {certfile!r} with the "
+            f"key {keyfile!r}: {exc.reason or exc}",
+        ) from None
+
+
+def check_files(config: Config) -> None:
+    """Raise TLSFileError naming the first TLS file that cannot be read, then load them."""
+    for key in ("certfile", "keyfile", "ca_certs"):
+        path = getattr(config, key)
+        if path is None:
+            continue
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise TLSFileError(key, f"cannot read {path!r}: {exc.strerror}") from None
+    try:
+        create_ssl_context(config)
+    except TLSFileError:
+        raise
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise TLSFileError("certfile", f"cannot use the TLS files: {exc}") from None
+
+
+def _encrypted(keyfile: str) -> bool:
+    try:
+        with open(keyfile, "rb") as file:
+            head = file.read(4096)
+    except OSError:
+        return False
+    return b"ENCRYPTED" in head  # PKCS#8 "ENCRYPTED PRIVATE KEY" or "Proc-Type: 4,ENCRYPTED"

@@ -18,8 +18,9 @@ REFUSED = b"404 Not Found\n"  # the server's answer; the test app's own 404 says
 
 @pytest.fixture(scope="module")
 def named(session_factory: Any) -> Iterator[Any]:
-    server = session_factory.start("--server-name", "localhost",
-                                   "--server-name", "api.example:8443")
+    server = session_factory.start(
+        "--server-name", "localhost", "--server-name", "api.example:8443"
+    )
     wait_quic(server)
     yield server
     server.stop()
@@ -76,6 +77,11 @@ def test_websocket_handshake_refused(named: Any) -> None:
 
 
 def test_no_names_serves_any_host(server: Any, curl: Any) -> None:
-    result = curl("-w", "\n%{http_code}", "-H", "Host: anything.example",
-                  f"http://127.0.0.1:{server.insecure_port}/")
+    result = curl(
+        "-w",
+        "\n%{http_code}",
+        "-H",
+        "Host: anything.example",
+        f"http://127.0.0.1:{server.insecure_port}/",
+    )
     assert result.stdout == HELLO + b"\n200"

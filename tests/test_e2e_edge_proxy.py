@@ -588,6 +588,7 @@ def test_rss_bounded_while_client_reads_512mib_slowly(lab: Lab) -> None:
     assert body.count == size, f"got {body.count} of {size} bytes"
     assert bytes(body.kept) == next(pattern_bytes(MIB))
     grown = peak - baseline
+    print(f"edge RSS: baseline {baseline // 1024} MiB, peak {peak // 1024} MiB")  # for -s
     assert grown < limit_kib, f"edge RSS grew by {grown // 1024} MiB (baseline {baseline} KiB)"
 
 
@@ -610,4 +611,5 @@ def test_rss_bounded_during_256mib_upload(lab: Lab, h1: Any) -> None:
     info = resp.json()
     assert info["body_length"] == size and info["body_sha256"] == digest.hexdigest(), info
     grown = peak - baseline
+    print(f"edge RSS: baseline {baseline // 1024} MiB, peak {peak // 1024} MiB")  # for -s
     assert grown < limit_kib, f"edge RSS grew by {grown // 1024} MiB (baseline {baseline} KiB)"

@@ -73,14 +73,24 @@ class AsyncioStream(asyncio.Protocol):
 
     # --- the stream ------------------------------------------------------------------------
 
-    async def receive(self, max_bytes: int = 65536) -> bytes:
-        """Bytes as they came (all that is buffered); raises anyio.EndOfStream at the end."""
+    @property
+    def stale(self) -> bool:
+        """An idle connection that the peer closed or wrote to: not for another request."""
+        return self.eof or bool(self.buffer)
+
+    async def receive(self, max_bytes: int = 65536, timeout: float | None = None) -> bytes:
+        """Bytes as they came (all that is buffered); raises anyio.EndOfStream at the end and
+        TimeoutError after `timeout` seconds without any."""
         if not self.buffer and not self.eof:
-            self.waiter = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            waiter = self.waiter = loop.create_future()
+            timer = None if timeout is None else loop.call_later(timeout, _expire, waiter)
             try:
-                await self.waiter
+                await waiter
             finally:
                 self.waiter = None
+                if timer is not None:
+                    timer.cancel()
         if not self.buffer:
             raise anyio.EndOfStream
         data = self.buffer[0] if len(self.buffer) == 1 else b"".join(self.buffer)
@@ -110,6 +120,11 @@ class AsyncioStream(asyncio.Protocol):
     async def aclose(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 async def open_stream(

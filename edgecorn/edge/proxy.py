@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import math
 from itertools import count
 
 import anyio
@@ -327,49 +326,46 @@ class Exchange:
         send = self.send
         waiting = "no response"
         trailers = False
-        # One cancel scope for the whole response: its deadline moves on with every read,
-        # and is off while the client is being sent to (a slow client is not a slow upstream).
-        with anyio.CancelScope(deadline=anyio.current_time() + timeout) as clock:
-            while True:
-                events = await conn.read()
-                clock.deadline = math.inf
-                for event in events:
-                    kind = event[0]
-                    if kind == "data":
-                        await send(
-                            {"type": "http.response.body", "body": event[1], "more_body": True}
-                        )
-                    elif kind == "head":
-                        self._final()
-                        waiting = "response body stalled"
-                        trailers = self._trailers(event[2])
-                        self.started = True
-                        await send(
-                            {
-                                "type": "http.response.start",
-                                "status": event[1],
-                                "headers": response_headers(
-                                    event[2], scope.get("http_version", "1.1")
-                                ),
-                                "trailers": trailers,
-                            }
-                        )
-                    elif kind == "end":
+        while True:
+            # The timeout covers waiting for the upstream only, never a slow client.
+            try:
+                events = await conn.read(timeout)
+            except TimeoutError:
+                raise UpstreamError(504, f"{waiting} within {timeout:g} s") from None
+            last = len(events) - 1
+            for index, event in enumerate(events):
+                kind = event[0]
+                if kind == "data":
+                    if index < last and events[index + 1][0] == "end" and not trailers:
+                        # The body's last piece and its end arrived together: one message.
                         self.finished = True
-                        if trailers:
-                            await send(
-                                {"type": "http.response.body", "body": b"", "more_body": False}
-                            )
-                            await send({"type": "http.response.trailers", "headers": event[1]})
-                        else:
-                            await send({"type": "http.response.body", "body": b""})
+                        await send({"type": "http.response.body", "body": event[1]})
                         return
+                    await send({"type": "http.response.body", "body": event[1], "more_body": True})
+                elif kind == "head":
+                    self._final()
+                    waiting = "response body stalled"
+                    trailers = self._trailers(event[2])
+                    self.started = True
+                    version = scope.get("http_version", "1.1")
+                    await send(
+                        {
+                            "type": "http.response.start",
+                            "status": event[1],
+                            "headers": response_headers(event[2], version),
+                            "trailers": trailers,
+                        }
+                    )
+                elif kind == "end":
+                    self.finished = True
+                    if trailers:
+                        await send({"type": "http.response.body", "body": b"", "more_body": False})
+                        await send({"type": "http.response.trailers", "headers": event[1]})
                     else:
-                        await self._informational(event[1], event[2])
-                clock.deadline = anyio.current_time() + timeout
-        # The deadline passed (a cancelled scope exits quietly here).
-        status = 504
-        raise UpstreamError(status, f"{waiting} within {timeout:g} s")
+                        await send({"type": "http.response.body", "body": b""})
+                    return
+                else:
+                    await self._informational(event[1], event[2])
 
     def _final(self) -> None:
         self.final = True

@@ -143,6 +143,7 @@ class Connection:
     def __init__(self, stream: Any, max_head: int = 64 * 1024) -> None:
         self.stream = stream  # an anyio byte stream, or asyncio/stream.py's twin of one
         self.sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+        self.fast = hasattr(stream, "stale")  # asyncio/stream.py: timeouts and EOF built in
         self.max_head = max_head  # a bigger response head is refused (502), as nginx does
         self.idle_since = time.monotonic()
         self.received = False  # any byte of a response arrived
@@ -169,6 +170,8 @@ class Connection:
         """An idle connection the upstream has not closed (nor written to) in the meantime."""
         if time.monotonic() - self.idle_since > IDLE_TIMEOUT:
             return False
+        if self.fast:
+            return not self.stream.stale  # its protocol has seen any EOF or stray bytes
         sock = self.sock
         if sock is None:
             return True
@@ -211,10 +214,17 @@ class Connection:
 
     # --- the response ------------------------------------------------------------------------
 
-    async def read(self) -> list[tuple[Any, ...]]:
-        """The events of the next read (an empty list never: EOF gives "end" or an error)."""
+    async def read(self, timeout: float) -> list[tuple[Any, ...]]:
+        """The events of the next read (never none: EOF gives "end" or an error);
+        TimeoutError when the upstream sends nothing for `timeout` seconds."""
         try:
-            data = await self.stream.receive(READ_SIZE)
+            if self.fast:
+                data = await self.stream.receive(READ_SIZE, timeout)
+            else:
+                with anyio.fail_after(timeout):
+                    data = await self.stream.receive(READ_SIZE)
+        except TimeoutError:
+            raise  # an OSError too, but not a closed connection
         except (anyio.EndOfStream, anyio.BrokenResourceError, OSError, ssl.SSLError):
             data = b""
         if not data:

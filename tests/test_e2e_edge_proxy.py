@@ -461,12 +461,6 @@ def test_websocket_h3_through_proxy(lab: Lab) -> None:
     asyncio.run(asyncio.wait_for(main(), 30))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="edge bug: wsproxy._relay hands the bytes that came with the upstream's 101 "
-    "(h11 trailing_data) to wsproto but only reads ws.events() after the next upstream read, "
-    "so a frame the upstream sends right after its 101 is held until the upstream sends again",
-)
 def test_websocket_frame_sent_with_the_101(lab: Lab) -> None:
     """The upstream writes its 101 and a first text frame in one send (servers that speak
     first do this). The client must get that frame without sending anything."""

@@ -190,13 +190,11 @@ async def _relay(conn: Connection, ws: WSConnection, receive: Receive, send: Sen
     async def to_client() -> None:
         parts: list[str | bytes] = []
         size = 0
+        data: bytes | None = b""
         try:
             while True:
-                try:
-                    data = await stream.receive(64 * 1024)
-                except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
-                    data = None
-                ws.receive_data(data)
+                # Events first: the bytes that came with the upstream's 101 (wsproto's
+                # trailing_data) may already hold a frame for the client.
                 for event in ws.events():
                     if isinstance(event, (TextMessage, BytesMessage)):
                         parts.append(
@@ -232,6 +230,11 @@ async def _relay(conn: Connection, ws: WSConnection, receive: Receive, send: Sen
                 if data is None:
                     await send({"type": "websocket.close", "code": 1011})
                     return
+                try:
+                    data = await stream.receive(64 * 1024)
+                except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                    data = None
+                ws.receive_data(data)
         except RemoteProtocolError:
             await send({"type": "websocket.close", "code": 1002})
         except (OSError, anyio.BrokenResourceError):

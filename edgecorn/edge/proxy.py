@@ -47,6 +47,8 @@ class Proxy:
 
     def candidates(self) -> list[Upstream]:
         """Round robin over the healthy upstreams; the unhealthy ones only as a last resort."""
+        if len(self.upstreams) == 1:
+            return self.upstreams
         start = next(self.turn) % len(self.upstreams)
         ordered = self.upstreams[start:] + self.upstreams[:start]
         return [u for u in ordered if u.healthy] + [u for u in ordered if not u.healthy]
@@ -394,6 +396,9 @@ class Exchange:
 
 def _append(headers: Headers, name: bytes, value: bytes, trusted: bool) -> None:
     """Add our hop to a list field, after the earlier hops when the peer is trusted."""
+    if not trusted:
+        headers.append((name, value))  # the client's own value was dropped
+        return
     for index, (field, existing) in enumerate(headers):
         if field == name and trusted:
             headers[index] = (name, existing + b", " + value)

@@ -14,8 +14,9 @@ from ..config import Config
 from ..logging import AccessLogger, configure_logging
 from ..manager import ConnectionManager
 from ..quic.worker import announce, quic_setup
-from ..sockets import Sockets, create_sockets, describe
+from ..sockets import Sockets, create_sockets
 from ..tls import create_ssl_context
+from ..worker import announce_tcp, arm_request_limit, drain, shutting_down, tick
 from .listen import Listener
 from .tcp import TCPProtocol
 from .udp import QUICListener
@@ -67,23 +68,14 @@ async def serve(
                         tasks,
                     )
                 )
-                protocols = "h2, http/1.1" if secure else "http/1.1, h2c"
-                log.info("Running on %s (%s; CTRL + C to quit)", describe(sock, secure), protocols)
+        announce_tcp(sockets)
         quic_listeners = await _start_quic(loop, manager, sockets, tasks)
 
         ticker = _Ticker(loop, manager)
         if on_ready is not None:
             on_ready()
         stop = asyncio.Event()
-        if request_limit is not None:
-            manager.request_limit = request_limit
-
-            def retire() -> None:
-                if on_retire is not None:
-                    on_retire()
-                stop.set()
-
-            manager.on_request_limit = retire
+        arm_request_limit(manager, request_limit, on_retire, stop.set)
         waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
         if shutdown_trigger is None:
             waiters.append(asyncio.ensure_future(_wait_for_signal(loop)))
@@ -92,11 +84,15 @@ async def serve(
         _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         for waiter in pending:
             waiter.cancel()
-        log.info("Shutting down: finishing open requests (up to %ss)", config.graceful_timeout)
+        shutting_down(config)
         for server in servers:
             server.close()
         manager.shutdown()  # QUIC connections too: GOAWAY, then close when answered
-        await _drain(manager, tasks, config.graceful_timeout)
+        # A connection accepted just before the listeners closed gets its connection_made
+        # a loop turn later: give it that turn, or it would be cut without an answer.
+        await asyncio.sleep(0.1)
+        timeout = config.graceful_timeout - 0.1
+        await drain(manager, lambda: len(tasks), timeout, loop.time, asyncio.sleep)
         ticker.stop()
     finally:
         for server in servers:
@@ -138,18 +134,6 @@ def _tcp_factory(
     return lambda: TCPProtocol(manager, secure, tasks)
 
 
-async def _drain(manager: ConnectionManager, tasks: set[Any], timeout: float) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    # A connection accepted just before the listeners closed gets its connection_made
-    # a loop turn later: give it that turn, or it would be cut without an answer.
-    await asyncio.sleep(0.1)
-    while manager.connections or tasks:
-        if asyncio.get_running_loop().time() >= deadline:
-            log.info("Graceful timeout reached: closing %d connections", len(manager.connections))
-            return
-        await asyncio.sleep(0.05)
-
-
 async def _wait_for_signal(loop: asyncio.AbstractEventLoop) -> None:
     stop = asyncio.Event()
     installed = []
@@ -175,10 +159,8 @@ class _Ticker:
         self.handle = loop.call_later(1.0, self._tick)
 
     def _tick(self) -> None:
-        try:
-            self.manager.tick()
-        finally:
-            self.handle = self.loop.call_later(1.0, self._tick)
+        tick(self.manager)
+        self.handle = self.loop.call_later(1.0, self._tick)
 
     def stop(self) -> None:
         self.handle.cancel()

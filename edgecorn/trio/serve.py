@@ -7,7 +7,6 @@ import signal
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import trio
@@ -18,8 +17,9 @@ from ..config import Config
 from ..logging import AccessLogger, configure_logging
 from ..manager import ConnectionManager
 from ..quic.worker import announce, quic_setup
-from ..sockets import Sockets, create_sockets, describe
+from ..sockets import Sockets, create_sockets
 from ..tls import create_ssl_context
+from ..worker import announce_tcp, arm_request_limit, drain, shutting_down, tick
 from .lifespan import Lifespan
 from .runtime import Runtime, hold_nursery
 from .tcp import serve_tcp
@@ -96,16 +96,13 @@ async def _serve(
             accepting: trio.Nursery = await nursery.start(hold_nursery)
             for sock in sockets.secure:
                 accepting.start_soon(serve_tcp, sock, manager, runtime, ssl_context, connections)
-                log.info("Running on %s (h2, http/1.1; CTRL + C to quit)", describe(sock, True))
             for sock in sockets.insecure:
                 accepting.start_soon(serve_tcp, sock, manager, runtime, None, connections)
-                log.info("Running on %s (http/1.1, h2c; CTRL + C to quit)", describe(sock, False))
+            announce_tcp(sockets)
             quic_listeners = _start_quic(nursery, manager, sockets, runtime)
             nursery.start_soon(_ticker, manager)
             stop = trio.Event()
-            if extras.request_limit is not None:
-                manager.request_limit = extras.request_limit
-                manager.on_request_limit = partial(_retire, extras.on_retire, stop)
+            arm_request_limit(manager, extras.request_limit, extras.on_retire, stop.set)
             if extras.on_ready is not None:
                 extras.on_ready()
             extras.task_status.started()
@@ -114,10 +111,11 @@ async def _serve(
                 waiting.start_soon(_until, stop.wait, waiting.cancel_scope)
                 trigger = _wait_for_signal if shutdown_trigger is None else shutdown_trigger
                 waiting.start_soon(_until, trigger, waiting.cancel_scope)
-            log.info("Shutting down: finishing open requests (up to %ss)", config.graceful_timeout)
+            shutting_down(config)
             accepting.cancel_scope.cancel()  # each accept loop closes its socket
             manager.shutdown()  # QUIC connections too: GOAWAY, then close when answered
-            await _drain(manager, runtime, config.graceful_timeout)
+            timeout = config.graceful_timeout
+            await drain(manager, lambda: runtime.tasks, timeout, trio.current_time, trio.sleep)
 
             manager.close_all()
             for listener in quic_listeners:
@@ -141,12 +139,6 @@ class _Extras:
     task_status: Any
 
 
-def _retire(on_retire: Callable[[], None] | None, stop: trio.Event) -> None:
-    if on_retire is not None:
-        on_retire()
-    stop.set()
-
-
 async def _until(wait: Callable[[], Awaitable[Any]], scope: trio.CancelScope) -> None:
     await wait()
     scope.cancel()
@@ -167,14 +159,6 @@ def _start_quic(
     return listeners
 
 
-async def _drain(manager: ConnectionManager, runtime: Runtime, timeout: float) -> None:
-    with trio.move_on_after(timeout):
-        while manager.connections or runtime.tasks:
-            await trio.sleep(0.05)
-        return
-    log.info("Graceful timeout reached: closing %d connections", len(manager.connections))
-
-
 async def _wait_for_signal() -> None:
     with ExitStack() as stack:
         try:
@@ -192,7 +176,4 @@ async def _ticker(manager: ConnectionManager) -> None:
     while True:
         deadline += 1.0
         await trio.sleep_until(deadline)
-        try:
-            manager.tick()
-        except Exception:
-            log.exception("error in the connection manager's tick")
+        tick(manager)

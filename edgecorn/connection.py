@@ -34,6 +34,7 @@ from .protocol.events import (
     StreamReset,
 )
 from .protocol.h1 import H1Adapter
+from .protocol.h2 import H2Adapter
 
 if TYPE_CHECKING:
     from .manager import ConnectionManager
@@ -443,10 +444,17 @@ class Connection(ABC):
         self.last_reads = self.reads
         if self.closed:
             return
+        # `header_timeout`, active or not: a whole h1 request head, or h2's preface.
         if isinstance(proto, H1Adapter) and proto.idle and proto.head_pending:
-            self.head_ticks += 1  # active or not: the whole head has a deadline
+            self.head_ticks += 1
             if self.head_ticks >= self.header_ticks:
                 self.handle(proto.time_out("request head timed out"))
+                self.flush()
+                return
+        elif isinstance(proto, H2Adapter) and proto.settings_pending:
+            self.head_ticks += 1
+            if self.head_ticks >= self.header_ticks:
+                self.handle(proto.time_out())  # GOAWAY SETTINGS_TIMEOUT
                 self.flush()
                 return
         else:

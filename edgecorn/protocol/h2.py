@@ -10,6 +10,12 @@ from .fields import request_from_fields, response_fields
 
 RFC_WINDOW = 65535  # SETTINGS_INITIAL_WINDOW_SIZE's default (RFC 9113 6.5.2)
 RFC_TABLE_SIZE = 4096  # SETTINGS_HEADER_TABLE_SIZE's default
+# RFC 9113 error codes the adapter picks itself (h2 reports most violations as PROTOCOL_ERROR).
+SETTINGS_TIMEOUT = 0x4
+FRAME_SIZE_ERROR = 0x6
+COMPRESSION_ERROR = 0x9
+GOAWAY = 0x7
+GOAWAY_SIZE = 17  # frame header + last stream id + error code, no debug data
 
 
 class H2Adapter:
@@ -70,6 +76,7 @@ class H2Adapter:
         self.trailers: dict[int, Headers] = {}
         self.last_stream_id: int | None = None  # set once GOAWAY has been sent
         self.terminated = False
+        self.settled = False  # the peer's first SETTINGS has arrived (RFC 9113 3.4)
         self.extra = b""  # frames we write ourselves (graceful GOAWAY), after h2's own
 
     def initiate(self, upgrade_settings: bytes | None = None) -> None:
@@ -91,6 +98,15 @@ class H2Adapter:
     @property
     def idle(self) -> bool:
         return not self.open
+
+    @property
+    def settings_pending(self) -> bool:
+        """The peer's preface (SETTINGS) has not come yet: the caller times it out."""
+        return not self.settled and not self.terminated
+
+    def time_out(self) -> list[Event]:
+        """No SETTINGS in time: it never acknowledged ours either (RFC 9113 6.5.3)."""
+        return self._fail(SETTINGS_TIMEOUT, "no SETTINGS from the peer")
 
     def data_to_send(self) -> bytes:
         data: bytes = self.conn.data_to_send()
@@ -118,14 +134,8 @@ class H2Adapter:
         try:
             h2_events = self.conn.receive_data(data)
         except self.h2.exceptions.ProtocolError as exc:
-            self.terminated = True
-            code = getattr(exc, "error_code", self.h2.errors.ErrorCodes.PROTOCOL_ERROR)
-            self.conn.close_connection(error_code=code)
-            events: list[Event] = [ProtocolError(str(exc) or type(exc).__name__)]
-            events.extend(StreamReset(sid) for sid in self.open)
-            self.open.clear()
-            return events
-        events = []
+            return self._fail(_error_code(exc), str(exc) or type(exc).__name__)
+        events: list[Event] = []
         for event in h2_events:
             if isinstance(event, self.h2.events.DataReceived):
                 sid = event.stream_id
@@ -153,6 +163,22 @@ class H2Adapter:
                 self.terminated = True
                 events.extend(StreamReset(sid) for sid in self.open)
                 self.open.clear()
+            elif isinstance(event, self.h2.events.RemoteSettingsChanged):
+                self.settled = True
+        return events
+
+    def _fail(self, code: int, message: str) -> list[Event]:
+        """A connection error: GOAWAY with `code`, every open stream reset."""
+        self.terminated = True
+        queued: bytes = self.conn.data_to_send()
+        if len(queued) >= GOAWAY_SIZE and queued[3 - GOAWAY_SIZE] == GOAWAY:
+            # h2 queued its own GOAWAY (always PROTOCOL_ERROR) as it raised: ours replaces it.
+            queued = queued[:-GOAWAY_SIZE]
+        self.conn.close_connection(error_code=code)
+        self.extra = queued + self.conn.data_to_send()  # no graceful GOAWAY after this one
+        events: list[Event] = [ProtocolError(message)]
+        events.extend(StreamReset(sid) for sid in self.open)
+        self.open.clear()
         return events
 
     def _request(self, event: Any, events: list[Event]) -> None:
@@ -263,3 +289,23 @@ class H2Adapter:
         if left:
             # Give the connection window back for data nobody will read.
             self.conn.acknowledge_received_data(left, stream_id)
+
+
+def _error_code(exc: BaseException) -> int:
+    """The RFC 9113 code for what h2 (or jh2) raised. Both name their own code where they
+    know it; an HPACK failure underneath is a COMPRESSION_ERROR (RFC 7541 / RFC 9113
+    4.3), and hyperframe's refusal of a SETTINGS ACK with a payload a FRAME_SIZE_ERROR
+    (RFC 9113 6.5). The libraries only say PROTOCOL_ERROR for both."""
+    code: int = int(getattr(exc, "error_code", 0) or 1)
+    if code != 1:
+        return code
+    link: BaseException | None = exc
+    while link is not None:
+        if any(cls.__name__ == "HPACKError" for cls in type(link).__mro__):
+            return COMPRESSION_ERROR
+        if type(link).__name__ == "InvalidDataError" and str(link).startswith(
+            "SETTINGS ack frame must not have payload"  # hyperframe's words, in both
+        ):
+            return FRAME_SIZE_ERROR
+        link = link.__cause__ or link.__context__
+    return code

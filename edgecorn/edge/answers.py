@@ -29,9 +29,13 @@ async def plain(
     await send({"type": "http.response.body", "body": b"" if head else body})
 
 
-async def refuse_websocket(send: Send, status: int) -> None:
-    """A WebSocket handshake answered with an HTTP status (RFC 6455 4.2.2 denial)."""
-    body = f"{status} {HTTPStatus(status).phrase}\n".encode()
+async def refuse_websocket(scope: Scope, send: Send, status: int, text: str = "") -> None:
+    """A WebSocket handshake answered with an HTTP status (RFC 6455 4.2.2 denial), or closed
+    when the server offers no denial responses."""
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1008 if status < 500 else 1011})
+        return
+    body = (text or f"{status} {HTTPStatus(status).phrase}\n").encode()
     await send(
         {
             "type": "websocket.http.response.start",
@@ -47,7 +51,7 @@ async def refuse_websocket(send: Send, status: int) -> None:
 
 async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "websocket":
-        await refuse_websocket(send, 404)
+        await refuse_websocket(scope, send, 404)
     elif scope["type"] == "http":
         await plain(send, 404, head=scope["method"] == "HEAD")
 
@@ -65,7 +69,7 @@ class Respond:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
-            await refuse_websocket(send, 404)
+            await refuse_websocket(scope, send, 404)
             return
         await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
         await send(
@@ -85,7 +89,7 @@ class Redirect:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
-            await refuse_websocket(send, 404)
+            await refuse_websocket(scope, send, 404)
             return
         location = self.to
         if self.keep_rest:

@@ -36,7 +36,7 @@ class StaticFiles:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             if scope["type"] == "websocket":
-                await refuse_websocket(send, 404)
+                await refuse_websocket(scope, send, 404)
             return
         method = scope["method"]
         head = method == "HEAD"

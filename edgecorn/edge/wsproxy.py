@@ -16,6 +16,7 @@ from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from ..asgi.types import Receive, Scope, Send
+from .answers import refuse_websocket
 from .headers import response_headers
 from .spec import Route
 from .upstream import Connection, Upstream, UpstreamError
@@ -82,21 +83,7 @@ async def proxy_websocket(proxy: Proxy, scope: Scope, receive: Receive, send: Se
 
 
 async def _deny(scope: Scope, send: Send, status: int) -> None:
-    if "websocket.http.response" in scope.get("extensions", {}):
-        body = b"%d upstream WebSocket failed\n" % status
-        await send(
-            {
-                "type": "websocket.http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"text/plain"),
-                    (b"content-length", b"%d" % len(body)),
-                ],
-            }
-        )
-        await send({"type": "websocket.http.response.body", "body": body})
-    else:
-        await send({"type": "websocket.close", "code": 1011})
+    await refuse_websocket(scope, send, status, f"{status} upstream WebSocket failed\n")
 
 
 async def _bridge(

@@ -11,6 +11,7 @@ import time
 from typing import Any
 from urllib.parse import unquote
 
+from ..forwarded import apply as apply_forwarded
 from ..protocol.events import Headers, Request
 from .host import StreamHost
 from .types import ASGIApp, Message, StreamAborted
@@ -204,7 +205,7 @@ def build_scope(conn: StreamHost, request: Request) -> dict[str, Any]:
         # absolute-form (RFC 9112 3.2.2): keep the path part
         target = b"/" + target.split(b"/", 3)[3] if target.count(b"/") >= 3 else b"/"
     raw_path, _, query = target.partition(b"?")
-    return {
+    scope = {
         "type": "http",
         "asgi": _ASGI,
         "http_version": request.http_version,
@@ -220,3 +221,7 @@ def build_scope(conn: StreamHost, request: Request) -> dict[str, Any]:
         "state": conn.state.copy(),
         "extensions": conn.extensions,
     }
+    proxies = conn.config.trusted_proxies
+    if proxies:  # no work at all unless some peer is trusted
+        apply_forwarded(scope, proxies)
+    return scope

@@ -55,9 +55,13 @@ class WebSocketStream:
         self.h1 = request.http_version in ("1.1", "1.0")
         scope = build_scope(conn, request)
         scope["type"] = "websocket"
-        scope["scheme"] = "wss" if conn.scheme == "https" else "ws"
+        # build_scope's scheme: the connection's, or a trusted proxy's (forwarded.py)
+        scope["scheme"] = "wss" if scope["scheme"] == "https" else "ws"
         scope.pop("method", None)
+        peer = scope["extensions"].get("edgecorn.peer")
         scope["extensions"] = {"websocket.http.response": {}}
+        if peer is not None:
+            scope["extensions"]["edgecorn.peer"] = peer
         offered = _header(request.headers, b"sec-websocket-protocol")
         scope["subprotocols"] = (
             [p.strip() for p in offered.decode("latin-1").split(",") if p.strip()]

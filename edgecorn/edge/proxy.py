@@ -77,7 +77,10 @@ class Proxy:
             named.setdefault(name, value)
             if name == b"connection":
                 dropped.update(token.strip().lower() for token in value.split(b","))
-        client = scope.get("client")
+        # The peer that sent the request: a trusted proxy's own address when forwarded.py
+        # took the client from its headers, so the chain we pass on names every hop.
+        peer = (scope.get("extensions") or {}).get("edgecorn.peer")
+        client = peer["client"] if peer else scope.get("client")
         ip = client[0] if client else ""
         trusted = bool(ip) and self._trusted(ip)
         out: Headers = []

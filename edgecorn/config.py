@@ -134,6 +134,10 @@ class Config:
     # Edge: routes (host/path -> app, WSGI app, static directory, upstream, answer, redirect)
     routes: list[Route] = []
     trusted_proxies: list[str] = []  # CIDRs whose X-Forwarded-*/Forwarded headers are believed
+    proxy_protocol: bool = False  # TCP peers send a PROXY v1/v2 header first (trusted_proxies only)
+    metrics: dict[str, str] | None = None  # {bind: "127.0.0.1:9100"}: Prometheus endpoint
+    quic_lb_server_id: str | None = None  # hex server ID (1-3 bytes) in QUIC-LB connection IDs
+    quic_lb_config_id: int = 0  # QUIC-LB config rotation codepoint (0-6) of those IDs
 
     # App
     application_path: str | None = None
@@ -590,6 +594,29 @@ def _cidrs(value: Any) -> list[str]:
     return [str(item) for item in value]
 
 
+def _metrics(value: Any) -> dict[str, str] | None:
+    if isinstance(value, str):
+        value = {"bind": value}
+    if value is None or (isinstance(value, dict) and set(value) == {"bind"}):
+        bind = None if value is None else value["bind"]
+        if bind is None or (isinstance(bind, str) and bind.rpartition(":")[2].isdigit()):
+            return value
+    raise _Invalid("{bind: 'HOST:PORT'} (or 'HOST:PORT'), e.g. {bind: '127.0.0.1:9100'}")
+
+
+def _server_id(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            raw = bytes.fromhex(value)
+        except ValueError:
+            raw = b""
+        if 1 <= len(raw) <= 3:
+            return raw.hex()
+    raise _Invalid("1 to 3 bytes in hex, e.g. '0a1b' (8-byte CIDs keep a 4-byte nonce)")
+
+
 def _max_requests(value: Any) -> int | None:
     value = _int(0, optional=True)(value)
     return value or None  # 0 means "no limit", as in Gunicorn
@@ -747,5 +774,7 @@ _SPECS: dict[str, Validator] = {
     "reload_excludes": _str_list(), "reload_poll": _bool, "reload_delay": _seconds(),
     "routes": lambda value: value,  # checked by edge.spec.check_routes in __setattr__
     "trusted_proxies": _cidrs,
+    "proxy_protocol": _bool, "metrics": _metrics,
+    "quic_lb_server_id": _server_id, "quic_lb_config_id": _int(0, 6),
 }
 OPTIONS: tuple[str, ...] = tuple(_SPECS)

@@ -16,8 +16,17 @@ import os
 from typing import Any
 
 import aioquic
-from aioquic.h3.connection import H3Connection
+from aioquic.h3.connection import (
+    ErrorCode,
+    H3Connection,
+    MessageError,
+    ProtocolError,
+    stream_is_request_response,
+)
+from aioquic.h3.events import H3Event
 from aioquic.quic.connection import Limit, QuicConnection, QuicConnectionId
+from aioquic.quic.events import QuicEvent, StreamDataReceived
+from aioquic.quic.events import StreamReset as QuicStreamReset
 from aioquic.quic.stream import QuicStream, QuicStreamSender
 from aioquic.tls import Context, Epoch
 
@@ -45,6 +54,10 @@ HOOKS: list[tuple[Any, str]] = [
     (Context.__init__, "update_traffic_key_cb"),
     (Context.__init__, "early_data_accepted"),
     (H3Connection.__init__, "_local_control_stream_id"),
+    (H3Connection.__init__, "_stream"),
+    (H3Connection, "_receive_stream_data"),
+    (H3Connection, "_handle_request_or_push_frame"),
+    (H3Connection, "_handle_request_or_push_end"),
 ]
 
 
@@ -145,3 +158,86 @@ def terminated(quic: QuicConnection) -> bool:
 def control_stream_id(h3: H3Connection) -> int | None:
     """Our HTTP/3 control stream, where GOAWAY goes (aioquic sends none itself)."""
     return h3._local_control_stream_id
+
+
+class EdgeH3Connection(H3Connection):
+    """aioquic's HTTP/3 connection, where a malformed request is a stream error.
+
+    aioquic closes the whole connection on any malformed message (a content-length that
+    does not match the body, a missing pseudo-header); RFC 9114 4.1.2 makes that an
+    error of its stream: reset it with H3_MESSAGE_ERROR, keep the connection. Streams
+    we stopped reading (`ignore`) have what still arrives for them dropped unparsed."""
+
+    def __init__(self, quic: QuicConnection) -> None:
+        super().__init__(quic)
+        self.malformed: list[int] = []  # request streams reset here, for the adapter
+        self.ignored: set[int] = set()
+
+    def ignore(self, stream_id: int) -> None:
+        """We no longer read this request stream (STOP_SENDING sent or stream reset)."""
+        self.ignored.add(stream_id)
+
+    def handle_event(self, event: QuicEvent) -> list[H3Event]:
+        if type(event) is QuicStreamReset and event.stream_id in self.ignored:
+            self.ignored.discard(event.stream_id)
+            self._stream.pop(event.stream_id, None)
+            return []
+        return super().handle_event(event)
+
+    def _receive_stream_data(self, event: StreamDataReceived) -> list[H3Event]:
+        sid = event.stream_id
+        if sid in self.ignored:
+            if event.end_stream:
+                self.ignored.discard(sid)
+                self._stream.pop(sid, None)
+            return []
+        try:
+            events = super()._receive_stream_data(event)
+        except ProtocolError:
+            # A frame error after the message went bad is that stream's, too.
+            if sid not in self.ignored:
+                raise
+            events = []
+        if sid in self.ignored and event.end_stream:
+            self.ignored.discard(sid)  # nothing more can arrive for it
+        return events
+
+    def _handle_request_or_push_frame(
+        self, frame_type: int, frame_data: bytes | None, stream: Any, stream_ended: bool
+    ) -> list[H3Event]:
+        if stream.stream_id in self.ignored:
+            return []
+        try:
+            return super()._handle_request_or_push_frame(
+                frame_type, frame_data, stream, stream_ended
+            )
+        except MessageError:
+            if not stream_is_request_response(stream.stream_id):
+                raise
+            self._message_error(stream)
+            return []
+
+    def _handle_request_or_push_end(self, stream: Any) -> list[H3Event]:
+        if stream.stream_id in self.ignored:
+            return []
+        try:
+            return super()._handle_request_or_push_end(stream)
+        except MessageError:
+            if not stream_is_request_response(stream.stream_id):
+                raise
+            self._message_error(stream)
+            return []
+
+    def _message_error(self, stream: Any) -> None:
+        sid = stream.stream_id
+        self.malformed.append(sid)
+        self.ignored.add(sid)
+        finished = stream.receiving_ended
+        stream.sending_ended = stream.receiving_ended = True  # aioquic then forgets it
+        quic = self._quic
+        try:
+            quic.reset_stream(sid, ErrorCode.H3_MESSAGE_ERROR)
+        except ValueError:
+            pass  # our side already finished (the response went out)
+        if not finished:
+            quic.stop_stream(sid, ErrorCode.H3_MESSAGE_ERROR)

@@ -9,7 +9,7 @@ aioquic's unbounded stream buffers into back-pressure.
 from __future__ import annotations
 
 from aioquic.buffer import encode_uint_var
-from aioquic.h3.connection import H3_ALPN, ErrorCode, FrameType, H3Connection, encode_frame
+from aioquic.h3.connection import H3_ALPN, ErrorCode, FrameType, encode_frame
 from aioquic.h3.events import DataReceived, HeadersReceived
 from aioquic.quic import events as quic_events
 from aioquic.quic.connection import QuicConnection
@@ -18,6 +18,7 @@ from ..protocol import hq
 from ..protocol.events import Body, EndBody, Event, Headers, Request, StreamReset
 from ..protocol.fields import request_from_fields, response_fields
 from . import engine
+from .engine import EdgeH3Connection
 
 # Bytes of response body aioquic may hold per stream (unsent or unacknowledged)
 # before `sendable` reports 0 and the app's `send` waits.
@@ -43,7 +44,7 @@ class H3Adapter:
         early_data_unsafe: bool = False,
     ) -> None:
         self.quic = quic
-        self.h3: H3Connection | None = None
+        self.h3: EdgeH3Connection | None = None
         self.hq: hq.HqStreams | None = None  # ALPN hq-interop: HTTP/0.9 (protocol/hq.py)
         self.max_requests = max_requests
         self.max_header_list_size = max_header_list_size
@@ -51,6 +52,7 @@ class H3Adapter:
         self.requests = 0
         self.open: set[int] = set()
         self.head: set[int] = set()  # HEAD requests: the response has no body
+        self.reading: set[int] = set()  # open streams whose request body has not ended
         self.unread: dict[int, int] = {}
         self.unread_total = 0
         self.last_stream_id: int | None = None  # set once GOAWAY has been sent
@@ -116,7 +118,7 @@ class H3Adapter:
             if kind is quic_events.ProtocolNegotiated:
                 alpn = event.alpn_protocol  # type: ignore[attr-defined]
                 if alpn in H3_ALPN:
-                    self.h3 = H3Connection(quic)
+                    self.h3 = EdgeH3Connection(quic)
                 elif alpn == hq.ALPN:
                     self.hq = hq.HqStreams()
             elif kind is quic_events.StreamDataReceived and self.hq is not None:
@@ -137,9 +139,16 @@ class H3Adapter:
                 if sid in self.open:
                     self._drop(sid)
                     events.append(StreamReset(sid))
-            if self.h3 is not None:
-                for h3_event in self.h3.handle_event(event):
+            h3 = self.h3
+            if h3 is not None:
+                for h3_event in h3.handle_event(event):
                     self._h3_event(h3_event, events)
+                if h3.malformed:  # reset by the engine with H3_MESSAGE_ERROR
+                    for sid in h3.malformed:
+                        if sid in self.open:
+                            self._drop(sid)
+                            events.append(StreamReset(sid))
+                    h3.malformed.clear()
         return events
 
     def _h3_event(self, event: object, events: list[Event]) -> None:
@@ -156,11 +165,13 @@ class H3Adapter:
                         return
                     events.append(Body(sid, event.data))
                 if event.stream_ended:
+                    self.reading.discard(sid)
                     events.append(EndBody(sid))
         elif isinstance(event, HeadersReceived):
             sid = event.stream_id
             if sid in self.open:  # a second HEADERS frame: trailers
                 if event.stream_ended:
+                    self.reading.discard(sid)
                     events.append(EndBody(sid, list(event.headers)))
                 return
             self._request(sid, event.headers, event.stream_ended, events)
@@ -198,6 +209,8 @@ class H3Adapter:
         events.append(request)
         if ended:
             events.append(EndBody(sid))
+        else:
+            self.reading.add(sid)
         if self.requests >= self.max_requests:
             self.goaway(sid)
 
@@ -237,7 +250,7 @@ class H3Adapter:
         if body:
             self.h3.send_data(stream_id, body, end)
         if end:
-            self._drop(stream_id)
+            self._done(stream_id)
 
     def send_data(self, stream_id: int, data: bytes, end: bool) -> None:
         if stream_id in self.open and self.hq is not None:
@@ -249,7 +262,7 @@ class H3Adapter:
             data = b""
         self.h3.send_data(stream_id, data, end)
         if end:
-            self._drop(stream_id)
+            self._done(stream_id)
 
     def send_trailers(self, stream_id: int, headers: Headers) -> None:
         if stream_id in self.open and self.hq is not None:
@@ -259,7 +272,7 @@ class H3Adapter:
             return
         trailers = [(name.lower(), value) for name, value in headers]
         self.h3.send_headers(stream_id, trailers, end_stream=True)
-        self._drop(stream_id)
+        self._done(stream_id)
 
     def _hq_send(self, stream_id: int, data: bytes, end: bool) -> None:
         if stream_id not in self.head:
@@ -279,6 +292,8 @@ class H3Adapter:
 
     def reset(self, stream_id: int, code: int = ErrorCode.H3_INTERNAL_ERROR) -> None:
         if stream_id in self.open:
+            if stream_id in self.reading and self.h3 is not None:
+                self.h3.ignore(stream_id)  # the rest of its body is dropped unparsed
             self._drop(stream_id)
             try:
                 self.quic.reset_stream(stream_id, code)
@@ -308,8 +323,21 @@ class H3Adapter:
     def close(self) -> None:
         self.quic.close(error_code=ErrorCode.H3_NO_ERROR)
 
+    def _done(self, stream_id: int) -> None:
+        """The response is complete. If the request body is not, we will not read the
+        rest: RFC 9114 4.1 asks the client to stop sending it, with H3_NO_ERROR (an
+        app answering 413 to a large upload), and what still arrives is dropped."""
+        if stream_id in self.reading and self.h3 is not None:
+            self.h3.ignore(stream_id)
+            try:
+                self.quic.stop_stream(stream_id, ErrorCode.H3_NO_ERROR)
+            except ValueError:
+                pass  # aioquic already forgot the stream
+        self._drop(stream_id)
+
     def _drop(self, stream_id: int) -> None:
         self.open.discard(stream_id)
+        self.reading.discard(stream_id)
         self.head.discard(stream_id)
         if self.hq is not None:
             self.hq.forget(stream_id)

@@ -1,0 +1,114 @@
+"""QUIC/HTTP/3 hardening (issue 14), sans-IO: an aioquic client in memory against the
+HTTP/3 adapter. Each case here failed before its fix."""
+
+from __future__ import annotations
+
+import pytest
+from aioquic.h3.connection import ErrorCode
+from aioquic.quic import events as quic_events
+from aioquic.quic.configuration import QuicConfiguration
+
+from edgecorn.protocol.events import Body, StreamReset
+from edgecorn.quic.configuration import quic_configuration
+from tests.quic_peer import CLIENT, server_config
+from tests.test_quic_adapter import OK, Pair, requests
+
+
+@pytest.fixture(scope="module")
+def configuration(certs: tuple[str, str, str]) -> QuicConfiguration:
+    return quic_configuration(server_config(certs))
+
+
+def stop_sending(pair: Pair) -> dict[int, int]:
+    return {
+        e.stream_id: e.error_code
+        for e in pair.peer.quic_events
+        if isinstance(e, quic_events.StopSendingReceived)
+    }
+
+
+# ------------------------------------------------ 1. early responses, malformed messages
+
+
+def test_a_response_before_the_body_ends_asks_the_client_to_stop_sending(
+    configuration: QuicConfiguration, cafile: str
+) -> None:
+    """RFC 9114 4.1: an app answering 413 to a large upload; the client gets the whole
+    response and STOP_SENDING(H3_NO_ERROR), and its reset (which STOP_SENDING asks for)
+    ends nothing else."""
+    pair = Pair(configuration, cafile).start()
+    length = [(b"content-length", b"17825792")]
+    sid = pair.peer.request("POST", "/upload", b"x" * 5000, headers=length, end=False)
+    events = pair.pump()
+    assert [r.stream_id for r in requests(events)] == [sid]
+    pair.h3.send_response(sid, 413, OK, b"too large", True)
+    pair.pump()
+    headers, body, ended = pair.peer.response(sid)
+    assert (headers[b":status"], body, ended) == (b"413", b"too large", True)
+    assert stop_sending(pair) == {sid: ErrorCode.H3_NO_ERROR}
+    # the connection carries on
+    other = pair.peer.request("GET", "/next")
+    assert [r.stream_id for r in requests(pair.pump())] == [other]
+    assert pair.peer.terminated() is None and not pair.h3.terminated
+
+
+def test_a_client_ending_its_body_early_after_an_early_response_keeps_the_connection(
+    configuration: QuicConfiguration, cafile: str
+) -> None:
+    """As curl does on a 413: it ends the body (FIN) short of its content-length before
+    our STOP_SENDING reaches it. That used to close the whole connection with
+    H3_MESSAGE_ERROR ("content-length does not match data size"), losing the 413."""
+    pair = Pair(configuration, cafile).start()
+    length = [(b"content-length", b"1000000")]
+    sid = pair.peer.request("POST", "/upload", b"x" * 5000, headers=length, end=False)
+    pair.pump()
+    pair.h3.send_response(sid, 413, OK, b"too large", True)
+    server_out = pair.h3.datagrams(pair.now)  # the 413 and STOP_SENDING, not delivered yet
+    pair.peer.h3.send_data(sid, b"", end_stream=True)  # the client gives up on its body
+    for data in pair.peer.datagrams(pair.now):
+        pair.events += pair.h3.receive_datagram(data, CLIENT, pair.now)
+    for data, _ in server_out:
+        pair.peer.receive(data, pair.now)
+    pair.pump()
+    assert pair.peer.terminated() is None and not pair.h3.terminated
+    headers, body, ended = pair.peer.response(sid)
+    assert (headers[b":status"], body, ended) == (b"413", b"too large", True)
+    other = pair.peer.request("GET", "/next")
+    assert [r.stream_id for r in requests(pair.pump())] == [other]
+
+
+def test_a_body_shorter_than_its_content_length_resets_only_that_stream(
+    configuration: QuicConfiguration, cafile: str
+) -> None:
+    """RFC 9114 4.1.2: a malformed message is a stream error (H3_MESSAGE_ERROR); the
+    connection and its other streams live on."""
+    pair = Pair(configuration, cafile).start()
+    keep = pair.peer.request("POST", "/keep", b"a" * 10, end=False)
+    pair.pump()
+    bad = pair.peer.request("POST", "/bad", b"b" * 10, headers=[(b"content-length", b"99")])
+    events = pair.pump()
+    assert StreamReset(bad) in events  # the app's stream learns it is gone
+    assert pair.peer.resets().get(bad) == ErrorCode.H3_MESSAGE_ERROR
+    assert pair.peer.terminated() is None and not pair.h3.terminated
+    pair.peer.h3.send_data(keep, b"c" * 10, end_stream=True)
+    events = pair.pump()
+    assert b"".join(e.data for e in pair.events if isinstance(e, Body) and e.stream_id == keep)
+    pair.h3.send_response(keep, 200, OK, b"kept", True)
+    pair.pump()
+    assert pair.peer.response(keep)[1:] == (b"kept", True)
+
+
+def test_malformed_request_headers_reset_the_stream_not_the_connection(
+    configuration: QuicConfiguration, cafile: str
+) -> None:
+    pair = Pair(configuration, cafile).start()
+    sid = pair.peer.quic.get_next_available_stream_id()
+    # no :path: malformed (RFC 9114 4.3.1)
+    fields = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"localhost")]
+    pair.peer.h3.send_headers(sid, fields, end_stream=True)
+    events = pair.pump()
+    assert not requests(events)
+    assert pair.peer.resets().get(sid) == ErrorCode.H3_MESSAGE_ERROR
+    assert pair.peer.terminated() is None and not pair.h3.terminated
+    other = pair.peer.request("GET", "/ok")
+    assert [r.stream_id for r in requests(pair.pump())] == [other]

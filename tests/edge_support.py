@@ -422,6 +422,54 @@ class ServerFirstWS:
         self.thread.join(2)
 
 
+class StallingWS(ServerFirstWS):
+    """A raw WebSocket upstream that pings while it does not read: after the handshake it
+    waits for the first bytes of the client's (big) message, sends a ping, stops reading
+    for `stall` seconds, then reads the `expect` bytes of that message and answers with
+    one text frame. The edge must write its pong while its write of the big message is
+    still blocked: two writers on one upstream connection."""
+
+    def __init__(self, text: bytes, expect: int, stall: float = 1.5) -> None:
+        self.expect, self.stall = expect, stall
+        super().__init__(text)
+
+    def _handle(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(10)
+            try:
+                buf = b""
+                while b"\r\n\r\n" not in buf and len(buf) < 65536:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                head, _, rest = buf.partition(b"\r\n\r\n")
+                key = b""
+                for line in head.split(b"\r\n"):
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"sec-websocket-key":
+                        key = value.strip()
+                accept = base64.b64encode(hashlib.sha1(key + self.GUID).digest())
+                conn.sendall(
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                    b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+                )
+                got = len(rest) or len(conn.recv(65536))
+                conn.sendall(bytes([0x89, 4]) + b"ping")  # a ping, unmasked (server side)
+                time.sleep(self.stall)
+                deadline = time.monotonic() + 20
+                while got < self.expect and time.monotonic() < deadline:
+                    data = conn.recv(1 << 20)
+                    if not data:
+                        return
+                    got += len(data)
+                conn.sendall(bytes([0x81, len(self.text)]) + self.text)
+                while conn.recv(65536):  # hold the connection until the edge lets go
+                    pass
+            except OSError:
+                pass
+
+
 # --------------------------------------------------------------------------- clients
 
 

@@ -30,6 +30,7 @@ from tests.edge_support import (
     Proc,
     Reply,
     ServerFirstWS,
+    StallingWS,
     fetch,
     forwarded_elements,
     free_port,
@@ -41,7 +42,7 @@ from tests.edge_support import (
     start_uvicorn,
     start_ws_upstream,
 )
-from tests.wsutil import H2WS, OP_CLOSE, OP_TEXT, RawWS, close_payload, h3_connect
+from tests.wsutil import H2WS, OP_BINARY, OP_CLOSE, OP_TEXT, RawWS, close_payload, h3_connect
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -49,6 +50,8 @@ TRUSTED_PEER = "127.0.0.2"  # the client binds it; the edge trusts only it
 MORTAL = [(proto, chunked) for proto in PROTOCOLS for chunked in (False, True)]
 HTTP_SERVER_FILE = b"served by python -m http.server\n"
 FIRST_FRAME_TEXT = b"the upstream speaks first"
+STALL_TEXT = b"read it all"
+STALL_SIZE = 16 * MIB
 
 LAB_YAML = """\
 bind: ["127.0.0.1:{port}"]
@@ -60,6 +63,8 @@ routes:
     proxy: http://127.0.0.1:{ws}
   - path: /ws-first/
     proxy: http://127.0.0.1:{ws_first}
+  - path: /ws-stall/
+    proxy: http://127.0.0.1:{ws_stall}
   - path: /slow/
     proxy: http://127.0.0.1:{up}
     read_timeout: 1
@@ -125,6 +130,7 @@ def lab(certs: tuple[str, str, str], tmp_path_factory: pytest.TempPathFactory) -
     (files_dir / "hello.txt").write_bytes(HTTP_SERVER_FILE)
     started: list[Proc] = []
     first = ServerFirstWS(FIRST_FRAME_TEXT)
+    stall = StallingWS(STALL_TEXT, STALL_SIZE)
     try:
         upstream = start_uvicorn(logs)
         started.append(upstream)
@@ -144,6 +150,7 @@ def lab(certs: tuple[str, str, str], tmp_path_factory: pytest.TempPathFactory) -
                 trusted=TRUSTED_PEER,
                 ws=ws.port,
                 ws_first=first.port,
+                ws_stall=stall.port,
                 up=upstream.port,
                 dead=dead,
                 dead2=free_port(),
@@ -156,12 +163,14 @@ def lab(certs: tuple[str, str, str], tmp_path_factory: pytest.TempPathFactory) -
         for proc in started:
             proc.stop()
         first.stop()
+        stall.stop()
         pytest.fail(str(exc), pytrace=False)
     yield Lab(edge, upstream, ws, files, site, port, certs[2], mortal_ports, dead)
     edge.stop()
     for proc in started:
         proc.stop()
     first.stop()
+    stall.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -472,6 +481,21 @@ def test_websocket_frame_sent_with_the_101(lab: Lab) -> None:
         except TimeoutError:
             frame = None
         assert frame is not None and frame.payload == FIRST_FRAME_TEXT, frame
+    finally:
+        ws.close()
+
+
+def test_websocket_pong_while_upstream_write_is_blocked(lab: Lab) -> None:
+    """The upstream pings, then stops reading a 16 MiB message for a while: the edge's pong
+    and its blocked write of the message share the upstream connection. Both must get
+    through, and the upstream's answer after it read everything must reach the client."""
+    ws = RawWS(lab.port, "/ws-stall/x", tls=True, cafile=lab.cafile, timeout=20)
+    try:
+        assert ws.status == 101, ws.head
+        ws.send_frame(OP_BINARY, b"\x05" * STALL_SIZE)
+        frame = ws.recv_data_frame()
+        assert frame is not None, "closed without a frame"
+        assert (frame.opcode, frame.payload) == (OP_TEXT, STALL_TEXT), (frame, frame.close_code)
     finally:
         ws.close()
 

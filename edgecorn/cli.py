@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -77,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         description="An HTTP/3-first ASGI edge server.",
         argument_default=argparse.SUPPRESS,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     add = p.add_argument
     add(
@@ -129,7 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accept 0-RTT requests (idempotent methods; others get 425)",
     )
-    quic.add_argument("--alt-svc-max-age", type=int, metavar="SECONDS")
+    quic.add_argument(
+        "--alt-svc-max-age",
+        type=int,
+        metavar="SECONDS",
+        help="how long clients may remember the Alt-Svc advertisement",
+    )
     quic.add_argument(
         "--alt-svc-port",
         type=int,
@@ -150,6 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
     tls.add_argument("--keyfile-password", help="password of the key file")
     tls.add_argument("--ca-certs", help="CA certificates to verify clients with")
     tls.add_argument("--verify-mode", help="CERT_NONE, CERT_OPTIONAL or CERT_REQUIRED")
+    tls.add_argument(
+        "--cert-reqs",
+        dest="verify_mode",
+        type=int,
+        choices=(0, 1, 2),
+        help="Hypercorn's numeric --verify-mode: 0 none, 1 optional, 2 required",
+    )
     tls.add_argument("--ciphers", help="OpenSSL cipher string")
 
     http = p.add_argument_group("HTTP and app")
@@ -169,7 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     http.add_argument(
         "--read-timeout", type=float, metavar="SECONDS", help="time to wait for data from a client"
     )
-    http.add_argument("--websocket-ping-interval", type=float, metavar="SECONDS")
+    http.add_argument(
+        "--websocket-ping-interval",
+        type=float,
+        metavar="SECONDS",
+        help="ping WebSocket clients this often (none: never)",
+    )
     http.add_argument("--root-path", help="the ASGI root_path (mount point)")
     http.add_argument(
         "--server-name",
@@ -178,13 +197,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST",
         help="only answer for this Host (repeatable)",
     )
-    http.add_argument("--http1-parser", choices=HTTP1_PARSERS)
+    http.add_argument(
+        "--http1-parser",
+        choices=HTTP1_PARSERS,
+        help="HTTP/1.1 parser (auto: httptools when installed, else h11)",
+    )
     http.add_argument(
         "--http2-engine",
         choices=H2_ENGINES,
         help="the HTTP/2 library (auto: jh2 when installed, else h2)",
     )
-    http.add_argument("--lifespan", choices=LIFESPAN_MODES)
+    http.add_argument(
+        "--lifespan",
+        choices=LIFESPAN_MODES,
+        help="ASGI lifespan events (auto: used when the app supports them)",
+    )
     http.add_argument(
         "--factory", action="store_true", help="module:app is a factory to call for the app"
     )
@@ -197,9 +224,37 @@ def build_parser() -> argparse.ArgumentParser:
         choices=WORKER_CLASSES,
         help="event loop (auto: uvloop when installed, else asyncio)",
     )
-    procs.add_argument("--pid", dest="pid_path", metavar="FILE", help="write the PID here")
+    procs.add_argument("-p", "--pid", dest="pid_path", metavar="FILE", help="write the PID here")
+    procs.add_argument(
+        "-m",
+        "--umask",
+        type=_umask,
+        metavar="MASK",
+        help="the process umask, octal (e.g. 027); set before binding",
+    )
+    procs.add_argument(
+        "-u",
+        "--user",
+        type=_id_or_name,
+        metavar="USER",
+        help="after binding, workers run as this user (name or uid); it also owns unix sockets",
+    )
+    procs.add_argument(
+        "-g",
+        "--group",
+        type=_id_or_name,
+        metavar="GROUP",
+        help="after binding, workers run as this group (name or gid)",
+    )
+    procs.add_argument(
+        "--debug",
+        action="store_true",
+        help="asyncio debug mode: slow callbacks, never-awaited coroutines",
+    )
     procs.add_argument("--max-requests", type=int, help="restart a worker after N requests")
-    procs.add_argument("--max-requests-jitter", type=int)
+    procs.add_argument(
+        "--max-requests-jitter", type=int, help="add up to this many to --max-requests, per worker"
+    )
 
     dev = p.add_argument_group("reload (development)")
     dev.add_argument(
@@ -242,7 +297,19 @@ def build_parser() -> argparse.ArgumentParser:
         replacement="--access-logfile",
         help=argparse.SUPPRESS,
     )
-    logs.add_argument("--error-logfile", dest="errorlog", metavar="FILE", help="'-' = stderr")
+    logs.add_argument(
+        "--error-logfile",
+        "--log-file",
+        dest="errorlog",
+        metavar="FILE",
+        help="the error log; '-' = stderr",
+    )
+    logs.add_argument(
+        "--log-config",
+        dest="logconfig",
+        metavar="SPEC",
+        help="logging.config file: json:FILE, toml:FILE or an ini FILE",
+    )
     logs.add_argument(
         "--error-log",
         dest="errorlog",
@@ -250,14 +317,86 @@ def build_parser() -> argparse.ArgumentParser:
         replacement="--error-logfile",
         help=argparse.SUPPRESS,
     )
-    logs.add_argument("--access-logformat", dest="access_log_format", metavar="FORMAT")
+    logs.add_argument(
+        "--access-logformat",
+        dest="access_log_format",
+        metavar="FORMAT",
+        help="access log line, with Gunicorn/Hypercorn atoms such as %%(h)s",
+    )
     logs.add_argument(
         "--log-level",
         dest="loglevel",
         metavar="LEVEL",
         help="debug, info, warning, error or critical",
     )
+    _add_remaining_options(p)
     return p
+
+
+# Options that only a config file can hold (structured values).
+FILE_ONLY = frozenset({"routes", "logconfig_dict", "certificates"})
+
+
+def _add_remaining_options(p: argparse.ArgumentParser) -> None:
+    """A flag for every Config option that has no hand-written one: --key-name."""
+    taken = {action.dest for action in p._actions}
+    group = p.add_argument_group("other options (each is also a config file key)")
+    notes = _option_comments()
+    for name in OPTIONS:
+        if name in taken or name in FILE_ONLY:
+            continue
+        kind = str(Config.__annotations__.get(name, "str")).replace(" | None", "")
+        flag = "--" + name.replace("_", "-")
+        text = notes.get(name, f"config key {name}")
+        if kind == "bool":
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, help=text)
+        elif kind in ("int", "float"):
+            group.add_argument(flag, type=int if kind == "int" else float, metavar="N", help=text)
+        elif kind.startswith("list["):
+            group.add_argument(
+                flag, dest=name, action="append", metavar="VALUE", help=f"{text} (repeatable)"
+            )
+        else:
+            group.add_argument(flag, metavar="VALUE", help=text)
+
+
+def _option_comments() -> dict[str, str]:
+    """The comment beside each option in the Config class: the one place that explains it."""
+    pattern = re.compile(r"^    (\w+): [^=]+=[^#]*#\s*(.+)$")
+    found = (pattern.match(line) for line in inspect.getsource(Config).splitlines())
+    return {m.group(1): m.group(2).replace("%", "%%") for m in found if m}
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default, so --help is the reference."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.dest in OPTIONS and action.option_strings and "(default" not in text:
+            text += f" (default: {_default_text(action)})"
+        return text
+
+
+def _default_text(action: argparse.Action) -> str:
+    value = getattr(Config, action.dest)
+    if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):
+        return "on" if value else "off"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None or value == []:
+        return "none"
+    if isinstance(value, list):
+        value = ", ".join(map(str, value))
+    return str(value).replace("%", "%%")  # argparse %-formats help texts
+
+
+def _umask(text: str) -> int:
+    """Octal as Gunicorn/Hypercorn users write it: 027, 0o027 or 0x17."""
+    return int(text, 8) if text.isdigit() else int(text, 0)
+
+
+def _id_or_name(text: str) -> int | str:
+    return int(text) if text.isdigit() else text
 
 
 def load_config_file(spec: str) -> Config:

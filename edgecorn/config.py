@@ -85,6 +85,7 @@ class Config:
     keyfile_password: str | None = None
     ca_certs: str | None = None
     verify_mode: ssl.VerifyMode | None = None
+    verify_flags: ssl.VerifyFlags | None = None
     ciphers: str = "ECDHE+AESGCM"
     alpn_protocols: list[str] = ["h2", "http/1.1"]
     ssl_handshake_timeout: float = 60 * SECONDS
@@ -151,6 +152,9 @@ class Config:
     accesslog: str | None = None
     errorlog: str | None = "-"
     loglevel: str = "INFO"
+    logconfig: str | None = None  # "json:FILE", "toml:FILE" or an ini FILE (logging.config)
+    logconfig_dict: dict[str, Any] | None = None  # a logging.config.dictConfig mapping
+    debug: bool = False  # asyncio debug mode (slow callbacks, unawaited coroutines)
 
     # Processes
     workers: int = 1  # 0 = serve in the current process
@@ -159,6 +163,9 @@ class Config:
     max_requests: int | None = None
     max_requests_jitter: int = 0
     max_worker_rss: int | None = None  # MB; a bigger worker is replaced gracefully
+    umask: int | None = None  # the process umask, set before binding (unix sockets, files)
+    user: int | str | None = None  # workers drop to this user after binding (and own unix socks)
+    group: int | str | None = None  # ... and this group
 
     # Reload (development): restart the workers when a watched file changes
     reload: bool = False
@@ -552,13 +559,55 @@ def _binds(value: Any) -> list[str]:
         value = [value]
     if not isinstance(value, (list, tuple)):
         raise _Invalid(f"a list of {BIND_SHAPES}")
+    binds = []
     for item in value:
         if not isinstance(item, str):
             raise _Invalid(BIND_SHAPES, got=item)
+        item = _default_port(item)
         problem = _bind_problem(item)
         if problem:
             raise _Invalid(BIND_SHAPES, problem, got=item)
-    return list(value)
+        binds.append(item)
+    return binds
+
+
+def _default_port(bind: str) -> str:
+    """A host without a port means port 8000, as in Hypercorn (`-b 127.0.0.1`, `-b [::1]`)."""
+    if bind.startswith(("unix:", "fd://")):
+        return bind
+    if bind.startswith("["):
+        return bind + ":8000" if bind.endswith("]") else bind
+    return bind + ":8000" if bind and ":" not in bind and _HOST.fullmatch(bind) else bind
+
+
+def _id_or_name(value: Any) -> int | str | None:
+    if value is None or (isinstance(value, str) and value) or \
+            (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return value
+    raise _Invalid("a numeric id >= 0, a name, or null")
+
+
+def _dict_or_none(value: Any) -> dict[str, Any] | None:
+    if value is None or isinstance(value, dict):
+        return value
+    raise _Invalid("a logging.config.dictConfig mapping, or null")
+
+
+def _verify_flags(value: Any) -> ssl.VerifyFlags | None:
+    if value is None or isinstance(value, ssl.VerifyFlags):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return ssl.VerifyFlags(value)
+    if isinstance(value, str):
+        flags = ssl.VerifyFlags(0)
+        for name in value.replace("|", ",").split(","):
+            name = name.strip().upper()
+            if name not in ssl.VerifyFlags.__members__:
+                break
+            flags |= ssl.VerifyFlags[name]
+        else:
+            return flags
+    raise _Invalid("ssl.VerifyFlags, an int, or names such as 'VERIFY_X509_STRICT'")
 
 
 def _root_path(value: Any) -> str:
@@ -685,10 +734,9 @@ def _line_finder(text: str) -> Callable[[str], int | None]:
 
 _FILE_RELATIVE = ("certfile", "keyfile", "ca_certs")
 
-_HYPERCORN_ONLY = frozenset({
-    "cert_reqs", "daemon", "debug", "dogstatsd_tags", "group",
-    "h11_pass_raw_headers", "logconfig", "logconfig_dict", "logger_class", "statsd_host",
-    "statsd_prefix", "umask", "user", "verify_flags",
+_HYPERCORN_ONLY = frozenset({  # see the README's migration table for each one's replacement
+    "daemon", "dogstatsd_tags", "h11_pass_raw_headers", "logger_class", "statsd_host",
+    "statsd_prefix",
 })
 _PLAIN_ATTRS = frozenset({"base_dir"})  # attributes that are not options
 
@@ -719,6 +767,7 @@ def _alt_svc_headers(value: Any) -> dict[str, Any]:
 # Hypercorn's name -> (edgecorn's names, how to map the value).
 _ALIASES: dict[str, tuple[str, Callable[[Any], dict[str, Any]]]] = {
     "use_reloader": ("reload", lambda value: {"reload": value}),
+    "cert_reqs": ("verify_mode", lambda value: {"verify_mode": value}),
     "alt_svc_headers": ("alt_svc, alt_svc_port and alt_svc_max_age", _alt_svc_headers),
 }
 
@@ -770,6 +819,9 @@ _SPECS: dict[str, Validator] = {
     "workers": _int(0), "worker_class": _installed_choice(WORKER_CLASSES),
     "pid_path": _str(optional=True, path=True), "max_requests": _max_requests,
     "max_requests_jitter": _int(0), "max_worker_rss": _int(1, optional=True),
+    "umask": _int(0, 0o777, optional=True), "user": _id_or_name, "group": _id_or_name,
+    "logconfig": _str(optional=True), "logconfig_dict": _dict_or_none, "debug": _bool,
+    "verify_flags": _verify_flags,
     "reload": _bool, "reload_dirs": _str_list(), "reload_includes": _str_list(),
     "reload_excludes": _str_list(), "reload_poll": _bool, "reload_delay": _seconds(),
     "routes": lambda value: value,  # checked by edge.spec.check_routes in __setattr__

@@ -13,6 +13,7 @@ import binascii
 import datetime
 import json
 import logging
+import logging.config
 import logging.handlers
 import os
 import sys
@@ -22,6 +23,11 @@ from http import HTTPStatus
 from typing import Any
 
 from edgecorn.config import Config
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 ERROR_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S %z"
@@ -44,6 +50,30 @@ def configure_logging(config: Config) -> None:
     error_log.setLevel(level)
     access_log.propagate = False
     _install(access_log, _handler(config.accesslog, sys.stdout, "%(message)s"), logging.INFO)
+    _user_config(config)
+
+
+def _user_config(config: Config) -> None:
+    """Hypercorn's `logconfig` ("json:FILE", "toml:FILE" or an ini FILE) or `logconfig_dict`,
+    applied after our handlers, so what it configures wins. Loggers it does not name keep
+    working (disable_existing_loggers defaults to False here, as Hypercorn's ini case)."""
+    spec = config.logconfig
+    if spec is None:
+        if config.logconfig_dict is not None:
+            logging.config.dictConfig({"disable_existing_loggers": False, **config.logconfig_dict})
+        return
+    if spec.startswith(("json:", "toml:")):
+        kind, path = spec[:4], spec[5:]
+        with open(path, "rb") as file:
+            data = json.load(file) if kind == "json" else tomllib.load(file)
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a dictConfig mapping")
+        logging.config.dictConfig({"disable_existing_loggers": False, **data})
+    else:
+        if not os.path.exists(spec):  # fileConfig says only "KeyError: 'formatters'"
+            raise FileNotFoundError(f"logconfig: no such file {spec!r}")
+        defaults = {"__file__": spec, "here": os.path.dirname(spec)}
+        logging.config.fileConfig(spec, defaults=defaults, disable_existing_loggers=False)
 
 
 def _level(value: str | int) -> int:
@@ -195,9 +225,11 @@ class Atoms(dict[str, str]):
             if kind == "e":
                 return os.environ.get(name, "-")
             return "-"
-        if key == "h":
+        if key == "h":  # as Hypercorn prints it: address and port
             client = scope.get("client")
-            return str(client[0]) if client else "-"
+            if not client:
+                return "-"
+            return f"{client[0]}:{client[1]}" if len(client) > 1 else str(client[0])
         if key == "l":
             return "-"
         if key == "u":
@@ -210,6 +242,10 @@ class Atoms(dict[str, str]):
             return str(scope.get("method", "GET"))  # websocket scopes have no method
         if key == "U":
             return str(scope.get("path", "-"))
+        if key == "Uq":  # Hypercorn's: the decoded path with the query
+            return f"{scope.get('path', '-')}{'?' + self['q'] if self['q'] else ''}"
+        if key == "R":  # Hypercorn's request line with the query: "GET /a?b=1 1.1"
+            return f"{self['m']} {self['Uq']} {scope.get('http_version', 'ws')}"
         if key == "q":
             return bytes(scope.get("query_string", b"")).decode("latin-1")
         if key == "H":

@@ -19,11 +19,15 @@ connection.
 from __future__ import annotations
 
 import asyncio
+import grp
+import importlib
 import logging
 import os
+import pwd
 import random
 import select
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -50,7 +54,18 @@ MAX_BACKOFF = 30.0
 
 
 def run(config: Config, reload_config: Callable[[], Config] | None = None) -> int:
-    configure_logging(config)
+    try:
+        configure_logging(config)
+    except (OSError, ValueError, TypeError, KeyError) as exc:  # a broken log config file
+        print(f"edgecorn: error: logging: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    if config.umask is not None:
+        os.umask(config.umask)  # before binding: unix sockets and files get it
+    try:
+        _ids(config)
+    except ValueError as exc:
+        print(f"edgecorn: error: {exc}", file=sys.stderr)
+        return 2
     if config.application_path is None and not config.routes and not config.ssl_enabled:
         _use_dev_certs(config)
     if config.ssl_enabled:
@@ -83,19 +98,102 @@ def _listen_error(config: Config, exc: OSError) -> int:
 
 
 def _run_here(config: Config) -> int:
-    app = _load(config)
-    if app is None:
-        return STARTUP_FAILED
     try:
         sockets = create_sockets(config)
     except OSError as exc:
         return _listen_error(config, exc)
     _write_pid(config)
     try:
+        _own_unix_sockets(config, sockets)
+        _drop_privileges(config)  # bound (maybe to port 443 as root); serve as `user`
+        app = _load(config)
+        if app is None:
+            return STARTUP_FAILED
         return _serve(app, config, sockets)
     finally:
         sockets.close()
         _remove_pid(config)
+
+
+def _ids(config: Config) -> tuple[int | None, int | None]:
+    """(uid, gid) for `user` / `group` (names or numbers); a named user brings its group."""
+    uid = gid = None
+    if config.user is not None:
+        if isinstance(config.user, int):
+            uid = config.user
+        else:
+            try:
+                entry = pwd.getpwnam(config.user)
+            except KeyError:
+                raise ValueError(f"user: no such user {config.user!r}") from None
+            uid, gid = entry.pw_uid, entry.pw_gid
+    if config.group is not None:
+        if isinstance(config.group, int):
+            gid = config.group
+        else:
+            try:
+                gid = grp.getgrnam(config.group).gr_gid
+            except KeyError:
+                raise ValueError(f"group: no such group {config.group!r}") from None
+    return uid, gid
+
+
+def _own_unix_sockets(config: Config, sockets: Sockets) -> None:
+    """As Hypercorn: unix sockets belong to `user`/`group`, with the umask's permissions."""
+    uid, gid = _ids(config)
+    for sock in sockets.secure + sockets.insecure:
+        if sock.family != socket.AF_UNIX or not isinstance(sock.getsockname(), str):
+            continue
+        path = sock.getsockname()
+        if config.umask is not None:
+            os.chmod(path, 0o666 & ~config.umask)
+        if uid is not None or gid is not None:
+            os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid)
+
+
+_SERVING_MODULES = (
+    "edgecorn.asyncio",
+    "edgecorn.trio",
+    "trio",
+    "uvloop",
+    "edgecorn.asgi.wsgi",
+    "edgecorn.edge.router",
+    "edgecorn.edge.static",
+    "edgecorn.edge.proxy",
+    "edgecorn.protocol.h1",
+    "edgecorn.protocol.h2",
+    "edgecorn.quic.endpoint",
+    "h11",
+    "httptools",
+    "h2.connection",
+    "jh2.connection",
+    "wsproto",
+    "aioquic.h3.connection",
+    "aioquic.quic.connection",
+    "encodings.idna",
+    "email.utils",
+    "mimetypes",
+)
+
+
+def _drop_privileges(config: Config) -> None:
+    """After binding: become `group` then `user` (the group first, while we still may)."""
+    uid, gid = _ids(config)
+    if uid is None and gid is None:
+        return
+    # What serving imports lazily is imported now: `user` may not be able to read the
+    # Python installation (a pyenv under /root); the app itself is imported as `user`.
+    for name in _SERVING_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass  # an optional engine that is not installed
+    if gid is not None and gid != os.getegid():
+        if os.geteuid() == 0:
+            os.setgroups([gid])
+        os.setgid(gid)
+    if uid is not None and uid != os.geteuid():
+        os.setuid(uid)
 
 
 def _load(config: Config) -> Any:
@@ -157,7 +255,8 @@ def _serve(
                     on_ready=on_ready,
                     request_limit=request_limit,
                     on_retire=on_retire,
-                )
+                ),
+                debug=config.debug,
             )
     except LifespanFailure as exc:
         print(f"edgecorn: error: application startup failed: {exc}", file=sys.stderr)
@@ -220,6 +319,7 @@ class Supervisor:
                 self.quic_addresses.append(parse_host_port(bind))
                 self.quic_groups.append([])
             self._quic_sockets(0)
+            _own_unix_sockets(config, self.sockets)
         except OSError as exc:
             return _listen_error(config, exc)
         try:
@@ -517,6 +617,7 @@ def _worker_main(
     for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
         signal.signal(sig, signal.SIG_IGN)  # for the supervisor (a terminal signals them all)
     signal.set_wakeup_fd(-1)
+    _drop_privileges(config)  # the supervisor keeps root to bind new workers' QUIC sockets
     app = _load(config)
     if app is None:
         return STARTUP_FAILED

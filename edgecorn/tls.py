@@ -33,6 +33,8 @@ def create_ssl_context(config: Config) -> ssl.SSLContext:
         context.load_verify_locations(config.ca_certs)
     if config.verify_mode is not None:
         context.verify_mode = config.verify_mode
+    if config.verify_flags is not None:
+        context.verify_flags = config.verify_flags
     context.set_alpn_protocols(list(config.alpn_protocols))
     keylog = getattr(config, "ssl_keylog_file", None) or os.environ.get("SSLKEYLOGFILE")
     if keylog:

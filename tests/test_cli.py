@@ -106,8 +106,8 @@ def test_deprecated_flags_warn(
 def test_invalid_flag_value_names_the_flag() -> None:
     with pytest.raises(ConfigError, match=r"^--workers: expected an integer >= 0, got -1$"):
         cli.parse_args(["-w", "-1"])
-    with pytest.raises(ConfigError, match=r"^--bind: .*got 'localhost'"):
-        cli.parse_args(["-b", "localhost"])
+    with pytest.raises(ConfigError, match=r"^--bind: .*got 'localhost:http'"):
+        cli.parse_args(["-b", "localhost:http"])
     with pytest.raises(ConfigError, match=r"^--log-level: .*got 'loud'"):
         cli.parse_args(["--log-level", "loud"])
 

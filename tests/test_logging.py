@@ -76,7 +76,7 @@ def access_line(fmt: str, tmp_path: Path, **log: Any) -> str:
 def test_default_format(tmp_path: Path) -> None:
     line = access_line(Config.access_log_format, tmp_path)
     assert re.fullmatch(
-        r"192\.0\.2\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "
+        r"192\.0\.2\.1:40000 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "
         r'"POST /caf%C3%A9\?a=1 HTTP/2" 201 1234 "https://example.com/" "curl/8"',
         line,
     ), line
@@ -86,7 +86,7 @@ def test_every_atom(tmp_path: Path) -> None:
     atoms = "h l u m U q H s st S b B f a T M D L p r"
     fmt = "|".join(f"%({atom})s" for atom in atoms.split())
     assert access_line(fmt, tmp_path).split("|") == [
-        "192.0.2.1",
+        "192.0.2.1:40000",  # as Hypercorn prints %(h)s
         "-",
         "alice",
         "POST",

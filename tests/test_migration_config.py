@@ -63,3 +63,51 @@ def test_attribute_typo_refused_like_the_constructor() -> None:
     config.keep_alive_timeout = 10  # the right name still works, validated
     assert config.keep_alive_timeout == 10.0
     config._private = 1  # underscore names are not options
+
+
+@pytest.mark.parametrize(
+    "bind, expected",
+    [
+        ("127.0.0.1", "127.0.0.1:8000"),
+        ("localhost", "localhost:8000"),
+        ("[::1]", "[::1]:8000"),
+        ("0.0.0.0:9000", "0.0.0.0:9000"),
+        ("unix:/run/edge.sock", "unix:/run/edge.sock"),
+    ],
+)
+def test_bind_without_port_is_port_8000(bind: str, expected: str) -> None:
+    assert Config(bind=[bind]).bind == [expected]
+    assert Config(quic_bind=bind).quic_bind == [expected]
+
+
+def test_hypercorn_keys_that_are_options_now(tmp_path: Path) -> None:
+    import ssl
+
+    path = tmp_path / "edgecorn.toml"
+    path.write_text(
+        'umask = 0o027\nuser = "nobody"\ngroup = 65534\ndebug = true\n'
+        'logconfig = "json:logging.json"\nverify_flags = "VERIFY_X509_STRICT"\n'
+        "[logconfig_dict]\nversion = 1\n"
+    )
+    config = Config.from_toml(path)
+    assert (config.umask, config.user, config.group, config.debug) == (0o027, "nobody", 65534, True)
+    assert config.logconfig == "json:logging.json"
+    assert config.logconfig_dict == {"version": 1}
+    assert config.verify_flags == ssl.VerifyFlags.VERIFY_X509_STRICT
+    with pytest.raises(ConfigError, match=r"^umask: expected an integer from 0 to 511"):
+        Config(umask=0o1000)
+    with pytest.raises(ConfigError, match=r"^user: expected a numeric id >= 0, a name, or null"):
+        Config(user=-1)
+
+
+def test_cert_reqs_is_mapped_to_verify_mode(capsys: pytest.CaptureFixture[str]) -> None:
+    import ssl
+
+    assert Config(cert_reqs=ssl.CERT_REQUIRED).verify_mode == ssl.VerifyMode.CERT_REQUIRED
+    assert "cert_reqs is Hypercorn's name; mapped to verify_mode" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("key", ["statsd_host", "logger_class", "h11_pass_raw_headers"])
+def test_hypercorn_keys_without_an_edgecorn_equivalent_say_so(key: str) -> None:
+    with pytest.raises(ConfigError, match=r"a Hypercorn option that edgecorn does not support"):
+        Config(**{key: "x"})

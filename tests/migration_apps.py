@@ -34,3 +34,7 @@ async def blocking(scope: dict[str, Any], receive: Any, send: Any) -> None:
     time.sleep(0.3)
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"slow"})
+
+
+async def silent(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Returns without a response: the server answers 500 and logs which request it was."""

@@ -334,3 +334,16 @@ def test_debug_turns_on_asyncio_debug(server_factory: Any, curl: Any, debug: boo
     else:
         server.stop()
         assert "took" not in server.stderr()
+
+
+def test_app_without_a_response_names_the_request(server_factory: Any, curl: Any) -> None:
+    server = server_factory.start(tls=False, app="tests.migration_apps:silent")
+    result = curl(
+        "-w", "%{http_code}", f"http://127.0.0.1:{server.insecure_port}/quiet?x=1", check=False
+    )
+    assert result.stdout.endswith(b"500")
+    deadline = time.monotonic() + 10
+    while "without starting a response" not in server.stderr():
+        assert time.monotonic() < deadline, server.describe()
+        time.sleep(0.05)
+    assert "ASGI app returned without starting a response to GET /quiet" in server.stderr()

@@ -101,9 +101,17 @@ class HTTPStream:
         else:
             if not self.done and not self.disconnected:
                 if self.started:
-                    log.error("ASGI app returned without completing its response")
+                    log.error(
+                        "ASGI app returned without completing its response to %s %s",
+                        self.scope["method"],
+                        self.scope["path"],
+                    )
                 else:
-                    log.error("ASGI app returned without starting a response")
+                    log.error(
+                        "ASGI app returned without starting a response to %s %s",
+                        self.scope["method"],
+                        self.scope["path"],
+                    )
                 await self._fail()
         finally:
             if not self.done:

@@ -88,6 +88,10 @@ class WebSocketStream:
         self.pong_due = False
         self.ping_timer: Any = None
         self.valid = self.key is not None or not self.h1
+        # RFC 6455 4.4: only version 13 exists; anything else (or none, over HTTP/1.1)
+        # is answered 426 naming it. Extended CONNECT may leave the header out.
+        version = _header(request.headers, b"sec-websocket-version")
+        self.version_ok = version == b"13" if self.h1 else version in (None, b"13")
         self.app_told = False  # websocket.disconnect is queued for the app
         self._deny_status = 200
         self._deny_headers: Headers = []
@@ -178,6 +182,10 @@ class WebSocketStream:
             if not self.valid:
                 await self._respond(400, b"missing Sec-WebSocket-Key\n")
                 return
+            if not self.version_ok:
+                version = [(b"sec-websocket-version", b"13")]
+                await self._respond(426, b"426 Upgrade Required: WebSocket version 13\n", version)
+                return
             await app(self.scope, self.receive, self.send)
         except Exception:
             log.exception("error in ASGI websocket app for %s", self.scope["path"])
@@ -262,9 +270,7 @@ class WebSocketStream:
             raise RuntimeError("websocket.accept sent twice or after a denial")
         if self.disconnected:
             return
-        headers: Headers = [
-            (name.lower(), value) for name, value in message.get("headers", ())
-        ]
+        headers: Headers = [(name.lower(), value) for name, value in message.get("headers", ())]
         extensions: list[Extension] = []
         if self.offered_extensions and self.conn.config.websocket_permessage_deflate:
             deflate = PerMessageDeflate()
@@ -289,15 +295,20 @@ class WebSocketStream:
             status = 101
         else:
             status = 200
+            if self.key is not None:
+                # RFC 8441/9220 need no key, but some clients send one and refuse an
+                # answer without Sec-WebSocket-Accept; harmless for the others.
+                headers.append((b"sec-websocket-accept", accept_key(self.key)))
         self.ws = WSConnection(ConnectionType.SERVER, extensions)
         self.accepted = True
         headers = self.conn.response_headers(headers)
         await self.conn.respond(self.stream_id, status, headers, b"", False)
         self._schedule_ping()
 
-    async def _respond(self, status: int, body: bytes) -> None:
+    async def _respond(self, status: int, body: bytes, extra: Headers | None = None) -> None:
         headers = self.conn.response_headers(
             [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
+            + (extra or [])
         )
         self.denying = True
         self.done = True

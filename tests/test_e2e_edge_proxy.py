@@ -3,7 +3,7 @@ in front of upstreams that are not edgecorn (Uvicorn, `python -m http.server`, a
 server). Dead, slow and killed upstreams; forwarded headers from untrusted and trusted peers
 (the client binds 127.0.0.2, which `trusted_proxies` names); hop-by-hop headers both ways;
 body limits; WebSockets over h1/h2/h3 bridged to HTTP/1.1; RSS while a client reads a
-512 MiB proxied download slowly; routes with no match.
+256 MiB proxied download slowly; routes with no match.
 """
 
 from __future__ import annotations
@@ -564,10 +564,10 @@ class BodyCounter:
             self.done = size == 0
 
 
-def test_rss_bounded_while_client_reads_512mib_slowly(lab: Lab) -> None:
-    """The upstream generates 512 MiB as fast as it may; the client stalls, then reads in
+def test_rss_bounded_while_client_reads_256mib_slowly(lab: Lab) -> None:
+    """The upstream generates 256 MiB as fast as it may; the client stalls 2 s, then reads in
     small bites. Without back-pressure the edge would buffer what the client has not taken."""
-    size, limit_kib = 512 * MIB, 150 * 1024
+    size, limit_kib = 256 * MIB, 150 * 1024
     for _ in range(3):  # warm the pool and the code paths before the baseline
         warm = _tls_socket(lab.port, lab.cafile)
         warm.sendall(

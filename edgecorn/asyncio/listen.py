@@ -17,6 +17,8 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
+from ..proxyproto import ProxyHeaderError, read_asyncio, trusted_peer
+
 log = logging.getLogger("edgecorn.error")
 
 # Out of file descriptors: stop accepting for a moment instead of spinning.
@@ -62,17 +64,23 @@ class Listener:
             task.add_done_callback(self.tasks.discard)
 
     async def _connect(self, conn: socket.socket) -> None:
+        factory = self.factory
         try:
+            protocol = factory()
+            config = getattr(protocol, "config", None)  # a Connection's
+            if config is not None and config.proxy_protocol:
+                await _read_proxy_header(conn, protocol, config)
+            factory = lambda: protocol  # noqa: E731
             if self.ssl_context is None:
-                await self.loop.connect_accepted_socket(self.factory, conn)
+                await self.loop.connect_accepted_socket(factory, conn)
             else:
                 await self.loop.connect_accepted_socket(
-                    self.factory,
+                    factory,
                     conn,
                     ssl=self.ssl_context,
                     ssl_handshake_timeout=self.handshake_timeout,
                 )
-        except (OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
+        except (OSError, ssl.SSLError, asyncio.TimeoutError, ProxyHeaderError) as exc:
             log.debug("connection failed before it started: %s", exc)  # e.g. a bad handshake
             conn.close()
 
@@ -85,3 +93,13 @@ class Listener:
         if not self.closed:
             self.closed = True
             self.loop.remove_reader(self.sock.fileno())
+
+
+async def _read_proxy_header(conn: socket.socket, protocol: Any, config: Any) -> None:
+    """proxy_protocol: the header comes before anything else (TLS included); the protocol
+    takes its source as the client. Raises ProxyHeaderError to refuse the connection."""
+    if not trusted_peer(conn, config.trusted_proxies):
+        raise ProxyHeaderError("PROXY protocol from a peer not in trusted_proxies")
+    header = await read_asyncio(conn, config.header_timeout)
+    if header.source is not None:
+        protocol.client = header.source

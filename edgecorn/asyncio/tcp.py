@@ -26,7 +26,7 @@ class TCPProtocol(AsyncioRuntime, Connection, asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
         local = transport.get_extra_info("sockname")
-        if isinstance(peer, tuple):
+        if isinstance(peer, tuple) and self.client is None:  # None: no PROXY header named one
             self.client = (peer[0], peer[1])
         if isinstance(local, tuple):
             self.server = (local[0], local[1])

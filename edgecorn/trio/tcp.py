@@ -19,6 +19,7 @@ import trio
 
 from ..connection import FLUSH_TIMEOUT, LINGER_TIMEOUT, Connection, unacked_bytes
 from ..manager import ConnectionManager
+from ..proxyproto import read_trio_stream
 from .runtime import Runtime, TimerHandle, Waiter
 
 log = logging.getLogger("edgecorn.error")
@@ -53,6 +54,12 @@ class TCPConnection(Connection):
         stream = self.stream
         try:
             alpn = None
+            if self.config.proxy_protocol:  # the header comes first, before TLS too
+                header = await read_trio_stream(stream, self.config)
+                if header is None:
+                    self.aborted = True
+                    return
+                self.client = header.source
             if isinstance(stream, trio.SSLStream):
                 with trio.move_on_after(handshake_timeout):
                     await stream.do_handshake()
@@ -137,7 +144,7 @@ class TCPConnection(Connection):
             local = sock.getsockname()
         except OSError:
             return
-        if isinstance(peer, tuple):
+        if isinstance(peer, tuple) and self.client is None:  # None: no PROXY header named one
             self.client = (peer[0], peer[1])
         if isinstance(local, tuple):
             self.server = (local[0], local[1])

@@ -304,13 +304,19 @@ def start_edge(name: str, site: Site, s: core.Settings, tag: str) -> tuple[core.
     return server, ports
 
 
-def measure(
-    name: str, row: Row, site: Site, s: core.Settings, upstream: core.Server
-) -> core.Result:
+@dataclass
+class EdgeResult(core.Result):
+    # The edge's CPU time per completed response: on a shared machine this moves much less
+    # than req/s, since time stolen by other tenants is not counted.
+    cpu_us: float | None = None
+    upstream_cpu: float | None = None  # the upstream's CPU time / wall time (proxied rows)
+
+
+def measure(name: str, row: Row, site: Site, s: core.Settings, upstream: core.Server) -> EdgeResult:
     try:
         server, ports = start_edge(name, site, s, row.name)
     except (RuntimeError, OSError) as exc:
-        return core.Result(error=str(exc))
+        return EdgeResult(error=str(exc))
     try:
         row.smoke(ports, site)
         if s.warmup > 0:
@@ -318,12 +324,15 @@ def measure(
         if server.proc is None or server.proc.poll() is not None:
             raise RuntimeError(f"died during warm-up: {server.log_tail()}")
         cpu0, up0, t0 = server.cpu_seconds(), upstream.cpu_seconds(), time.monotonic()
-        result = row.load(row.url(ports), s.duration, s)
+        result = EdgeResult(**vars(row.load(row.url(ports), s.duration, s)))
         wall = time.monotonic() - t0
-        result.server_cpu = (server.cpu_seconds() - cpu0) / wall
-        up_cpu = (upstream.cpu_seconds() - up0) / wall
+        cpu = server.cpu_seconds() - cpu0
+        result.server_cpu = cpu / wall
+        done = result.succeeded if result.succeeded is not None else result.requests
+        if done:
+            result.cpu_us = 1e6 * cpu / done
         if row.name.startswith("proxy"):
-            result.notes.append(f"upstream CPU {up_cpu:.0%} of the load core")
+            result.upstream_cpu = (upstream.cpu_seconds() - up0) / wall
         if result.server_cpu < 0.7:
             result.notes.append(
                 "edge core not saturated (other load on the machine, or the "
@@ -333,7 +342,7 @@ def measure(
             result.error = result.error or f"exited during the run: {server.log_tail()}"
         return result
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
-        return core.Result(error=f"{exc}")
+        return EdgeResult(error=f"{exc}")
     finally:
         server.stop()
 
@@ -347,6 +356,8 @@ class Summary:
     high: float | None = None
     runs: list[float | None] = field(default_factory=list)
     server_cpu: float | None = None  # median over the runs
+    cpu_us: float | None = None  # median edge CPU microseconds per response
+    upstream_cpu: float | None = None  # median
     failed: int = 0
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -357,15 +368,19 @@ class Summary:
         return not self.unsupported and (self.median is None or bool(self.failed or self.errors))
 
 
-def summarize(results: list[core.Result]) -> Summary:
+def summarize(results: list[EdgeResult]) -> Summary:
     rates = [r.rps for r in results if r.rps is not None]
     cpus = [r.server_cpu for r in results if r.server_cpu is not None]
+    costs = [r.cpu_us for r in results if r.cpu_us is not None]
+    ups = [r.upstream_cpu for r in results if r.upstream_cpu is not None]
     return Summary(
         median=statistics.median(rates) if rates else None,
         low=min(rates) if rates else None,
         high=max(rates) if rates else None,
         runs=[r.rps for r in results],
         server_cpu=statistics.median(cpus) if cpus else None,
+        cpu_us=statistics.median(costs) if costs else None,
+        upstream_cpu=statistics.median(ups) if ups else None,
         failed=sum(r.failed for r in results),
         errors=[r.error for r in results if r.error],
         notes=list(dict.fromkeys(n for r in results for n in r.notes)),
@@ -473,40 +488,47 @@ def rss_run(site: Site, s: core.Settings) -> dict[str, Any]:
 # --------------------------------------------------------------------------- report
 
 
-def cell(summary: Summary | None, spread: bool) -> str:
+def _num(x: float) -> str:
+    return f"{x:,.0f}" if x >= 100 else f"{x:.1f}"
+
+
+def cell(summary: Summary | None, key: str, spread: bool) -> str:
+    """`key` is "median" (the rate, with its spread) or "cpu_us"."""
     if summary is None:
         return "-"
     if summary.unsupported:
         return "n/a"
-    if summary.median is None:
+    value = getattr(summary, key)
+    if value is None:
         return "error"
-
-    def num(x: float) -> str:
-        return f"{x:,.0f}" if x >= 100 else f"{x:.1f}"
-
-    text = num(summary.median)
-    if spread and summary.low is not None and summary.high is not None:
-        text += f" ({num(summary.low)}-{num(summary.high)})"
+    text = _num(value)
+    if key == "median" and spread and summary.low is not None and summary.high is not None:
+        text += f" ({_num(summary.low)}-{_num(summary.high)})"
     return text + ("*" if summary.flagged else "")
 
 
-def ratio(a: Summary | None, b: Summary | None) -> float | None:
-    if a is None or b is None or a.median is None or not b.median:
+def ratio(a: Summary | None, b: Summary | None, key: str = "median") -> float | None:
+    if a is None or b is None:
         return None
-    return a.median / b.median
+    x, y = getattr(a, key), getattr(b, key)
+    return None if x is None or not y else float(x / y)
 
 
 def print_table(
-    table: dict[str, dict[str, Summary]], rows: list[Row], servers: list[str], spread: bool
+    table: dict[str, dict[str, Summary]],
+    rows: list[Row],
+    servers: list[str],
+    spread: bool,
+    key: str = "median",
 ) -> None:
     peers = [p for p in PEERS if p in servers] if "edgecorn" in servers else []
     head = ["row", *servers, *(f"edgecorn/{p}" for p in peers)]
     lines = []
     for row in rows:
         got = table[row.name]
-        cells = [row.label, *(cell(got.get(name), spread) for name in servers)]
+        cells = [row.label, *(cell(got.get(name), key, spread) for name in servers)]
         for peer in peers:
-            r = ratio(got.get("edgecorn"), got.get(peer))
+            r = ratio(got.get("edgecorn"), got.get(peer), key)
             cells.append("n/a" if r is None else f"{r:.2f}x")
         lines.append(cells)
     widths = [max(len(c) for c in col) for col in zip(head, *lines, strict=True)]
@@ -536,6 +558,10 @@ def print_details(table: dict[str, dict[str, Summary]], rows: list[Row]) -> None
             bits = []
             if summary.server_cpu is not None:
                 bits.append(f"edge CPU {summary.server_cpu:.0%} of a core")
+            if summary.cpu_us is not None:
+                bits.append(f"{summary.cpu_us:,.0f} us of edge CPU per response")
+            if summary.upstream_cpu is not None:
+                bits.append(f"upstream CPU {summary.upstream_cpu:.0%} of the load core")
             if summary.failed:
                 bits.append(f"{summary.failed:,} FAILED")
             bits += [f"ERROR: {e}" for e in summary.errors] + summary.notes
@@ -660,9 +686,9 @@ def start_upstream(site: Site, s: core.Settings) -> core.Server:
 
 def run_rows(
     args: argparse.Namespace, site: Site, s: core.Settings, upstream: core.Server
-) -> dict[str, dict[str, list[core.Result]]]:
+) -> dict[str, dict[str, list[EdgeResult]]]:
     rows = [r for r in ROWS if r.name in args.rows]
-    runs: dict[str, dict[str, list[core.Result]]] = {r.name: {} for r in rows}
+    runs: dict[str, dict[str, list[EdgeResult]]] = {r.name: {} for r in rows}
     total = args.repeat * sum(n in r.servers for r in rows for n in args.servers)
     done = 0
     for row in rows:
@@ -713,7 +739,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, core._raise_interrupt)  # run the finally blocks on kill too
     rows = [r for r in ROWS if r.name in args.rows]
     rss: dict[str, Any] | None = None
-    runs: dict[str, dict[str, list[core.Result]]] = {}
+    runs: dict[str, dict[str, list[EdgeResult]]] = {}
     with tempfile.TemporaryDirectory(prefix="edgecorn-edge-bench-") as tmp:
         site = make_site(Path(tmp), core.free_port())
         upstream: core.Server | None = None
@@ -764,6 +790,11 @@ def main(argv: list[str] | None = None) -> int:
             f"-m{s.h2_streams}, gtlsclient {s.h3_clients} at once x -n {s.h3_requests}\n"
         )
         print_table(table, rows, args.servers, args.repeat > 1)
+        print(
+            "\nedge CPU time per response, microseconds (median; lower is better; "
+            "edgecorn/peer > 1 means edgecorn spends more)\n"
+        )
+        print_table(table, rows, args.servers, False, "cpu_us")
         print_details(table, rows)
         out["units"] = {r.name: r.unit for r in rows}
         out["results"] = {
@@ -773,6 +804,14 @@ def main(argv: list[str] | None = None) -> int:
         out["ratios"] = {
             row: {
                 f"edgecorn/{p}": ratio(got.get("edgecorn"), got.get(p))
+                for p in PEERS
+                if p in got and "edgecorn" in got
+            }
+            for row, got in table.items()
+        }
+        out["cpu_us_ratios"] = {
+            row: {
+                f"edgecorn/{p}": ratio(got.get("edgecorn"), got.get(p), "cpu_us")
                 for p in PEERS
                 if p in got and "edgecorn" in got
             }

@@ -44,16 +44,18 @@ _LONG_DCID = 6
 Insn = tuple[int, int, int, int]
 
 
-def program(live: list[int], accepting: list[int]) -> list[Insn]:
-    """`live`: indexes of running workers; `accepting`: those taking new connections."""
+def program(live: list[int], accepting: list[int], offset: int = 0) -> list[Insn]:
+    """`live`: indexes of running workers; `accepting`: those taking new connections;
+    `offset`: where in the DCID the worker index is (quic/lb.py: 0, or after the
+    QUIC-LB first octet and server ID)."""
     if not accepting or len(live) + len(accepting) > 200:
         raise ValueError("between 1 and 100 workers can be steered")
     insns: list[Insn] = [
         (_LDB_ABS, 0, 0, 0),
         (_JSET_K, 2, 0, 0x80),  # long header: to 4
-        (_LDB_ABS, 0, 0, _SHORT_DCID),
+        (_LDB_ABS, 0, 0, _SHORT_DCID + offset),
         (_JA, 0, 0, 1),  # to 5
-        (_LDB_ABS, 0, 0, _LONG_DCID),
+        (_LDB_ABS, 0, 0, _LONG_DCID + offset),
     ]
     exact_at = len(insns)
     rets_at = exact_at + len(live) + 1 + len(accepting) + 1
@@ -96,9 +98,9 @@ def run_program(insns: list[Insn], payload: bytes) -> int:
             raise ValueError(f"opcode {code:#x}")
 
 
-def attach(sock: socket.socket, live: list[int], accepting: list[int]) -> bool:
+def attach(sock: socket.socket, live: list[int], accepting: list[int], offset: int = 0) -> bool:
     """Attach (or replace) the steering program for the group; False if refused."""
-    insns = program(live, accepting)
+    insns = program(live, accepting, offset)
     blob = b"".join(struct.pack("HBBI", *insn) for insn in insns)
     buffer = ctypes.create_string_buffer(blob, len(blob))
     fprog = struct.pack("HL", len(insns), ctypes.addressof(buffer))  # struct sock_fprog

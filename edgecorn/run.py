@@ -40,6 +40,7 @@ from .asgi.dispatch import AppLoadError, load_app
 from .asgi.lifespan import LifespanFailure
 from .config import Config
 from .logging import configure_logging
+from .quic.lb import worker_offset
 from .sockets import Sockets, create_sockets, parse_host_port, quic_binds
 from .tls import TLSFileError, check_files
 
@@ -456,8 +457,9 @@ class Supervisor:
         accepting = sorted(w.index for w in self.workers.values() if not w.retiring) or live
         if not live:
             return
+        offset = worker_offset(self.config.quic_lb_server_id)  # QUIC-LB: after the server ID
         for group in self.quic_groups:
-            if not reuseport.attach(group[0], live, accepting):
+            if not reuseport.attach(group[0], live, accepting, offset):
                 self.steering = False
                 return
 

@@ -41,6 +41,7 @@ class QUICEndpoint(ABC):
         self.configuration = setup.configuration
         self.tickets = setup.tickets
         self.cid_tag = setup.cid_tag
+        self.cid_format = setup.cid_format
         self.routes: dict[bytes, QUICConnection] = {}
         self.handshaking = 0
         config = manager.config
@@ -103,6 +104,7 @@ class QUICEndpoint(ABC):
                 early_data=self.early_data,
                 max_streams=self.max_streams,
                 cid_tag=self.cid_tag,
+                cid_format=self.cid_format,
                 configuration=self.configuration,
                 original_destination_connection_id=route.original_dcid,
                 retry_source_connection_id=route.retry_scid,

@@ -91,28 +91,39 @@ class EdgeQuicConnection(QuicConnection):
     (see reuseport.py) so the kernel steers every packet to it."""
 
     def __init__(
-        self, *, early_data: bool, cid_tag: int | None = None, max_streams: int = 128, **kwargs: Any
+        self, *, early_data: bool, cid_tag: int | None = None, max_streams: int = 128,
+        cid_format: Any = None, **kwargs: Any
     ) -> None:
         self.edge_early_data = early_data
         self.edge_cid_tag = cid_tag
+        self.edge_cid_format = cid_format  # quic/lb.py CidFormat, or None
+        self.edge_cids: set[bytes] = set()
         super().__init__(**kwargs)
         # aioquic hard-codes 128 concurrent bidi streams and raises the limit by one per
         # finished stream, so this stays the number of concurrent requests.
         limit = self._local_max_streams_bidi
         limit.value = limit.sent = max_streams
-        if cid_tag is not None:
+        if cid_tag is not None or cid_format is not None:
             first = self._host_cids[0]
-            first.cid = tagged_cid(cid_tag)
+            first.cid = self._new_cid()
             self.host_cid = first.cid
             self._local_initial_source_connection_id = first.cid
 
     def _replenish_connection_ids(self) -> None:
         super()._replenish_connection_ids()
-        tag = self.edge_cid_tag
-        if tag is not None:
+        if self.edge_cid_tag is not None or self.edge_cid_format is not None:
             for connection_id in self._host_cids:
-                if not connection_id.was_sent and connection_id.cid[0] != tag:
-                    connection_id.cid = tagged_cid(tag)  # not yet announced: safe to change
+                if not connection_id.was_sent and connection_id.cid not in self.edge_cids:
+                    connection_id.cid = self._new_cid()  # not yet announced: safe to change
+
+    def _new_cid(self) -> bytes:
+        """A CID in our format: the worker index for the BPF steering, and with QUIC-LB
+        the server ID for the balancer in front (quic/lb.py)."""
+        fmt = self.edge_cid_format
+        tag = self.edge_cid_tag
+        cid: bytes = fmt.new(tag) if fmt is not None else tagged_cid(tag or 0)
+        self.edge_cids.add(cid)
+        return cid
 
     def _initialize(self, peer_cid: bytes) -> None:
         super()._initialize(peer_cid)

@@ -10,6 +10,7 @@ from aioquic.quic.configuration import QuicConfiguration
 
 from ..sockets import Sockets, describe
 from .configuration import quic_configuration
+from .lb import LEGACY, CidFormat, cid_format
 from .tickets import TicketStore
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ class QuicSetup:
     tickets: TicketStore
     retry_key: bytes
     cid_tag: int | None = None
+    cid_format: CidFormat = LEGACY  # QUIC-LB server ID etc. (quic/lb.py)
 
 
 def quic_setup(config: Config, sockets: Sockets) -> QuicSetup | None:
@@ -40,6 +42,7 @@ def quic_setup(config: Config, sockets: Sockets) -> QuicSetup | None:
         TicketStore(),
         sockets.quic_secret,
         sockets.quic_tag,
+        cid_format=cid_format(config.quic_lb_server_id, config.quic_lb_config_id),
     )
 
 

@@ -55,6 +55,7 @@ HOOKS: list[tuple[Any, str]] = [
     (Context.__init__, "early_data_accepted"),
     (H3Connection.__init__, "_local_control_stream_id"),
     (H3Connection.__init__, "_stream"),
+    (H3Connection.__init__, "_encoder"),
     (H3Connection, "_receive_stream_data"),
     (H3Connection, "_handle_request_or_push_frame"),
     (H3Connection, "_handle_request_or_push_end"),
@@ -171,6 +172,23 @@ def control_stream_id(h3: H3Connection) -> int | None:
     return h3._local_control_stream_id
 
 
+class UnblockingEncoder:
+    """pylsqpack's encoder (which cannot be subclassed), told the peer allows no blocked
+    streams whatever it said: our header blocks then refer only to dynamic-table entries
+    the peer has acknowledged, so a response never waits on the encoder stream (a lost or
+    late encoder-stream packet, a client that never unblocks). RFC 9204 2.1.2 lets an
+    encoder risk fewer blocked streams than the decoder allows."""
+
+    def __init__(self, encoder: Any) -> None:
+        self.encoder = encoder
+        self.encode = encoder.encode
+        self.feed_decoder = encoder.feed_decoder
+
+    def apply_settings(self, max_table_capacity: int, blocked_streams: int) -> bytes:
+        data: bytes = self.encoder.apply_settings(max_table_capacity, 0)
+        return data
+
+
 class EdgeH3Connection(H3Connection):
     """aioquic's HTTP/3 connection, where a malformed request is a stream error.
 
@@ -181,6 +199,7 @@ class EdgeH3Connection(H3Connection):
 
     def __init__(self, quic: QuicConnection) -> None:
         super().__init__(quic)
+        self._encoder = UnblockingEncoder(self._encoder)  # type: ignore[assignment]
         self.malformed: list[int] = []  # request streams reset here, for the adapter
         self.ignored: set[int] = set()
 

@@ -166,13 +166,6 @@ def test_trio_websocket(trio_edge: TrioEdge) -> None:
         ws.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="edge bug on trio: wsproxy._relay's two directions both write the upstream anyio "
-    "stream (to_upstream a client frame, to_client a pong or close reply); trio's stream "
-    "refuses a second writer (anyio.BusyResourceError), the bridge dies and the client gets "
-    "1011. Needs one lock (or one writer task) per upstream stream",
-)
 def test_trio_websocket_pong_while_upstream_write_is_blocked(trio_edge: TrioEdge) -> None:
     """As in test_e2e_edge_proxy.py: the upstream pings while it does not read a 16 MiB
     message; the edge's pong and its blocked write share the upstream connection."""

@@ -150,6 +150,11 @@ async def _bridge(
 
 async def _relay(conn: Connection, ws: WSConnection, receive: Receive, send: Send) -> None:
     stream = conn.stream
+    lock = anyio.Lock()  # both directions write upstream (frames; pongs and close replies)
+
+    async def write(data: bytes) -> None:
+        async with lock:
+            await stream.send(data)
 
     async def to_upstream() -> None:
         while True:
@@ -163,11 +168,11 @@ async def _relay(conn: Connection, ws: WSConnection, receive: Receive, send: Sen
                         if text is not None
                         else BytesMessage(data=message.get("bytes") or b"")
                     )
-                    await stream.send(ws.send(event))
+                    await write(ws.send(event))
                 elif kind == "websocket.disconnect":
                     code = message.get("code", 1000)
                     code = 1000 if code in (1005, 1006) else code
-                    await stream.send(
+                    await write(
                         ws.send(CloseConnection(code=code, reason=message.get("reason", "")))
                     )
                     return
@@ -200,10 +205,10 @@ async def _relay(conn: Connection, ws: WSConnection, receive: Receive, send: Sen
                                 await send({"type": "websocket.send", "bytes": blob})
                             parts, size = [], 0
                     elif isinstance(event, Ping):
-                        await stream.send(ws.send(event.response()))
+                        await write(ws.send(event.response()))
                     elif isinstance(event, CloseConnection):
                         try:
-                            await stream.send(ws.send(event.response()))
+                            await write(ws.send(event.response()))
                         except (OSError, anyio.BrokenResourceError, LocalProtocolError):
                             pass
                         await send(

@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from .certificates import CertificateSpec, check_certificates
 from .edge.spec import ItemError, Route, check_routes
 
 if sys.version_info >= (3, 11):
@@ -90,6 +91,7 @@ class Config:
     alpn_protocols: list[str] = ["h2", "http/1.1"]
     ssl_handshake_timeout: float = 60 * SECONDS
     ssl_keylog_file: str | None = None  # NSS key log (for Wireshark); never in production
+    certificates: list[CertificateSpec] = []  # [{cert, key, names}]: by SNI, first = default
 
     # HTTP
     keep_alive_timeout: float = 5 * SECONDS
@@ -195,6 +197,8 @@ class Config:
             raise ConfigError(_unknown(name), key=name)  # a typo, as in Config(typo=...)
         if name == "routes":
             value = _located(name, lambda v: check_routes(v, self.base_dir), value)
+        elif name == "certificates":
+            value = _located(name, lambda v: check_certificates(v, self.base_dir), value)
         elif name in _SPECS:
             value = validate(name, value)
             self.__dict__.get("_origins", {}).pop(name, None)  # a new value, from elsewhere
@@ -217,7 +221,7 @@ class Config:
 
     @property
     def ssl_enabled(self) -> bool:
-        return self.certfile is not None and self.keyfile is not None
+        return self.certfile is not None and self.keyfile is not None or bool(self.certificates)
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in OPTIONS}
@@ -825,6 +829,7 @@ _SPECS: dict[str, Validator] = {
     "reload": _bool, "reload_dirs": _str_list(), "reload_includes": _str_list(),
     "reload_excludes": _str_list(), "reload_poll": _bool, "reload_delay": _seconds(),
     "routes": lambda value: value,  # checked by edge.spec.check_routes in __setattr__
+    "certificates": lambda value: value,  # checked by certificates.check_certificates too
     "trusted_proxies": _cidrs,
     "proxy_protocol": _bool, "metrics": _metrics,
     "quic_lb_server_id": _server_id, "quic_lb_config_id": _int(0, 6),

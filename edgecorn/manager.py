@@ -13,6 +13,7 @@ from collections.abc import Callable
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .certificates import tick as tick_certificates
 from .protocol.engines import h2_engine
 from .protocol.h1 import H1Adapter, H11Adapter, HttptoolsAdapter
 from .protocol.h2 import H2Adapter
@@ -145,6 +146,7 @@ class ConnectionManager:
 
     def tick(self) -> None:
         self.refresh_headers()
+        tick_certificates(self.config)  # reloads changed certificate files every few seconds
         config = self.config
         keep_alive = max(1, math.ceil(config.keep_alive_timeout))
         read_timeout = (

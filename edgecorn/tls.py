@@ -24,11 +24,21 @@ class TLSFileError(ValueError):
 
 
 def create_ssl_context(config: Config) -> ssl.SSLContext:
+    """The TCP listeners' context: it picks each handshake's certificate (certificates.py)."""
+    from .certificates import store_for  # which builds its contexts with new_ssl_context
+
+    return store_for(config).context
+
+
+def new_ssl_context(
+    config: Config, certfile: str | None = None, keyfile: str | None = None
+) -> ssl.SSLContext:
+    """A server context with these files (the config's certfile/keyfile by default)."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2  # RFC 9113 9.2
     context.set_ciphers(config.ciphers)
     context.options |= ssl.OP_NO_COMPRESSION
-    load_cert_chain(context, config)
+    load_cert_chain(context, config, certfile, keyfile)
     if config.ca_certs:
         context.load_verify_locations(config.ca_certs)
     if config.verify_mode is not None:
@@ -42,9 +52,12 @@ def create_ssl_context(config: Config) -> ssl.SSLContext:
     return context
 
 
-def load_cert_chain(context: ssl.SSLContext, config: Config) -> None:
-    assert config.certfile is not None and config.keyfile is not None
-    certfile, keyfile = config.certfile, config.keyfile
+def load_cert_chain(
+    context: ssl.SSLContext, config: Config, certfile: str | None = None,
+    keyfile: str | None = None,
+) -> None:
+    certfile, keyfile = certfile or config.certfile, keyfile or config.keyfile
+    assert certfile is not None and keyfile is not None
 
     def password() -> str:
         if config.keyfile_password is None:
@@ -79,7 +92,9 @@ def check_files(config: Config) -> None:
         except OSError as exc:
             raise TLSFileError(key, f"cannot read {path!r}: {exc.strerror}") from None
     try:
-        create_ssl_context(config)
+        from .certificates import CertificateStore
+
+        CertificateStore(config)  # every certificate loaded as a worker will
     except TLSFileError:
         raise
     except (OSError, ssl.SSLError, ValueError) as exc:

@@ -13,6 +13,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.logger import QuicFileLogger
 from aioquic.tls import CipherSuite
 
+from ..certificates import store_for
 from .engine import CID_LENGTH
 from .routing import SUPPORTED_VERSIONS
 
@@ -34,8 +35,10 @@ def quic_configuration(config: Config) -> QuicConfiguration:
     )
     if config.quic_ciphers:  # e.g. ChaCha20 only, as the interop runner's chacha20 case asks
         configuration.cipher_suites = [CipherSuite[name] for name in config.quic_ciphers]
-    assert config.certfile is not None
-    configuration.load_cert_chain(config.certfile, config.keyfile, config.keyfile_password)
+    # The default certificate; engine.py swaps in the one the ClientHello's SNI names.
+    certificate, chain, key = store_for(config).quic_certificate(None)
+    configuration.certificate, configuration.certificate_chain = certificate, chain
+    configuration.private_key = key
     if config.ca_certs:
         configuration.load_verify_locations(cafile=config.ca_certs)
     if config.verify_mode is not None:

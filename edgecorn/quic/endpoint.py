@@ -42,6 +42,7 @@ class QUICEndpoint(ABC):
         self.tickets = setup.tickets
         self.cid_tag = setup.cid_tag
         self.cid_format = setup.cid_format
+        self.choose_certificate = setup.choose_certificate
         self.routes: dict[bytes, QUICConnection] = {}
         self.handshaking = 0
         config = manager.config
@@ -105,6 +106,7 @@ class QUICEndpoint(ABC):
                 max_streams=self.max_streams,
                 cid_tag=self.cid_tag,
                 cid_format=self.cid_format,
+                choose_certificate=self.choose_certificate,
                 configuration=self.configuration,
                 original_destination_connection_id=route.original_dcid,
                 retry_source_connection_id=route.retry_scid,

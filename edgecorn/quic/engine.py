@@ -13,6 +13,7 @@ engine (qh3, ...) plugs in here.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import aioquic
@@ -28,7 +29,7 @@ from aioquic.quic.connection import Limit, QuicConnection, QuicConnectionId
 from aioquic.quic.events import QuicEvent, StreamDataReceived
 from aioquic.quic.events import StreamReset as QuicStreamReset
 from aioquic.quic.stream import QuicStream, QuicStreamSender
-from aioquic.tls import Context, Epoch
+from aioquic.tls import Context, Epoch, pull_client_hello
 
 TESTED = "1.7.2"  # pyproject.toml caps aioquic below the next minor release
 CID_LENGTH = 8
@@ -44,6 +45,7 @@ HOOKS: list[tuple[Any, str]] = [
     (QuicConnection.__init__, "_streams"),
     (QuicConnection.__init__, "_state"),
     (QuicConnection._initialize, "tls"),
+    (Context, "_server_handle_hello"),
     (Limit.__init__, "value"),
     (Limit.__init__, "sent"),
     (QuicStream.__init__, "sender"),
@@ -92,10 +94,17 @@ class EdgeQuicConnection(QuicConnection):
     (see reuseport.py) so the kernel steers every packet to it."""
 
     def __init__(
-        self, *, early_data: bool, cid_tag: int | None = None, max_streams: int = 128,
-        cid_format: Any = None, **kwargs: Any
+        self,
+        *,
+        early_data: bool,
+        cid_tag: int | None = None,
+        cid_format: Any = None,
+        max_streams: int = 128,
+        choose_certificate: Callable[[str | None], tuple[Any, list[Any], Any]] | None = None,
+        **kwargs: Any,
     ) -> None:
         self.edge_early_data = early_data
+        self.edge_choose_certificate = choose_certificate
         self.edge_cid_tag = cid_tag
         self.edge_cid_format = cid_format  # quic/lb.py CidFormat, or None
         self.edge_cids: set[bytes] = set()
@@ -128,6 +137,8 @@ class EdgeQuicConnection(QuicConnection):
 
     def _initialize(self, peer_cid: bytes) -> None:
         super()._initialize(peer_cid)
+        if self.edge_choose_certificate is not None:
+            _choose_certificate_by_sni(self.tls, self.edge_choose_certificate)
         if not self.edge_early_data:
             # Tickets then carry no early_data extension, so clients resume without 0-RTT.
             self.tls._max_early_data = None
@@ -143,6 +154,29 @@ class EdgeQuicConnection(QuicConnection):
                 install(direction, epoch, cipher_suite, secret)
 
             tls_context.update_traffic_key_cb = no_early_data
+
+
+def _choose_certificate_by_sni(
+    tls_context: Context, choose: Callable[[str | None], tuple[Any, list[Any], Any]]
+) -> None:
+    """aioquic's server TLS has one certificate, and reads the ClientHello's SNI only
+    inside _server_handle_hello, after the key has picked the signature algorithm. So
+    read the name first (a copy of the message) and set the certificate chosen for it."""
+    handle = tls_context._server_handle_hello
+
+    def handle_hello(input_buf: Any, initial_buf: Any, handshake_buf: Any) -> None:
+        try:  # a copy: aioquic's own parse below reads input_buf from its start
+            whole = input_buf.data_slice(0, input_buf.capacity)
+            hello = pull_client_hello(type(input_buf)(data=whole))
+            server_name = hello.server_name
+        except Exception:  # malformed: aioquic's own parse below reports it
+            server_name = None
+        certificate, chain, key = choose(server_name)
+        tls_context.certificate, tls_context.certificate_chain = certificate, chain
+        tls_context.certificate_private_key = key
+        handle(input_buf, initial_buf, handshake_buf)
+
+    tls_context._server_handle_hello = handle_hello  # type: ignore[method-assign]
 
 
 def tagged_cid(tag: int) -> bytes:

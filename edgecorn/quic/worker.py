@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aioquic.quic.configuration import QuicConfiguration
 
+from ..certificates import store_for
 from ..sockets import Sockets, describe
 from .configuration import quic_configuration
 from .lb import LEGACY, CidFormat, cid_format
@@ -30,6 +32,8 @@ class QuicSetup:
     tickets: TicketStore
     retry_key: bytes
     cid_tag: int | None = None
+    # SNI name -> (certificate, chain, key) for aioquic: the certificate store's current one
+    choose_certificate: Callable[[str | None], tuple[Any, list[Any], Any]] | None = None
     cid_format: CidFormat = LEGACY  # QUIC-LB server ID etc. (quic/lb.py)
 
 
@@ -42,6 +46,7 @@ def quic_setup(config: Config, sockets: Sockets) -> QuicSetup | None:
         TicketStore(),
         sockets.quic_secret,
         sockets.quic_tag,
+        store_for(config).quic_certificate,
         cid_format=cid_format(config.quic_lb_server_id, config.quic_lb_config_id),
     )
 

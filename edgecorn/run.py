@@ -78,6 +78,10 @@ def run(config: Config, reload_config: Callable[[], Config] | None = None) -> in
                 f"edgecorn: error: {where + ': ' if where else ''}{exc.key}: {exc}", file=sys.stderr
             )
             return 1
+    if config.metrics:  # before any fork: every worker then writes to the shared directory
+        from . import metrics
+
+        metrics.start(config)
     if config.workers == 0 and not config.reload:  # reloading needs a supervisor
         return _run_here(config)
     return Supervisor(config, reload_config).run()
@@ -585,6 +589,10 @@ class Supervisor:
             log.warning(
                 "worker %d (pid %d) exited with %d; restarting", worker.index, worker.pid, code
             )
+        if self.config.metrics:
+            from . import metrics
+
+            metrics.worker_restarted()
         if worker.replaces is not None:
             worker.replaces.replacing = False  # it never came up: the old one stays
 

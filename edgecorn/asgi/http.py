@@ -11,6 +11,7 @@ import time
 from typing import Any
 from urllib.parse import unquote
 
+from .. import metrics
 from ..forwarded import apply as apply_forwarded
 from ..protocol.events import Headers, Request
 from .host import StreamHost
@@ -59,7 +60,7 @@ class HTTPStream:
         self.trailers = False
         self.done = False
         self.sent = 0
-        self.start_time = time.time() if conn.access_log.enabled else 0.0
+        self.start_time = time.time() if conn.access_log.enabled or metrics.recorder else 0.0
         self.logged = False
 
     # --- stream events from the connection -----------------------------------
@@ -202,9 +203,13 @@ class HTTPStream:
     def _log(self, complete: bool = True) -> None:
         self.logged = True
         access_log = self.conn.access_log
-        if access_log.enabled:
+        recorder = metrics.recorder
+        if access_log.enabled or recorder is not None:
             duration = time.time() - self.start_time
-            access_log.log(self.scope, self.status, self.headers, self.sent, duration, complete)
+            if access_log.enabled:
+                access_log.log(self.scope, self.status, self.headers, self.sent, duration, complete)
+            if recorder is not None:
+                recorder.request(self.scope, self.status, self.sent, duration)
 
 
 def build_scope(conn: StreamHost, request: Request) -> dict[str, Any]:

@@ -1,0 +1,120 @@
+"""metrics: {bind}: a Prometheus scrape after h1/h2/h3 traffic on two workers sees every
+response (prometheus_client's multiprocess files, merged by the supervisor), on its own
+listener only; a killed worker's counts survive it and its restart is counted."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from typing import Any
+
+import pytest
+
+pytest.importorskip("prometheus_client")
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+from tests.h3util import cffi_h3, free_udp_port, wait_quic  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def value(samples: dict[Any, float], name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def workers_of(pid: int) -> list[int]:
+    children = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as fh:
+            children += [int(c) for c in fh.read().split()]
+    return children
+
+
+def test_scrape_sums_all_workers(server_factory: Any, cafile: str) -> None:
+    metrics_port, quic_port = free_port(), free_udp_port()
+    server = server_factory.start(
+        "--workers",
+        "2",
+        "--quic-bind",
+        f"127.0.0.1:{quic_port}",
+        config=f'metrics: {{bind: "127.0.0.1:{metrics_port}"}}\n',
+    )
+    wait_quic(server)
+    deadline = time.monotonic() + 10
+    while len(workers_of(server.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(workers_of(server.pid)) == 2
+
+    h1, h2, h3 = 7, 5, 3
+    for _ in range(h1):  # a new connection each: the kernel spreads them over both workers
+        out = subprocess.run(
+            ["curl", "-sS", "-o", "/dev/null", f"{server.http}/"],
+            capture_output=True,
+            timeout=20,
+            check=True,
+        )
+        assert out.returncode == 0
+    subprocess.run(
+        ["curl", "-sS", "-o", "/dev/null", f"{server.http}/missing"],
+        capture_output=True,
+        timeout=20,
+        check=True,
+    )
+    for _ in range(h2):
+        subprocess.run(
+            ["curl", "-sS", "--http2", "--cacert", cafile, "-o", "/dev/null", f"{server.https}/"],
+            capture_output=True,
+            timeout=20,
+            check=True,
+        )
+    for _ in range(h3):
+        r = cffi_h3("GET", f"https://localhost:{quic_port}/", cafile)
+        assert r.status_code == 200
+
+    samples = scrape(metrics_port)
+    assert value(samples, "edgecorn_requests_total", protocol="h1", status="200") == h1
+    assert value(samples, "edgecorn_requests_total", protocol="h1", status="404") == 1
+    assert value(samples, "edgecorn_requests_total", protocol="h2", status="200") == h2
+    assert value(samples, "edgecorn_requests_total", protocol="h3", status="200") == h3
+    assert value(samples, "edgecorn_request_duration_seconds_count", protocol="h1") == h1 + 1
+    assert value(samples, "edgecorn_response_body_bytes_total", protocol="h2") > 0
+    # the public listeners do not serve it
+    out = subprocess.run(
+        ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", f"{server.http}/metrics"],
+        capture_output=True,
+        timeout=20,
+    )
+    assert out.stdout == b"404"
+
+    # a worker killed outright: its counts stay, and the restart is counted
+    victim = workers_of(server.pid)[0]
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        alive = workers_of(server.pid)
+        if victim not in alive and len(alive) == 2:
+            break
+        time.sleep(0.1)
+    samples = scrape(metrics_port)
+    assert value(samples, "edgecorn_worker_restarts_total") == 1
+    assert (
+        value(samples, "edgecorn_requests_total", protocol="h1", status="200") == h1
+    )  # the dead worker's share included

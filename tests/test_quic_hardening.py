@@ -186,3 +186,55 @@ def test_300_responses_with_a_client_dynamic_table_never_wait_on_the_encoder_str
     assert pair.h3.h3 is not None and pair.h3.h3._encoder_bytes_sent > 100  # entries inserted
     assert pair.most_blocked == 0
     assert pair.peer.terminated() is None
+
+
+# --------------------------------------------------------- 3. request header size limits
+
+
+def test_the_field_section_limit_is_advertised_like_h2s(
+    configuration: QuicConfiguration, cafile: str
+) -> None:
+    """SETTINGS_MAX_FIELD_SECTION_SIZE (RFC 9114 7.2.4.1), as h2 sends
+    SETTINGS_MAX_HEADER_LIST_SIZE: a client can keep to it instead of being refused."""
+    pair = Pair(configuration, cafile, max_header_list_size=8000).start()
+    settings = pair.peer.h3.received_settings
+    assert settings is not None and settings[Setting.MAX_FIELD_SECTION_SIZE] == 8000
+
+
+def test_a_headers_frame_over_the_limit_gets_431_without_being_buffered(
+    configuration: QuicConfiguration, cafile: str
+) -> None:
+    """A HEADERS frame longer than the limit is answered 431 as soon as its length is
+    known; aioquic used to hold the whole frame (up to the stream window) to decode it."""
+    limit = 16384
+    pair = Pair(configuration, cafile, max_header_list_size=limit).start()
+    big = [(b"x-big-%d" % i, b"a" * 6000) for i in range(100)]  # 600 kB
+    sid = pair.peer.request("GET", "/", headers=big)
+    most = 0
+    for _ in range(300):
+        pair.pump(1)
+        assert pair.h3.h3 is not None
+        stream = pair.h3.h3._stream.get(sid)
+        most = max(most, len(stream.buffer) if stream is not None else 0)
+        if pair.peer.response(sid)[2]:
+            break
+    headers, _, ended = pair.peer.response(sid)
+    assert headers.get(b":status") == b"431" and ended
+    assert not requests(pair.events)  # no app ever saw it
+    assert most <= limit
+    assert stop_sending(pair).get(sid) == ErrorCode.H3_NO_ERROR
+    pair.pump()
+    other = pair.peer.request("GET", "/ok", headers=[(b"x-small", b"b" * 100)])
+    assert [r.stream_id for r in requests(pair.pump())] == [other]
+    assert pair.peer.terminated() is None and not pair.h3.terminated
+
+
+def test_header_count_is_bounded_by_the_same_limit(
+    configuration: QuicConfiguration, cafile: str
+) -> None:
+    """Each field costs its size plus 32 bytes (RFC 9114 4.2.2, as RFC 9113 6.5.2), so
+    2000 empty fields are over a 16 KiB limit: 431 from the server, not the app."""
+    pair = Pair(configuration, cafile, max_header_list_size=16384).start()
+    pair.peer.request("GET", "/", headers=[(b"x-%d" % i, b"") for i in range(2000)])
+    (request,) = requests(pair.pump())
+    assert request.refuse == 431

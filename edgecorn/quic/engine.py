@@ -19,9 +19,11 @@ from typing import Any
 import aioquic
 from aioquic.h3.connection import (
     ErrorCode,
+    FrameType,
     H3Connection,
     MessageError,
     ProtocolError,
+    Setting,
     stream_is_request_response,
 )
 from aioquic.h3.events import H3Event
@@ -58,9 +60,12 @@ HOOKS: list[tuple[Any, str]] = [
     (H3Connection.__init__, "_local_control_stream_id"),
     (H3Connection.__init__, "_stream"),
     (H3Connection.__init__, "_encoder"),
+    (H3Connection.__init__, "_decoder"),
+    (H3Connection.__init__, "_local_decoder_stream_id"),
     (H3Connection, "_receive_stream_data"),
     (H3Connection, "_handle_request_or_push_frame"),
     (H3Connection, "_handle_request_or_push_end"),
+    (H3Connection, "_get_local_settings"),
 ]
 
 
@@ -229,13 +234,25 @@ class EdgeH3Connection(H3Connection):
     aioquic closes the whole connection on any malformed message (a content-length that
     does not match the body, a missing pseudo-header); RFC 9114 4.1.2 makes that an
     error of its stream: reset it with H3_MESSAGE_ERROR, keep the connection. Streams
-    we stopped reading (`ignore`) have what still arrives for them dropped unparsed."""
+    we stopped reading (`ignore`) have what still arrives for them dropped unparsed.
 
-    def __init__(self, quic: QuicConnection) -> None:
+    `max_field_section_size` is advertised (RFC 9114 7.2.4.1), and a HEADERS frame
+    longer than it is given up as soon as its length is read (`oversized`): aioquic
+    would hold the whole frame to decode it."""
+
+    def __init__(self, quic: QuicConnection, max_field_section_size: int = 0) -> None:
+        self.max_field_section_size = max_field_section_size  # read by super().__init__
         super().__init__(quic)
         self._encoder = UnblockingEncoder(self._encoder)  # type: ignore[assignment]
         self.malformed: list[int] = []  # request streams reset here, for the adapter
+        self.oversized: list[int] = []  # request streams whose HEADERS frame is too long
         self.ignored: set[int] = set()
+
+    def _get_local_settings(self) -> dict[int, int]:
+        settings = super()._get_local_settings()
+        if self.max_field_section_size:
+            settings[Setting.MAX_FIELD_SECTION_SIZE] = self.max_field_section_size
+        return settings
 
     def ignore(self, stream_id: int) -> None:
         """We no longer read this request stream (STOP_SENDING sent or stream reset)."""
@@ -264,6 +281,23 @@ class EdgeH3Connection(H3Connection):
             events = []
         if sid in self.ignored and event.end_stream:
             self.ignored.discard(sid)  # nothing more can arrive for it
+        elif self.max_field_section_size and stream_is_request_response(sid):
+            stream = self._stream.get(sid)
+            if (
+                stream is not None
+                and stream.frame_type == FrameType.HEADERS
+                and (stream.frame_size or 0) > self.max_field_section_size
+            ):
+                stream.buffer = b""
+                stream.frame_type = stream.frame_size = None
+                # The client's encoder may count on an acknowledgement for this section
+                # (RFC 9204 4.4.2): say it is abandoned.
+                decoder_stream = self._local_decoder_stream_id
+                if decoder_stream is not None:
+                    decoder_stream_data = self._decoder.cancel_stream(sid)
+                    self._quic.send_stream_data(decoder_stream, decoder_stream_data)
+                self.oversized.append(sid)
+                self.ignored.add(sid)
         return events
 
     def _handle_request_or_push_frame(

@@ -118,7 +118,7 @@ class H3Adapter:
             if kind is quic_events.ProtocolNegotiated:
                 alpn = event.alpn_protocol  # type: ignore[attr-defined]
                 if alpn in H3_ALPN:
-                    self.h3 = EdgeH3Connection(quic)
+                    self.h3 = EdgeH3Connection(quic, self.max_header_list_size)
                 elif alpn == hq.ALPN:
                     self.hq = hq.HqStreams()
             elif kind is quic_events.StreamDataReceived and self.hq is not None:
@@ -149,6 +149,8 @@ class H3Adapter:
                             self._drop(sid)
                             events.append(StreamReset(sid))
                     h3.malformed.clear()
+                if h3.oversized:
+                    self._oversized(h3, events)
         return events
 
     def _h3_event(self, event: object, events: list[Event]) -> None:
@@ -175,6 +177,21 @@ class H3Adapter:
                     events.append(EndBody(sid, list(event.headers)))
                 return
             self._request(sid, event.headers, event.stream_ended, events)
+
+    def _oversized(self, h3: EdgeH3Connection, events: list[Event]) -> None:
+        """HEADERS frames longer than the limit, given up unread: a request's gets 431
+        from here (it was never decoded, so no app can see it), trailers a reset."""
+        for sid in h3.oversized:
+            if sid in self.open:
+                self.reset(sid, ErrorCode.H3_EXCESSIVE_LOAD)
+                events.append(StreamReset(sid))
+                continue
+            h3.send_headers(sid, [(b":status", b"431"), (b"content-length", b"0")], True)
+            try:
+                self.quic.stop_stream(sid, ErrorCode.H3_NO_ERROR)  # RFC 9114 4.1, as _done
+            except ValueError:
+                pass
+        h3.oversized.clear()
 
     def _hq_data(self, event: quic_events.QuicEvent, events: list[Event]) -> None:
         assert isinstance(event, quic_events.StreamDataReceived) and self.hq is not None

@@ -77,6 +77,7 @@ class Config:
     # (as in Hypercorn); `insecure_bind` is always cleartext.
     bind: list[str] = ["127.0.0.1:8000"]
     insecure_bind: list[str] = []
+    redirect_https: list[str] = []  # cleartext listeners answering 308 to https (redirect.py)
     quic_bind: list[str] = []
     backlog: int = 100
 
@@ -789,6 +790,7 @@ def _alias(name: str, value: Any) -> dict[str, Any]:
 
 _SPECS: dict[str, Validator] = {
     "bind": _binds, "insecure_bind": _binds, "quic_bind": _binds, "backlog": _int(0),
+    "redirect_https": _binds,
     "certfile": _str(optional=True, path=True), "keyfile": _str(optional=True, path=True),
     "keyfile_password": _str(optional=True), "ca_certs": _str(optional=True, path=True),
     "verify_mode": _verify_mode, "ciphers": _str(), "alpn_protocols": _str_list(ALPN_PROTOCOLS),

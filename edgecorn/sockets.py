@@ -28,9 +28,10 @@ class Sockets:
     # The Retry token key: made with the supervisor's sockets and handed to every
     # worker, so a token one worker issued validates in any other.
     quic_secret: bytes = field(default_factory=lambda: os.urandom(32))
+    redirect: list[socket.socket] = field(default_factory=list)  # redirect_https listeners
 
     def all(self) -> list[socket.socket]:
-        return self.secure + self.insecure + self.quic
+        return self.secure + self.insecure + self.quic + self.redirect
 
     def close(self) -> None:
         for sock in self.all():
@@ -131,6 +132,8 @@ def create_sockets(config: Config, quic: bool = True) -> Sockets:
             secure.append(create_socket(bind, config.backlog))
         for bind in config.insecure_bind:
             sockets.insecure.append(create_socket(bind, config.backlog))
+        for bind in config.redirect_https:
+            sockets.redirect.append(create_socket(bind, config.backlog))
         if config.quic_bind and not config.ssl_enabled:
             raise OSError("quic_bind needs a certificate (certfile and keyfile): QUIC is TLS only")
         for bind in quic_binds(config, sockets.secure) if quic else []:

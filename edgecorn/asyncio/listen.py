@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..proxyproto import ProxyHeaderError, read_asyncio, trusted_peer
+from ..redirect import PEEK_SIZE, PLAIN_HTTP_LINGER, answer_plain_http, is_plain_http
 
 log = logging.getLogger("edgecorn.error")
 
@@ -73,6 +74,8 @@ class Listener:
             factory = lambda: protocol  # noqa: E731
             if self.ssl_context is None:
                 await self.loop.connect_accepted_socket(factory, conn)
+            elif await self._refused_plain_http(conn):
+                conn.close()
             else:
                 await self.loop.connect_accepted_socket(
                     factory,
@@ -83,6 +86,36 @@ class Listener:
         except (OSError, ssl.SSLError, asyncio.TimeoutError, ProxyHeaderError) as exc:
             log.debug("connection failed before it started: %s", exc)  # e.g. a bad handshake
             conn.close()
+
+    async def _refused_plain_http(self, conn: socket.socket) -> bool:
+        """A cleartext HTTP request on this TLS port: answer 400 and read what follows for
+        a moment (closing with unread input would reset the answer away). See redirect.py."""
+        first = await asyncio.wait_for(self._peek(conn), self.handshake_timeout)
+        if not is_plain_http(first):
+            return False
+        if answer_plain_http(conn):
+            try:
+                await asyncio.wait_for(self._discard(conn), PLAIN_HTTP_LINGER)
+            except (OSError, asyncio.TimeoutError):
+                pass
+        return True
+
+    async def _peek(self, conn: socket.socket) -> bytes:
+        while True:
+            try:
+                return conn.recv(PEEK_SIZE, socket.MSG_PEEK)
+            except (BlockingIOError, InterruptedError):
+                pass
+            readable = self.loop.create_future()
+            self.loop.add_reader(conn.fileno(), _wake, readable)
+            try:
+                await readable
+            finally:
+                self.loop.remove_reader(conn.fileno())
+
+    async def _discard(self, conn: socket.socket) -> None:
+        while await self.loop.sock_recv(conn, 65536):
+            pass
 
     def _resume(self) -> None:
         if not self.closed:
@@ -103,3 +136,8 @@ async def _read_proxy_header(conn: socket.socket, protocol: Any, config: Any) ->
     header = await read_asyncio(conn, config.header_timeout)
     if header.source is not None:
         protocol.client = header.source
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -14,6 +14,8 @@ from ..config import Config
 from ..logging import AccessLogger, configure_logging
 from ..manager import ConnectionManager
 from ..quic.worker import announce, quic_setup
+from ..redirect import announce as announce_redirects
+from ..redirect import https_port, redirect_app
 from ..sockets import Sockets, create_sockets
 from ..tls import create_ssl_context
 from ..worker import announce_tcp, arm_request_limit, drain, shutting_down, tick
@@ -68,7 +70,13 @@ async def serve(
                         tasks,
                     )
                 )
+        redirect = redirect_app(https_port(sockets))
+        for sock in sockets.redirect:  # cleartext listeners whose every answer is a 308
+            factory = _redirect_factory(manager, tasks, redirect)
+            timeout = config.ssl_handshake_timeout
+            servers.append(Listener(sock, factory, None, timeout, config.backlog, tasks))
         announce_tcp(sockets)
+        announce_redirects(sockets)
         quic_listeners = await _start_quic(loop, manager, sockets, tasks)
 
         ticker = _Ticker(loop, manager)
@@ -132,6 +140,17 @@ def _tcp_factory(
     manager: ConnectionManager, secure: bool, tasks: set[Any]
 ) -> Callable[[], TCPProtocol]:
     return lambda: TCPProtocol(manager, secure, tasks)
+
+
+def _redirect_factory(
+    manager: ConnectionManager, tasks: set[Any], app: Any
+) -> Callable[[], TCPProtocol]:
+    def factory() -> TCPProtocol:
+        protocol = TCPProtocol(manager, False, tasks)
+        protocol.app = app
+        return protocol
+
+    return factory
 
 
 async def _wait_for_signal(loop: asyncio.AbstractEventLoop) -> None:

@@ -7,6 +7,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import trio
@@ -17,6 +18,8 @@ from ..config import Config
 from ..logging import AccessLogger, configure_logging
 from ..manager import ConnectionManager
 from ..quic.worker import announce, quic_setup
+from ..redirect import announce as announce_redirects
+from ..redirect import https_port, redirect_app
 from ..sockets import Sockets, create_sockets
 from ..tls import create_ssl_context
 from ..worker import announce_tcp, arm_request_limit, drain, shutting_down, tick
@@ -98,7 +101,13 @@ async def _serve(
                 accepting.start_soon(serve_tcp, sock, manager, runtime, ssl_context, connections)
             for sock in sockets.insecure:
                 accepting.start_soon(serve_tcp, sock, manager, runtime, None, connections)
+            redirect = redirect_app(https_port(sockets))
+            for sock in sockets.redirect:  # cleartext listeners whose every answer is a 308
+                accepting.start_soon(
+                    partial(serve_tcp, sock, manager, runtime, None, connections, app=redirect)
+                )
             announce_tcp(sockets)
+            announce_redirects(sockets)
             quic_listeners = _start_quic(nursery, manager, sockets, runtime)
             nursery.start_soon(_ticker, manager)
             stop = trio.Event()

@@ -20,6 +20,7 @@ import trio
 from ..connection import FLUSH_TIMEOUT, LINGER_TIMEOUT, Connection, unacked_bytes
 from ..manager import ConnectionManager
 from ..proxyproto import read_trio_stream
+from ..redirect import PEEK_SIZE, PLAIN_HTTP_ANSWER, PLAIN_HTTP_LINGER, is_plain_http
 from .runtime import Runtime, TimerHandle, Waiter
 
 log = logging.getLogger("edgecorn.error")
@@ -62,6 +63,9 @@ class TCPConnection(Connection):
                 self.client = header.source
             if isinstance(stream, trio.SSLStream):
                 with trio.move_on_after(handshake_timeout):
+                    if await _refused_plain_http(stream.transport_stream):
+                        self.aborted = True
+                        return
                     await stream.do_handshake()
                     alpn = stream.selected_alpn_protocol() or "http/1.1"
                 if alpn is None:
@@ -262,6 +266,22 @@ class TCPConnection(Connection):
         self.runtime.spawn(coro)
 
 
+async def _refused_plain_http(raw: trio.abc.Stream) -> bool:
+    """A cleartext HTTP request on this TLS port: answer 400 and read what follows for a
+    moment (closing with unread input would reset the answer away). See redirect.py."""
+    sock = getattr(raw, "socket", None)
+    if sock is None:
+        return False
+    if not is_plain_http(await sock.recv(PEEK_SIZE, socket.MSG_PEEK)):
+        return False
+    with trio.move_on_after(PLAIN_HTTP_LINGER):
+        await sock.send(PLAIN_HTTP_ANSWER)
+        sock.shutdown(socket.SHUT_WR)
+        while await sock.recv(READ_SIZE):
+            pass
+    return True
+
+
 def _ragged_eof(exc: BaseException | None) -> bool:
     return isinstance(exc, ssl.SSLEOFError) or "UNEXPECTED_EOF" in str(exc)
 
@@ -272,8 +292,10 @@ async def serve_tcp(
     runtime: Runtime,
     ssl_context: ssl.SSLContext | None,
     nursery: trio.Nursery,
+    app: Any = None,
 ) -> None:
-    """Accept on `sock` until cancelled; each connection runs in `nursery`. Closes `sock`."""
+    """Accept on `sock` until cancelled; each connection runs in `nursery`. Closes `sock`.
+    `app`: this listener's own app instead of the manager's (redirect_https)."""
     listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
     timeout = manager.config.ssl_handshake_timeout
     try:
@@ -291,6 +313,8 @@ async def serve_tcp(
                 # clients want before EOF on a response delimited by the close.
                 stream = trio.SSLStream(stream, ssl_context, server_side=True)
             conn = TCPConnection(manager, runtime, stream, ssl_context is not None)
+            if app is not None:
+                conn.app = app
             nursery.start_soon(conn.run, timeout)
     finally:
         listener.socket.close()

@@ -94,6 +94,14 @@ def _use_dev_certs(config: Config) -> None:
     config.certfile, config.keyfile = certfile, keyfile
     log.info("No certificate configured: serving the demo with %s (CA: %s)", certfile, cafile)
     log.info("%s", trust_hint(cafile))
+    if all(_loopback(bind) for bind in config.bind + config.insecure_bind):
+        log.info("The demo listens on this machine only; for every interface: "
+                 "-b 0.0.0.0:8000 -b [::]:8000")
+
+
+def _loopback(bind: str) -> bool:
+    host = bind.rpartition(":")[0].strip("[]")
+    return host == "localhost" or host.startswith("127.") or host == "::1"
 
 
 def _listen_error(config: Config, exc: OSError) -> int:

@@ -259,3 +259,32 @@ def test_missing_tls_file_names_the_file_and_the_line(
         f"read '{encrypted / 'gone.pem'}': No such file or directory"
     )
     assert result.returncode == 1
+
+
+def test_demo_says_it_listens_on_this_machine_only(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgecorn", "-w", "0", "-b", "127.0.0.1:0"],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        seen = []
+        for _ in range(50):  # bounded: the start-up log is a few lines
+            line = proc.stderr.readline()
+            seen.append(line)
+            if "Running on" in line or not line:
+                break
+        assert any(
+            "The demo listens on this machine only; for every interface: "
+            "-b 0.0.0.0:8000 -b [::]:8000" in line
+            for line in seen
+        ), seen
+    finally:
+        proc.terminate()
+        proc.wait(10)

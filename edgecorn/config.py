@@ -120,8 +120,8 @@ class Config:
 
     # QUIC / HTTP/3
     quic_on_tls_binds: bool = True  # also listen for QUIC on each TLS bind's port
-    quic_retry: str = "under_load"  # off | on | under_load (Retry past the threshold)
-    quic_retry_threshold: int = 100  # half-open connections before under_load retries
+    quic_retry: str = "off"  # off | on | under_load
+    quic_retry_threshold: int = 100  # connections in handshake before under_load retries
     quic_early_data: bool = False  # accept 0-RTT requests
     quic_early_data_unsafe: bool = False  # let non-idempotent methods through in 0-RTT
     quic_idle_timeout: float = 30 * SECONDS
@@ -361,9 +361,11 @@ _UNSET: Any = object()
 
 
 class _Invalid(Exception):
-    def __init__(self, expected: str, hint: str = "", got: Any = _UNSET) -> None:
+    def __init__(self, expected: str, hint: str = "", got: Any = _UNSET,
+                 index: int | None = None) -> None:
         super().__init__(expected)
         self.expected, self.hint, self.got = expected, hint, got
+        self.index = index  # which item of a list value, so a file error names its line
 
 
 def validate(key: str, value: Any) -> Any:
@@ -376,7 +378,9 @@ def validate(key: str, value: Any) -> Any:
     except _Invalid as exc:
         got = value if exc.got is _UNSET else exc.got
         hint = f" ({exc.hint})" if exc.hint else ""
-        raise ConfigError(f"expected {exc.expected}, got {_show(got)}{hint}", key=key) from None
+        item = None if exc.index is None else (exc.index,)
+        raise ConfigError(f"expected {exc.expected}, got {_show(got)}{hint}", key=key,
+                          item=item) from None
 
 
 def _located(key: str, check: Callable[[Any], Any], value: Any) -> Any:
@@ -565,13 +569,13 @@ def _binds(value: Any) -> list[str]:
     if not isinstance(value, (list, tuple)):
         raise _Invalid(f"a list of {BIND_SHAPES}")
     binds = []
-    for item in value:
+    for index, item in enumerate(value):
         if not isinstance(item, str):
-            raise _Invalid(BIND_SHAPES, got=item)
+            raise _Invalid(BIND_SHAPES, got=item, index=index)
         item = _default_port(item)
         problem = _bind_problem(item)
         if problem:
-            raise _Invalid(BIND_SHAPES, problem, got=item)
+            raise _Invalid(BIND_SHAPES, problem, got=item, index=index)
         binds.append(item)
     return binds
 
@@ -728,6 +732,8 @@ def _read(path: str | os.PathLike[str]) -> tuple[str, str]:
 def _line_finder(text: str) -> Callable[[str], int | None]:
     """The first line with `key = ...`, `[key]` (TOML) or `key: T = ...` (Python)."""
     def line_of(key: str) -> int | None:
+        if not isinstance(key, str):  # a list item's (key, index): not found by this search
+            return None
         name = rf"""["']?{re.escape(key)}["']?"""
         pattern = re.compile(rf"^\s*({name}\s*(:[^=]*)?=|\[\s*{name}\s*\])")
         for number, line in enumerate(text.splitlines(), 1):

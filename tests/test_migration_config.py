@@ -111,3 +111,20 @@ def test_cert_reqs_is_mapped_to_verify_mode(capsys: pytest.CaptureFixture[str]) 
 def test_hypercorn_keys_without_an_edgecorn_equivalent_say_so(key: str) -> None:
     with pytest.raises(ConfigError, match=r"a Hypercorn option that edgecorn does not support"):
         Config(**{key: "x"})
+
+
+def test_bind_item_error_points_at_the_item_line(tmp_path: Path) -> None:
+    path = tmp_path / "edgecorn.yaml"
+    path.write_text("workers: 1\nbind:\n  - 127.0.0.1:8000\n  - 'localhost:http'\n")
+    with pytest.raises(ConfigError) as info:
+        Config.from_yaml(path)
+    assert str(info.value).startswith(f"{path}:4: bind: expected ")
+    assert "got 'localhost:http'" in str(info.value)
+
+
+def test_toml_list_item_error_is_a_config_error(tmp_path: Path) -> None:
+    """TOML has no per-item lines: the error keeps the option's line, never a TypeError."""
+    path = tmp_path / "edgecorn.toml"
+    path.write_text('workers = 1\nbind = ["127.0.0.1:1", "x:y"]\n')
+    with pytest.raises(ConfigError, match=r":2: bind: expected .*got 'x:y'"):
+        Config.from_toml(path)

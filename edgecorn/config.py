@@ -249,7 +249,7 @@ class Config:
                 item_line = line
                 if exc.item is not None and line_of is not None:
                     item_line = line_of((key, *exc.item)) or line_of((key, exc.item[0])) or line
-                shown = raw if exc.item is None else exc.key
+                shown = raw if exc.item is None or exc.key == key else exc.key
                 raise exc.at(key=shown, source=source, line=item_line) from None
             if source is not None:  # for errors found later (a missing certificate file)
                 self.__dict__.setdefault("_origins", {})[key] = \

@@ -45,11 +45,11 @@ log = logging.getLogger("edgecorn.error")
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # Unconsumed request body beyond this pauses reading from an HTTP/1 peer.
 READ_BACKLOG = 1024 * 1024
-# A graceful close first waits (up to FLUSH_TIMEOUT) until the peer has acknowledged
-# every byte we wrote, then shuts down writing and reads and discards (up to
-# LINGER_TIMEOUT) until the peer closes: closing a socket with unread input makes the
-# kernel send RST and drop whatever the peer has not yet received (nginx's
-# lingering_close). A timeout, the graceful timeout or a forced close cut it short.
+# A graceful close first waits until the peer has acknowledged every byte we wrote (as
+# long as it makes progress: FLUSH_TIMEOUT without any ends the wait), then shuts down
+# writing and reads and discards (up to LINGER_TIMEOUT) until the peer closes: closing a
+# socket with unread input makes the kernel send RST and drop whatever the peer has not
+# yet received (nginx's lingering_close). The graceful timeout or a forced close cut it.
 FLUSH_TIMEOUT = 10.0
 LINGER_TIMEOUT = 2.0
 # Draining: an idle HTTP/1.1 connection stays open this long, so that a request the

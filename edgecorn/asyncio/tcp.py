@@ -20,6 +20,7 @@ class TCPProtocol(AsyncioRuntime, Connection, asyncio.Protocol):
         self.secure = secure
         self.lost = False
         self.end_deadline = 0.0
+        self.end_left = 0  # bytes still unflushed when last measured
         self.end_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -73,6 +74,7 @@ class TCPProtocol(AsyncioRuntime, Connection, asyncio.Protocol):
 
     def end_transport(self) -> None:
         self.end_deadline = self.loop.time() + FLUSH_TIMEOUT
+        self.end_left = 1 << 62
         self._end_when_flushed()
 
     def _unflushed(self) -> int:
@@ -90,9 +92,15 @@ class TCPProtocol(AsyncioRuntime, Connection, asyncio.Protocol):
         transport = self.transport
         if self.lost or transport.is_closing():
             return
-        if self._unflushed() and self.loop.time() < self.end_deadline:
-            self.end_timer = self.loop.call_later(0.01, self._end_when_flushed)
-            return
+        left = self._unflushed()
+        if left:
+            now = self.loop.time()
+            if left < self.end_left:  # a slow reader that still reads gets its time
+                self.end_left = left
+                self.end_deadline = now + FLUSH_TIMEOUT
+            if now < self.end_deadline:
+                self.end_timer = self.loop.call_later(0.01, self._end_when_flushed)
+                return
         # Linger: half-close (TLS: close_notify, whose answer the SSL layer awaits),
         # keep reading (`on_data` discards), and close when the peer does or time is up.
         if transport.can_write_eof():

@@ -289,3 +289,52 @@ def _reload_on_sighup(store: CertificateStore) -> None:
         store.reload_requested = True
 
     signal.signal(signal.SIGHUP, on_sighup)
+
+
+# --- for `edgecorn check` ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Inspected:
+    """One entry as `edgecorn check` sees it: loadable (error None), its SAN names, expiry."""
+
+    spec: CertificateSpec
+    error: str | None = None
+    san: tuple[str, ...] = ()
+    expires: Any = None  # datetime (UTC) of the leaf's notAfter
+
+
+def inspect(config: Config) -> list[Inspected]:
+    """Load every `certificates:` entry as a worker would, each on its own."""
+    from cryptography import x509
+
+    found = []
+    for spec in config.certificates:
+        try:
+            new_ssl_context(config, spec.cert, spec.key)
+            with open(spec.cert, "rb") as file:
+                leaf = x509.load_pem_x509_certificates(file.read())[0]
+        except TLSFileError as exc:
+            found.append(Inspected(spec, str(exc)))
+            continue
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            found.append(Inspected(spec, f"cannot load {spec.cert!r}: {reason}"))
+            continue
+        try:
+            ext = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+            san = tuple(name.lower() for name in ext.value.get_values_for_type(x509.DNSName))
+        except x509.ExtensionNotFound:
+            san = ()
+        found.append(Inspected(spec, None, san, leaf.not_valid_after_utc))
+    return found
+
+
+def uncovered(entry: Inspected) -> list[str]:
+    """Configured names the entry's own certificate is not valid for (clients would refuse)."""
+    out = []
+    for name in entry.spec.names:
+        parent = name.partition(".")[2]
+        if name not in entry.san and not (not name.startswith("*.") and "*." + parent in entry.san):
+            out.append(name)
+    return out

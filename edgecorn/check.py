@@ -174,6 +174,8 @@ def _where(config: Config, key: str) -> str:
 
 def _check_tls(config: Config, report: Report) -> tuple[list[str], str]:
     """Load the certificate and key as the server would; return its names and expiry."""
+    if config.certificates:
+        return _check_certificates(config, report), ""
     if config.certfile is None and config.keyfile is None:
         if config.quic_bind:
             report.errors.append(
@@ -214,6 +216,39 @@ def _check_tls(config: Config, report: Report) -> tuple[list[str], str]:
             f"{when}, in {days} days"
         )
     return names, when
+
+
+def _check_certificates(config: Config, report: Report) -> list[str]:
+    """Every `certificates:` entry on its own; the names of all that load."""
+    from .certificates import inspect, uncovered
+
+    if config.certfile is not None or config.keyfile is not None:
+        report.errors.append(
+            f"{_where(config, 'certificates')}: give either certificates or certfile/keyfile, "
+            "not both (the first certificates entry is the default certificate)"
+        )
+    names: list[str] = []
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for entry in inspect(config):
+        where = f"{_where(config, 'certificates')}[{entry.spec.index}]"
+        if entry.error is not None:
+            report.errors.append(f"{where}: {entry.error}")
+            continue
+        names += [name for name in entry.san if name not in names]
+        when = entry.expires.strftime("%Y-%m-%d %H:%M UTC")
+        days = (entry.expires - now).days
+        if days < 0:
+            report.errors.append(f"{where}: {entry.spec.cert!r} expired on {when}")
+        elif days < EXPIRY_WARNING_DAYS:
+            report.warnings.append(
+                f"{where}: {entry.spec.cert!r} expires on {when}, in {days} days"
+            )
+        for name in uncovered(entry):
+            report.warnings.append(
+                f"{where}.names: {name!r} is not among the certificate's names "
+                f"({', '.join(entry.san) or 'none'}): clients asking for it will refuse it"
+            )
+    return names
 
 
 def _names(cert: Any) -> list[str]:
@@ -329,7 +364,15 @@ def _summary(config: Config, names: list[str], expires: str, applied: list[str])
     if not routes:
         routes.append("* -> app demo:app (the built-in demo)")
     lines += ["routes:"] + [f"  {item}" for item in routes]
-    if config.ssl_enabled:
+    if config.certificates:
+        from .certificates import inspect
+
+        lines.append("certificates (by SNI; the first is the default):")
+        for entry in inspect(config):
+            sni = ", ".join(entry.spec.names) or "(default)"
+            expiry = "" if entry.expires is None else entry.expires.strftime(" (expires %Y-%m-%d)")
+            lines.append(f"  {sni} -> {entry.spec.cert}{expiry}")
+    elif config.ssl_enabled:
         lines += [
             "certificates:",
             f"  {config.certfile}: {', '.join(names) or '(no names)'} (expires {expires})",

@@ -11,6 +11,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -387,3 +388,34 @@ def test_start_refuses_bad_certificates(server_factory: Any, ca: CA, tmp_path: P
     )
     assert server.proc.wait(30) == 1
     assert "give either certificates or certfile/keyfile, not both" in server.stderr()
+
+
+def test_edgecorn_check_reads_certificates(ca: CA, tmp_path: Path) -> None:
+    good = _write(
+        tmp_path / "good.yaml",
+        edge_yaml(ca) + "routes:\n  - {host: a.test, respond: {status: 200, body: hi}}\n",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "edgecorn", "check", str(good)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"  a.test, a2.test -> {ca.folder}/a.pem (expires " in result.stdout
+    assert f"  (default) -> {ca.folder}/default.pem (expires " in result.stdout
+    # a2.test is named but not in a.pem's SAN: a warning; a missing file: an error
+    assert "certificates[1].names: 'a2.test' is not among the certificate's names" in (
+        result.stdout + result.stderr
+    )
+    bad = _write(tmp_path / "bad.yaml", edge_yaml(ca).replace("wild.pem", "gone.pem"))
+    result = subprocess.run(
+        [sys.executable, "-m", "edgecorn", "check", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert f"certificates[2]: cannot load '{ca.folder}/gone.pem': No such file or directory" in (
+        result.stdout + result.stderr
+    )

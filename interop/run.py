@@ -233,13 +233,13 @@ def cases() -> list[Case]:
             connections="each",
             long=True,
         ),
-        # The simulator's link is 10 Mbps; loopback is faster, so shorter on-periods
-        # make the 2-second blackouts land inside the transfer.
+        # The simulator's link is 10 Mbps (5 s on, 2 s off); loopback is faster, so a
+        # shorter on-period makes the 2-second blackouts land inside the transfer.
         Case(
             "blackhole",
             "transfer",
             [10 * MB],
-            scenario=Scenario(delay=0.015, blackhole_on=0.5, blackhole_off=2.0),
+            scenario=Scenario(delay=0.015, blackhole_on=1.5, blackhole_off=2.0),
             long=True,
         ),
         Case("ecn", "ecn", []),

@@ -102,6 +102,11 @@ def _zero_rtt(run: Run) -> str:
         return "the client sent no 0-RTT packets"
     if any("Early data was rejected" in out for out in run.outputs):
         return "the server rejected early data"
+    # As the runner: the requests (40 paths of 250 bytes) went in 0-RTT, so what the
+    # client sent in 1-RTT packets stays under half of them.
+    one_rtt = sum(p.size for p in run.trace.packets(True, "short"))
+    if one_rtt > 0.5 * 250 * 40:
+        return f"the client sent {one_rtt} bytes in 1-RTT packets: requests not in 0-RTT"
     return ""
 
 

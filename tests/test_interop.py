@@ -85,6 +85,13 @@ def test_checks_fail_when_the_server_misbehaves(tmp_path: Path) -> None:
 
 
 @needs_gtlsclient
+def test_zero_rtt_check_fails_when_the_server_refuses_early_data(tmp_path: Path) -> None:
+    case = dataclasses.replace(fast_case("zerortt"), server="resumption", clients=("h3",))
+    status, why = asyncio.run(runner.run_case(case, tmp_path, timeout=30))
+    assert status == runner.FAIL and "rejected early data" in why
+
+
+@needs_gtlsclient
 def test_missing_file_fails(tmp_path: Path) -> None:
     case = dataclasses.replace(fast_case("handshake"), sizes=[KB, KB], clients=("h3",))
 

@@ -183,6 +183,9 @@ _SERVING_MODULES = (
     "wsproto",
     "aioquic.h3.connection",
     "aioquic.quic.connection",
+    "aioquic.tls",
+    "cryptography.hazmat.backends.openssl",
+    "qh3",
     "encodings.idna",
     "email.utils",
     "mimetypes",
@@ -201,6 +204,10 @@ def _drop_privileges(config: Config) -> None:
             importlib.import_module(name)
         except ImportError:
             pass  # an optional engine that is not installed
+    if config.ssl_enabled:  # keys are often root's alone: load them (TCP and QUIC) now
+        from .certificates import store_for
+
+        store_for(config)
     if gid is not None and gid != os.getegid():
         if os.geteuid() == 0:
             os.setgroups([gid])

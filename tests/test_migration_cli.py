@@ -309,6 +309,46 @@ def test_user_and_group_after_binding(server_factory: Any, curl: Any, workers: s
             os.remove(unix)
 
 
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_root_only_key_with_user(
+    server_factory: Any, curl: Any, certs: tuple[str, str, str], tmp_path: Path, workers: str
+) -> None:
+    """The edge case -u is for: a key only root may read, 443-style TLS + QUIC, served as
+    nobody. The certificates are loaded before the switch (h2 over TCP, h3 over QUIC)."""
+    if os.geteuid() != 0:
+        pytest.skip("dropping privileges needs root")
+    from tests.h3util import cffi_h3, free_udp_port, wait_quic
+
+    key = tmp_path / "root-only-key.pem"
+    key.write_bytes(Path(certs[1]).read_bytes())
+    key.chmod(0o600)
+    port = free_udp_port()
+    server_factory.certfile, server_factory.keyfile = certs[0], str(key)
+    server = server_factory.spawn(
+        [
+            "tests.migration_apps:whoami",
+            "-w",
+            workers,
+            "-u",
+            "nobody",
+            "-g",
+            "nogroup",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--certfile",
+            certs[0],
+            "--keyfile",
+            str(key),
+        ]
+    )
+    server.port = port
+    wait_quic(server, timeout=20)
+    h2 = json.loads(curl("--http2", f"https://localhost:{port}/").stdout)
+    assert (h2["uid"], h2["gid"]) == (65534, 65534)
+    h3 = cffi_h3("GET", f"https://localhost:{port}/", certs[2])
+    assert h3.status_code == 200 and h3.json()["uid"] == 65534
+
+
 def test_unknown_user_is_one_line(server_factory: Any) -> None:
     server = server_factory.spawn(
         ["tests.e2e_apps:app", "-w", "0", "-b", "127.0.0.1:0", "-u", "no-such-user-here"]

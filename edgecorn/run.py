@@ -95,8 +95,10 @@ def _use_dev_certs(config: Config) -> None:
     log.info("No certificate configured: serving the demo with %s (CA: %s)", certfile, cafile)
     log.info("%s", trust_hint(cafile))
     if all(_loopback(bind) for bind in config.bind + config.insecure_bind):
-        log.info("The demo listens on this machine only; for every interface: "
-                 "-b 0.0.0.0:8000 -b [::]:8000")
+        log.info(
+            "The demo listens on this machine only; for every interface: "
+            "-b 0.0.0.0:8000 -b [::]:8000"
+        )
 
 
 def _loopback(bind: str) -> bool:
@@ -648,8 +650,14 @@ def _worker_main(
         return STARTUP_FAILED
     tag = index if len(quic) else None
     # one Retry secret for every worker: the supervisor's (made with its sockets)
-    sockets = Sockets(tcp.secure, tcp.insecure, quic, quic_tag=tag, quic_secret=tcp.quic_secret,
-                      redirect=tcp.redirect)
+    sockets = Sockets(
+        tcp.secure,
+        tcp.insecure,
+        quic,
+        quic_tag=tag,
+        quic_secret=tcp.quic_secret,
+        redirect=tcp.redirect,
+    )
 
     def tell(message: bytes) -> None:
         try:

@@ -53,7 +53,9 @@ def new_ssl_context(
 
 
 def load_cert_chain(
-    context: ssl.SSLContext, config: Config, certfile: str | None = None,
+    context: ssl.SSLContext,
+    config: Config,
+    certfile: str | None = None,
     keyfile: str | None = None,
 ) -> None:
     certfile, keyfile = certfile or config.certfile, keyfile or config.keyfile

@@ -35,6 +35,8 @@ from aioquic.tls import Context, Epoch, pull_client_hello
 
 TESTED = "1.7.2"  # pyproject.toml caps aioquic below the next minor release
 CID_LENGTH = 8
+# Given a function reading the ClientHello's SNI: (certificate, chain, private key).
+ChooseCertificate = Callable[["str | None | Callable[[], str | None]"], tuple[Any, list[Any], Any]]
 
 # (where, name): the private methods we override and the attributes we read or set
 # (instance attributes are looked for in the __init__ that assigns them).
@@ -105,7 +107,7 @@ class EdgeQuicConnection(QuicConnection):
         cid_tag: int | None = None,
         cid_format: Any = None,
         max_streams: int = 128,
-        choose_certificate: Callable[[str | None], tuple[Any, list[Any], Any]] | None = None,
+        choose_certificate: ChooseCertificate | None = None,
         **kwargs: Any,
     ) -> None:
         self.edge_early_data = early_data
@@ -161,21 +163,22 @@ class EdgeQuicConnection(QuicConnection):
             tls_context.update_traffic_key_cb = no_early_data
 
 
-def _choose_certificate_by_sni(
-    tls_context: Context, choose: Callable[[str | None], tuple[Any, list[Any], Any]]
-) -> None:
+def _choose_certificate_by_sni(tls_context: Context, choose: ChooseCertificate) -> None:
     """aioquic's server TLS has one certificate, and reads the ClientHello's SNI only
     inside _server_handle_hello, after the key has picked the signature algorithm. So
-    read the name first (a copy of the message) and set the certificate chosen for it."""
+    the chooser may read the name first (from a copy of the message) and the certificate
+    it chooses is set before aioquic goes on."""
     handle = tls_context._server_handle_hello
 
     def handle_hello(input_buf: Any, initial_buf: Any, handshake_buf: Any) -> None:
-        try:  # a copy: aioquic's own parse below reads input_buf from its start
-            whole = input_buf.data_slice(0, input_buf.capacity)
-            hello = pull_client_hello(type(input_buf)(data=whole))
-            server_name = hello.server_name
-        except Exception:  # malformed: aioquic's own parse below reports it
-            server_name = None
+        def server_name() -> str | None:
+            try:  # a copy: aioquic's own parse below reads input_buf from its start
+                whole = input_buf.data_slice(0, input_buf.capacity)
+                name: str | None = pull_client_hello(type(input_buf)(data=whole)).server_name
+            except Exception:  # malformed: aioquic's own parse below reports it
+                return None
+            return name
+
         certificate, chain, key = choose(server_name)
         tls_context.certificate, tls_context.certificate_chain = certificate, chain
         tls_context.certificate_private_key = key

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aioquic.quic.configuration import QuicConfiguration
 
 from ..certificates import store_for
 from ..sockets import Sockets, describe
 from .configuration import quic_configuration
+from .engine import ChooseCertificate
 from .lb import LEGACY, CidFormat, cid_format
 from .tickets import TicketStore
 
@@ -32,8 +32,8 @@ class QuicSetup:
     tickets: TicketStore
     retry_key: bytes
     cid_tag: int | None = None
-    # SNI name -> (certificate, chain, key) for aioquic: the certificate store's current one
-    choose_certificate: Callable[[str | None], tuple[Any, list[Any], Any]] | None = None
+    # the certificate store's choice for a ClientHello (see engine.py)
+    choose_certificate: ChooseCertificate | None = None
     cid_format: CidFormat = LEGACY  # QUIC-LB server ID etc. (quic/lb.py)
 
 
@@ -46,7 +46,7 @@ def quic_setup(config: Config, sockets: Sockets) -> QuicSetup | None:
         TicketStore(),
         sockets.quic_secret,
         sockets.quic_tag,
-        store_for(config).quic_certificate,
+        store_for(config).quic_for_hello,
         cid_format=cid_format(config.quic_lb_server_id, config.quic_lb_config_id),
     )
 

@@ -8,6 +8,7 @@ certificate big enough for that (~8 KB of certificates).
 from __future__ import annotations
 
 import datetime
+import functools
 import ipaddress
 from pathlib import Path
 
@@ -49,19 +50,25 @@ def _cert(
     return builder.sign(issuer_key, hashes.SHA256())
 
 
+@functools.cache
+def _key(index: int) -> rsa.RSAPrivateKey:
+    """RSA keys take a while to make: one run reuses them (the certificates are new)."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
 def make_chain(directory: Path, length: int = 1) -> None:
     """Write ca.pem (the root), cert.pem (leaf first, then intermediates) and priv.key."""
     directory.mkdir(parents=True, exist_ok=True)
-    root_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    root_key = _key(0)
     root = _cert("edgecorn interop root", None, root_key, ca=True)
     issuer = (root.subject, root_key)
     intermediates: list[x509.Certificate] = []
     for index in range(length - 1):
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        key = _key(index + 2)
         cert = _cert(f"edgecorn interop intermediate {index + 1}", issuer, key, ca=True)
         intermediates.append(cert)
         issuer = (cert.subject, key)
-    leaf_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    leaf_key = _key(1)
     leaf = _cert("server", issuer, leaf_key, ca=False)
     pem = serialization.Encoding.PEM
     (directory / "ca.pem").write_bytes(root.public_bytes(pem))

@@ -34,9 +34,9 @@ FAST: dict[str, dict[str, Any]] = {
     "transfer": dict(sizes=[512 * KB, 1 * MB], clients=("h3", "hq")),
     "retry": dict(clients=("h3",)),
     "resumption": dict(clients=("h3",)),
-    "zerortt": dict(clients=("h3", "hq")),
+    "zerortt": dict(clients=("h3",)),
     "http3": dict(sizes=[5 * KB, 300 * KB]),
-    "chacha20": dict(sizes=[256 * KB], clients=("h3", "hq")),
+    "chacha20": dict(sizes=[256 * KB], clients=("h3",)),
     "v2": dict(),
     # 300 streams against a limit of 50: MAX_STREAMS must be raised as streams finish.
     "multiplexing": dict(

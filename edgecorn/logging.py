@@ -60,7 +60,7 @@ def _user_config(config: Config) -> None:
     spec = config.logconfig
     if spec is None:
         if config.logconfig_dict is not None:
-            logging.config.dictConfig({"disable_existing_loggers": False, **config.logconfig_dict})
+            _dict_config(config.logconfig_dict)
         return
     if spec.startswith(("json:", "toml:")):
         kind, path = spec[:4], spec[5:]
@@ -68,12 +68,28 @@ def _user_config(config: Config) -> None:
             data = json.load(file) if kind == "json" else tomllib.load(file)
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a dictConfig mapping")
-        logging.config.dictConfig({"disable_existing_loggers": False, **data})
+        _dict_config(data)
     else:
         if not os.path.exists(spec):  # fileConfig says only "KeyError: 'formatters'"
             raise FileNotFoundError(f"logconfig: no such file {spec!r}")
         defaults = {"__file__": spec, "here": os.path.dirname(spec)}
         logging.config.fileConfig(spec, defaults=defaults, disable_existing_loggers=False)
+
+
+def _dict_config(data: dict[str, Any]) -> None:
+    """dictConfig, with a Hypercorn file's `hypercorn.error` / `hypercorn.access` loggers
+    also applied to ours (a file written for Hypercorn keeps working unchanged)."""
+    loggers = dict(data.get("loggers") or {})
+    for kind in ("error", "access"):
+        theirs, ours = f"hypercorn.{kind}", f"edgecorn.{kind}"
+        if theirs in loggers and ours not in loggers:
+            loggers[ours] = loggers[theirs]
+            print(
+                f"edgecorn: note: logging: {theirs} also configures {ours} (the edgecorn "
+                "name is preferred)",
+                file=sys.stderr,
+            )
+    logging.config.dictConfig({"disable_existing_loggers": False, **data, "loggers": loggers})
 
 
 def _level(value: str | int) -> int:

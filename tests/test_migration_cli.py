@@ -228,6 +228,28 @@ def test_log_config(server_factory: Any, curl: Any, tmp_path: Path, kind: str) -
     ), line
 
 
+def test_log_config_written_for_hypercorn(server_factory: Any, curl: Any, tmp_path: Path) -> None:
+    """A dictConfig file that names Hypercorn's loggers configures ours too, with a note."""
+    out = tmp_path / "access.txt"
+    data = json.loads(json.dumps(LOG_JSON).replace("{path}", str(out)))
+    data["loggers"] = {"hypercorn.access": data["loggers"]["edgecorn.access"]}
+    spec = tmp_path / "hypercorn-logging.json"
+    spec.write_text(json.dumps(data))
+    server = server_factory.start(
+        "--log-config", f"json:{spec}", tls=False, app="tests.migration_apps:whoami"
+    )
+    assert _app_request(curl, server.insecure_port, "/from-hypercorn").stdout.endswith(b"200")
+    deadline = time.monotonic() + 10
+    while "from-hypercorn" not in (out.read_text() if out.exists() else ""):
+        assert time.monotonic() < deadline, server.describe()
+        time.sleep(0.05)
+    assert out.read_text().startswith("custom-access 127.0.0.1:")
+    assert (
+        "edgecorn: note: logging: hypercorn.access also configures edgecorn.access "
+        "(the edgecorn name is preferred)"
+    ) in server.stderr()
+
+
 def _toml(data: dict[str, Any], prefix: str = "") -> str:
     """Just enough TOML for LOG_JSON: nested tables of strings, bools, ints and lists."""
     plain = {k: v for k, v in data.items() if not isinstance(v, dict)}

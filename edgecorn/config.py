@@ -120,8 +120,8 @@ class Config:
 
     # QUIC / HTTP/3
     quic_on_tls_binds: bool = True  # also listen for QUIC on each TLS bind's port
-    quic_retry: str = "off"  # off | on | under_load
-    quic_retry_threshold: int = 100  # connections in handshake before under_load retries
+    quic_retry: str = "under_load"  # off | on | under_load (Retry past the threshold)
+    quic_retry_threshold: int = 100  # half-open connections before under_load retries
     quic_early_data: bool = False  # accept 0-RTT requests
     quic_early_data_unsafe: bool = False  # let non-idempotent methods through in 0-RTT
     quic_idle_timeout: float = 30 * SECONDS

@@ -119,3 +119,16 @@ def test_every_option_of_ours_that_hypercorn_has_takes_its_flag_too() -> None:
     dests = {action.dest for action in cli.build_parser()._actions}
     for name in HYPERCORN_OPTIONS & set(OPTIONS):
         assert name in dests or name in cli.FILE_ONLY, name
+
+
+def test_the_example_config_file_loads(tmp_path: Path) -> None:
+    text = README.read_text()
+    start = text.index("### A config file with the common keys")
+    block = text[text.index("```yaml\n", start) + 8 : text.index("```\n", start + 1)]
+    path = tmp_path / "edgecorn.yaml"
+    path.write_text(block)
+    config = Config.from_yaml(path)
+    assert config.application_path == "myproject.asgi:app"
+    assert config.bind == ["0.0.0.0:443", "[::]:443"] and config.workers == 2
+    assert (config.user, config.group, config.lifespan) == ("nobody", "nogroup", "auto")
+    assert config.server_names == ["example.com", "www.example.com"]

@@ -357,6 +357,7 @@ class Summary:
     runs: list[float | None] = field(default_factory=list)
     server_cpu: float | None = None  # median over the runs
     cpu_us: float | None = None  # median edge CPU microseconds per response
+    cpu_runs: list[float | None] = field(default_factory=list)  # each round's
     upstream_cpu: float | None = None  # median
     failed: int = 0
     errors: list[str] = field(default_factory=list)
@@ -380,6 +381,7 @@ def summarize(results: list[EdgeResult]) -> Summary:
         runs=[r.rps for r in results],
         server_cpu=statistics.median(cpus) if cpus else None,
         cpu_us=statistics.median(costs) if costs else None,
+        cpu_runs=[r.cpu_us for r in results],
         upstream_cpu=statistics.median(ups) if ups else None,
         failed=sum(r.failed for r in results),
         errors=[r.error for r in results if r.error],

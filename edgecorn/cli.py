@@ -16,6 +16,7 @@ from edgecorn.config import (
     HTTP1_PARSERS,
     LIFESPAN_MODES,
     OPTIONS,
+    QUIC_ENGINES,
     WORKER_CLASSES,
     Config,
     ConfigError,
@@ -206,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--http2-engine",
         choices=H2_ENGINES,
         help="the HTTP/2 library (auto: jh2 when installed, else h2)",
+    )
+    http.add_argument(
+        "--quic-engine",
+        choices=QUIC_ENGINES,
+        help="the QUIC library (auto: qh3 when installed and able, else aioquic)",
     )
     http.add_argument(
         "--lifespan",

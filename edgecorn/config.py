@@ -40,6 +40,7 @@ HTTP1_PARSERS = ("auto", "h11", "httptools")
 LIFESPAN_MODES = ("auto", "on", "off")
 WORKER_CLASSES = ("auto", "asyncio", "uvloop", "trio")  # auto: uvloop when installed
 H2_ENGINES = ("auto", "h2", "jh2")  # auto: jh2 (compiled HPACK) when installed
+QUIC_ENGINES = ("auto", "aioquic", "qh3")  # auto: qh3 when installed and able (quic/qh3_engine.py)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 ALPN_PROTOCOLS = ("h2", "http/1.1")
 QUIC_RETRY_MODES = ("off", "on", "under_load")
@@ -126,6 +127,7 @@ class Config:
     quic_early_data_unsafe: bool = False  # let non-idempotent methods through in 0-RTT
     quic_idle_timeout: float = 30 * SECONDS
     quic_max_datagram_size: int = 1350  # bytes of UDP payload we send (1200..1452)
+    quic_engine: str = "auto"  # auto | aioquic | qh3
     h3_max_concurrent_streams: int = 100
     h3_max_header_list_size: int = 2**16
     qlog_dir: str | None = None
@@ -816,7 +818,7 @@ _SPECS: dict[str, Validator] = {
     "quic_on_tls_binds": _bool, "quic_retry": _on_off(_choice(QUIC_RETRY_MODES)),
     "quic_retry_threshold": _int(0), "quic_early_data": _bool, "quic_early_data_unsafe": _bool,
     "quic_idle_timeout": _seconds(positive=True), "quic_max_datagram_size": _int(1200, 1452),
-    "h3_max_concurrent_streams": _int(1),
+    "quic_engine": _installed_choice(QUIC_ENGINES), "h3_max_concurrent_streams": _int(1),
     "h3_max_header_list_size": _int(1), "qlog_dir": _str(optional=True, path=True),
     "quic_alpn_protocols": _str_list(QUIC_ALPN_PROTOCOLS),
     "quic_ciphers": _str_list(QUIC_CIPHERS),

@@ -182,12 +182,13 @@ class ServerFactory:
 
     def __init__(
         self, certs: tuple[str, str, str], tmp: Path, worker_class: str = "asyncio",
-        http2_engine: str = "auto",
+        http2_engine: str = "auto", quic_engine: str = "aioquic",
     ) -> None:
         self.certfile, self.keyfile, self.cafile = certs
         self.tmp = tmp
         self.worker_class = worker_class
         self.http2_engine = http2_engine
+        self.quic_engine = quic_engine
         self.servers: list[Server] = []
         self.count = 0
 
@@ -233,7 +234,7 @@ class ServerFactory:
         `config` is YAML text written to a file and passed with `-c`.
         """
         args: list[str] = [app, "--workers", "0", "-k", self.worker_class,
-                           "--http2-engine", self.http2_engine]
+                           "--http2-engine", self.http2_engine, "--quic-engine", self.quic_engine]
         insecure_port = None
         # Always give --bind: without it the default 127.0.0.1:8000 would be bound too.
         port = free_port()
@@ -321,6 +322,9 @@ WORKER_CLASSES = ("asyncio", "trio")
 # The HTTP/2 suites (end-to-end and sans-IO) run on every HTTP/2 engine, the same way.
 H2_SUITES = {"test_e2e_http2", "test_h2_sansio"}
 HTTP2_ENGINES = ("h2", "jh2")
+# The HTTP/3 suite runs on every QUIC engine; the rest stays on the reference one (aioquic).
+H3_SUITES = {"test_e2e_h3"}
+QUIC_ENGINES = ("aioquic", "qh3")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -329,6 +333,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("worker_class", WORKER_CLASSES, indirect=True, scope="session")
     if module in H2_SUITES and "http2_engine" in metafunc.fixturenames:
         metafunc.parametrize("http2_engine", HTTP2_ENGINES, indirect=True, scope="session")
+    if module in H3_SUITES and "quic_engine" in metafunc.fixturenames:
+        metafunc.parametrize("quic_engine", QUIC_ENGINES, indirect=True, scope="session")
 
 
 @pytest.fixture(scope="session")
@@ -343,13 +349,40 @@ def http2_engine(request: pytest.FixtureRequest) -> str:
     return str(getattr(request, "param", "auto"))
 
 
+# qh3 2.1.0 limits, pinned so a fixed qh3 is noticed: its compiled core cannot answer an
+# aioquic client's Initial ("packet builder capacity exhausted", with qh3's own server too),
+# and these tests talk with aioquic clients; it fixes the concurrent-stream limit at 100.
+QH3_XFAIL = {
+    "test_alt_svc_absent[qh3-no-alt-svc]": "qh3 core cannot answer an aioquic client Initial",
+    "test_stalled_readers_keep_memory_bounded[qh3]": "qh3 core vs aioquic clients",
+    "test_vanished_clients[qh3]": "qh3 core vs aioquic clients",
+    "test_h3_max_concurrent_streams_setting[qh3]": "qh3 fixes the stream limit: refused",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        reason = QH3_XFAIL.get(item.name)
+        if reason is not None and item.module is not None and item.module.__name__.endswith(
+            "test_e2e_h3"
+        ):
+            item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
+
+
+@pytest.fixture(scope="session")
+def quic_engine(request: pytest.FixtureRequest) -> str:
+    """`--quic-engine`: parametrized for the HTTP/3 suite, else aioquic."""
+    return str(getattr(request, "param", "aioquic"))
+
+
 @pytest.fixture(scope="session")
 def session_factory(
     certs: tuple[str, str, str], tmp_path_factory: pytest.TempPathFactory, worker_class: str,
-    http2_engine: str,
+    http2_engine: str, quic_engine: str,
 ) -> Iterator[ServerFactory]:
     factory = ServerFactory(
-        certs, tmp_path_factory.mktemp("session-servers"), worker_class, http2_engine
+        certs, tmp_path_factory.mktemp("session-servers"), worker_class, http2_engine,
+        quic_engine,
     )
     yield factory
     factory.stop_all()
@@ -357,10 +390,11 @@ def session_factory(
 
 @pytest.fixture
 def server_factory(
-    certs: tuple[str, str, str], tmp_path: Path, worker_class: str, http2_engine: str
+    certs: tuple[str, str, str], tmp_path: Path, worker_class: str, http2_engine: str,
+    quic_engine: str,
 ) -> Iterator[ServerFactory]:
     """Per-test servers: `server_factory.start(*extra_args, parser=..., config=yaml)`."""
-    factory = ServerFactory(certs, tmp_path, worker_class, http2_engine)
+    factory = ServerFactory(certs, tmp_path, worker_class, http2_engine, quic_engine)
     yield factory
     factory.stop_all()
 

@@ -13,6 +13,7 @@ from edgecorn.quic import engine
 
 PACKAGE = Path(__file__).resolve().parent.parent / "edgecorn"
 DOOR = PACKAGE / "quic" / "engine.py"
+QH3_DOOR = DOOR.with_name("qh3_engine.py")
 
 # Every private aioquic name edgecorn relies on (grep aioquic's sources for them).
 PRIVATE = {
@@ -49,7 +50,9 @@ def private_uses(path: Path) -> list[str]:
 
 def test_only_the_engine_touches_aioquic_internals() -> None:
     uses = [
-        use for path in sorted(PACKAGE.rglob("*.py")) if path != DOOR for use in private_uses(path)
+        use for path in sorted(PACKAGE.rglob("*.py"))
+        if path not in (DOOR, QH3_DOOR)  # qh3's door: the same names, on qh3's classes
+        for use in private_uses(path)
     ]
     assert not uses, "aioquic internals outside edgecorn/quic/engine.py:\n" + "\n".join(uses)
 

@@ -30,8 +30,8 @@ def installed(module: str) -> bool:
 
 def missing_engine(choice: str) -> str | None:
     """Why an explicit choice cannot run here, or None. `auto` always can."""
-    if choice in ("jh2", "uvloop", "trio") and not installed(choice):
-        extra = _FAST_HINT if choice == "jh2" else f"pip install {choice}"
+    if choice in ("jh2", "qh3", "uvloop", "trio") and not installed(choice):
+        extra = _FAST_HINT if choice in ("jh2", "qh3") else f"pip install {choice}"
         return f"{choice} is not installed; {extra}"
     return None
 

@@ -43,6 +43,7 @@ class QUICEndpoint(ABC):
         self.cid_tag = setup.cid_tag
         self.cid_format = setup.cid_format
         self.choose_certificate = setup.choose_certificate
+        self.connection_class: Any = setup.connection_class or EdgeQuicConnection
         self.routes: dict[bytes, QUICConnection] = {}
         self.handshaking = 0
         config = manager.config
@@ -101,7 +102,7 @@ class QUICEndpoint(ABC):
             if route.reply is not None:
                 self.send([(route.reply, addr)])
                 return
-            quic = EdgeQuicConnection(
+            quic = self.connection_class(
                 early_data=self.early_data,
                 max_streams=self.max_streams,
                 cid_tag=self.cid_tag,

@@ -193,6 +193,9 @@ def tagged_cid(tag: int) -> bytes:
 
 def buffered(quic: QuicConnection, stream_id: int) -> int | None:
     """Bytes aioquic holds for a stream (unsent or unacknowledged); None: no such stream."""
+    if not isinstance(quic, QuicConnection):  # another engine (qh3_engine.py)
+        held: int | None = quic.edge_buffered(stream_id)
+        return held
     stream = quic._streams.get(stream_id)
     if stream is None:
         return None
@@ -202,6 +205,8 @@ def buffered(quic: QuicConnection, stream_id: int) -> int | None:
 
 def requests_delivered(quic: QuicConnection) -> bool:
     """Every client-initiated bidirectional (request) stream's sending side is finished."""
+    if not isinstance(quic, QuicConnection):  # another engine (qh3_engine.py)
+        return bool(quic.edge_delivered())
     return all(stream.sender.is_finished for sid, stream in quic._streams.items() if sid % 4 == 0)
 
 
@@ -212,6 +217,14 @@ def terminated(quic: QuicConnection) -> bool:
 def control_stream_id(h3: H3Connection) -> int | None:
     """Our HTTP/3 control stream, where GOAWAY goes (aioquic sends none itself)."""
     return h3._local_control_stream_id
+
+
+def h3_connection(quic: QuicConnection, max_field_section_size: int) -> H3Connection:
+    """The HTTP/3 connection of this QUIC connection's engine."""
+    if not isinstance(quic, QuicConnection):  # another engine (qh3_engine.py)
+        h3: H3Connection = quic.edge_h3(max_field_section_size)
+        return h3
+    return EdgeH3Connection(quic, max_field_section_size)
 
 
 class UnblockingEncoder:

@@ -118,7 +118,7 @@ class H3Adapter:
             if kind is quic_events.ProtocolNegotiated:
                 alpn = event.alpn_protocol  # type: ignore[attr-defined]
                 if alpn in H3_ALPN:
-                    self.h3 = EdgeH3Connection(quic, self.max_header_list_size)
+                    self.h3 = engine.h3_connection(quic, self.max_header_list_size)  # type: ignore[assignment]
                 elif alpn == hq.ALPN:
                     self.hq = hq.HqStreams()
             elif kind is quic_events.StreamDataReceived and self.hq is not None:

@@ -75,9 +75,9 @@ def test_types() -> None:
             "EDGECORN_KEEP_ALIVE_TIMEOUT: expected a number, got '5s'",
         ),
         (
-            {"EDGECORN_BIND": "127.0.0.1:80,localhost"},
+            {"EDGECORN_BIND": "127.0.0.1:80,localhost:http"},
             "EDGECORN_BIND: expected 'host:port', '[ipv6]:port', 'unix:/path' or 'fd://N', got "
-            "'localhost' (the ':port' is missing)",
+            "'localhost:http' (the port must be a number from 0 to 65535, not 'http')",
         ),
         (
             {"EDGECORN_QUIC_RETRY": "sometimes"},

@@ -9,6 +9,7 @@ names and symlinks leading out of the root all answer 404. Files are streamed in
 
 from __future__ import annotations
 
+import functools
 import html
 import mimetypes
 import os
@@ -81,12 +82,21 @@ class StaticFiles:
             # read as a separator never reach the disk.
             if part.startswith(".") or "\\" in part or "\x00" in part:
                 return None
-        full = os.path.join(self.root, *parts)
-        real = os.path.realpath(full)
-        if real != self.root and not real.startswith(self.root + os.sep):
-            return None  # a symlink leading out of the root
+        # Walk down from the (already real) root with one lstat per component, instead of
+        # realpath's lstat of every component from /; a symlink is resolved and must stay
+        # inside the root.
+        current = self.root
+        info: os.stat_result | None = None
         try:
-            return real, os.stat(real)
+            for part in parts:
+                current = current + os.sep + part
+                info = os.lstat(current)
+                if stat.S_ISLNK(info.st_mode):
+                    current = os.path.realpath(current)
+                    if current != self.root and not current.startswith(self.root + os.sep):
+                        return None  # a symlink leading out of the root
+                    info = os.stat(current)
+            return current, info if info is not None else os.stat(current)
         except (OSError, ValueError):
             return None
 
@@ -95,15 +105,7 @@ class StaticFiles:
     ) -> None:
         request = dict(scope["headers"])  # last value wins; fine for these fields
         headers: Headers = []
-        content_type, _ = mimetypes.guess_type(full)
-        content_type = content_type or "application/octet-stream"
-        if content_type.startswith("text/") or content_type in (
-            "application/javascript",
-            "application/json",
-            "image/svg+xml",
-        ):
-            content_type += "; charset=utf-8"
-        headers.append((b"content-type", content_type.encode()))
+        headers.append((b"content-type", content_type(os.path.splitext(full)[1])))
         encoding, full, info = self._precompressed(request.get(b"accept-encoding", b""), full, info)
         if encoding is not None:
             headers.append((b"content-encoding", encoding))
@@ -113,7 +115,7 @@ class StaticFiles:
             info.st_size,
             b"" if encoding is None else b"-" + encoding,
         )
-        last_modified = formatdate(info.st_mtime, usegmt=True).encode()
+        last_modified = http_date(int(info.st_mtime))
         headers += [
             (b"etag", etag),
             (b"last-modified", last_modified),
@@ -194,6 +196,25 @@ class StaticFiles:
             }
         )
         await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+@functools.lru_cache(maxsize=512)
+def content_type(suffix: str) -> bytes:
+    """By file name suffix, cached (mimetypes walks its tables on every call)."""
+    guessed, _ = mimetypes.guess_type("x" + suffix)
+    guessed = guessed or "application/octet-stream"
+    if guessed.startswith("text/") or guessed in (
+        "application/javascript",
+        "application/json",
+        "image/svg+xml",
+    ):
+        guessed += "; charset=utf-8"
+    return guessed.encode()
+
+
+@functools.lru_cache(maxsize=1024)
+def http_date(seconds: int) -> bytes:
+    return formatdate(seconds, usegmt=True).encode()
 
 
 def _not_modified(request: dict[bytes, bytes], etag: bytes, mtime: float) -> bool:

@@ -28,7 +28,9 @@ import httptools
 log = logging.getLogger("edgecorn.error")
 
 READ_SIZE = 64 * 1024
-MAX_IDLE_PER_ORIGIN = 64
+# Enough idle connections for an h2/h3 client's concurrency (a smaller pool churned: every
+# request beyond it opened and closed a connection); idle ones past IDLE_TIMEOUT are swept.
+MAX_IDLE_PER_ORIGIN = 512
 IDLE_TIMEOUT = 4.0  # below the 5 s keep-alive most servers (Uvicorn, Hypercorn, nginx) use
 FAILS_BEFORE_DOWN = 3
 DOWN_FOR = 10.0
@@ -54,6 +56,7 @@ class Upstream:
     fails: int = 0
     down_until: float = 0.0
     idle: list[Connection] = field(default_factory=list)
+    _tls: ssl.SSLContext | None = None
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
@@ -65,6 +68,14 @@ class Upstream:
     @property
     def healthy(self) -> bool:
         return self.down_until <= time.monotonic()
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """One client context per https upstream (loading the CA store costs milliseconds)."""
+        if self.scheme != "https":
+            return None
+        if self._tls is None:
+            self._tls = ssl.create_default_context()
+        return self._tls
 
     def failed(self, why: str) -> None:
         self.fails += 1
@@ -89,7 +100,7 @@ class Upstream:
             if conn.usable():
                 return conn, True
             await conn.aclose()
-        context = ssl.create_default_context() if self.scheme == "https" else None
+        context = self.tls_context()
         stream: Any
         try:
             with anyio.fail_after(timeout):
@@ -123,9 +134,15 @@ class Upstream:
 
     async def release(self, conn: Connection) -> None:
         """Keep `conn` for the next request if its exchange ended cleanly, else close it."""
-        if conn.reusable() and len(self.idle) < MAX_IDLE_PER_ORIGIN:
-            conn.idle_since = time.monotonic()
-            self.idle.append(conn)
+        idle = self.idle
+        now = time.monotonic()
+        # Oldest first: connections are taken from the end, so expired ones gather at the
+        # front; closing them here keeps a large pool from holding dead sockets.
+        while idle and now - idle[0].idle_since > IDLE_TIMEOUT:
+            await idle.pop(0).aclose()
+        if conn.reusable() and len(idle) < MAX_IDLE_PER_ORIGIN:
+            conn.idle_since = now
+            idle.append(conn)
         else:
             await conn.aclose()
 

@@ -155,6 +155,9 @@ def _path_validation(run: Run) -> str:
     rebinds = run.relay.counters.rebinds
     if rebinds == 0:
         return "the relay never rebound (transfer too short?)"
+    addresses = {addr[0] for addr in run.relay.counters.client_addrs}
+    if run.case.scenario.rebind_addr and len(addresses) < 2:
+        return f"the server saw one client address only ({addresses})"
     challenges = 0
     for event in _qlog_events(run):
         if str(event.get("name", "")).endswith("packet_sent"):
@@ -247,8 +250,8 @@ def cases() -> list[Case]:
             scenario=Scenario(delay=0.015, blackhole_on=1.5, blackhole_off=2.0),
             long=True,
         ),
-        Case("ecn", "ecn", []),
-        Case("connectionmigration", "connectionmigration", []),
+        Case("ecn", "ecn", [], clients=()),
+        Case("connectionmigration", "connectionmigration", [], clients=()),
     ]
 
 

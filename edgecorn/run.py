@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from . import reuseport
+from . import metrics, reuseport
 from .asgi.dispatch import AppLoadError, load_app
 from .asgi.lifespan import LifespanFailure
 from .config import Config
@@ -567,6 +567,8 @@ class Supervisor:
             worker = self.workers.pop(pid, None)
             if worker is None:
                 continue
+            if self.config.metrics:
+                metrics.worker_exited(pid)  # its open-connection gauges end with it
             if worker.ready_fd >= 0:
                 os.close(worker.ready_fd)
             self._steer()

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from . import metrics
 from .sockets import Sockets, describe
 
 if TYPE_CHECKING:
@@ -52,6 +53,8 @@ def tick(manager: ConnectionManager) -> None:
     """The once-a-second work; a failure is logged and the next second ticks again."""
     try:
         manager.tick()
+        if metrics.recorder is not None:
+            metrics.recorder.sample(manager.connections)  # the open connections/streams gauges
     except Exception:
         log.exception("error in the connection manager's tick")
 

@@ -14,6 +14,7 @@ from itertools import count
 
 import anyio
 
+from .. import metrics
 from ..asgi.types import Receive, Scope, Send, StreamAborted
 from ..config import Config
 from .answers import plain
@@ -154,6 +155,8 @@ class Proxy:
                 await exchange.run(self.target(scope, upstream), headers)
             except UpstreamError as error:
                 last = error
+                if metrics.recorder is not None:
+                    metrics.recorder.upstream_error(route, upstream.url, error.status)
                 if exchange.started:
                     log.error(
                         "upstream %s: %s (%s %s); resetting the client's stream",

@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 
+from .. import metrics
 from ..asgi.types import ASGIApp, Message, Receive, Scope, Send
 from ..config import Config
 from .answers import Redirect, Respond, not_found
@@ -90,6 +91,8 @@ class Router:
             if (route.host is None or host_matches(route.host, host)) and (
                 route.path is None or path_matches(route, path)
             ):
+                if metrics.recorder is not None:  # the route label of edgecorn_requests
+                    scope[metrics.ROUTE_KEY] = metrics.route_label(route)
                 state = self.states.get(id(app))
                 if state is not None or route.strip_prefix:
                     scope = dict(scope)
@@ -101,6 +104,8 @@ class Router:
                         scope["root_path"] = scope.get("root_path", "") + route.prefix
                 await app(scope, receive, send)
                 return
+        if metrics.recorder is not None:
+            scope[metrics.ROUTE_KEY] = "none"
         await not_found(scope, receive, send)
 
     async def lifespan(self, receive: Receive, send: Send) -> None:

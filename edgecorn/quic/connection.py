@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .. import metrics
 from ..connection import Connection
 from . import engine
 from .engine import EdgeQuicConnection
@@ -77,6 +78,8 @@ class QUICConnection(Connection):
 
     def datagram(self, data: bytes, addr: Any) -> None:
         self.reads += 1
+        if self.handshaking and metrics.recorder is not None:  # did the client try 0-RTT?
+            metrics.recorder.quic_datagram(self, data)
         self._after(self.h3.receive_datagram(data, addr, self.endpoint.now()))
 
     def _on_timer(self) -> None:
@@ -108,6 +111,8 @@ class QUICConnection(Connection):
         if self.handshaking and h3.handshake_done:
             self.handshaking = False
             self.endpoint.handshaking -= 1
+            if metrics.recorder is not None:
+                metrics.recorder.quic_handshake(self, completed=True)
         if events:
             self.handle(events)
         if self.window_waiters:
@@ -166,6 +171,8 @@ class QUICConnection(Connection):
         if self.handshaking:
             self.handshaking = False
             self.endpoint.handshaking -= 1
+            if metrics.recorder is not None:
+                metrics.recorder.quic_handshake(self, completed=False)
         if not self.closed:
             self.closed = True
             self.on_lost()

@@ -16,6 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from .. import metrics
 from ..manager import ConnectionManager
 from .connection import QUICConnection
 from .engine import EdgeQuicConnection
@@ -100,6 +101,8 @@ class QUICEndpoint(ABC):
             if route is None:
                 return
             if route.reply is not None:
+                if metrics.recorder is not None:
+                    metrics.recorder.quic_reply(route.reply)  # counts Retry packets
                 self.send([(route.reply, addr)])
                 return
             quic = self.connection_class(

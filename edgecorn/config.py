@@ -101,6 +101,7 @@ class Config:
     read_timeout: float | None = None
     header_timeout: float = 10 * SECONDS  # a request head must arrive whole within it (408)
     body_timeout: float = 30 * SECONDS  # longest pause inside a request body (408 / reset)
+    send_timeout: float = 60 * SECONDS  # h2: longest wait for the peer's window (reset)
     graceful_timeout: float = 3 * SECONDS
     h11_max_incomplete_size: int = 16 * 1024
     http1_parser: str = "auto"  # auto | h11 | httptools
@@ -807,6 +808,7 @@ _SPECS: dict[str, Validator] = {
     "keep_alive_timeout": _seconds(), "keep_alive_max_requests": _int(1),
     "read_timeout": _seconds(positive=True, optional=True), "graceful_timeout": _seconds(),
     "header_timeout": _seconds(positive=True), "body_timeout": _seconds(positive=True),
+    "send_timeout": _seconds(positive=True),
     "h11_max_incomplete_size": _int(1), "http1_parser": _choice(HTTP1_PARSERS),
     "http2_engine": _installed_choice(H2_ENGINES),
     "h2_max_concurrent_streams": _int(1), "h2_max_header_list_size": _int(1),

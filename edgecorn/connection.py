@@ -420,6 +420,13 @@ class Connection(ABC):
             self.proto.reset(stream_id)
             self.flush()
 
+    def reset_streams(self, events: list[Event]) -> None:
+        """Streams the adapter gave up on by itself (an h2 zero-window stall): their apps
+        hear of it, and a send waiting for that window returns."""
+        self.handle(events)
+        self._wake(self.window_waiters)
+        self.flush()
+
     def stream_done(self, stream: HTTPStream | WebSocketStream) -> None:
         if self.streams.get(stream.stream_id) is stream:
             del self.streams[stream.stream_id]

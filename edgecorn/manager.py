@@ -92,6 +92,7 @@ class ConnectionManager:
             max_inbound_frame_size=config.h2_max_inbound_frame_size,
             max_requests=config.keep_alive_max_requests,
             engine=self.h2_engine,
+            stall_ticks=max(1, math.ceil(config.send_timeout)),
         )
         adapter.initiate(upgrade_settings)
         return adapter
@@ -155,9 +156,20 @@ class ConnectionManager:
         for conn in list(self.connections):
             try:
                 conn.tick(keep_alive, read_timeout)
+                proto = getattr(conn, "proto", None)
+                if isinstance(proto, H2Adapter):
+                    self._tick_h2(conn, proto)
             except Exception:  # one broken connection must not stop the tick
                 log.exception("error in connection tick")
                 conn.close()
+
+    @staticmethod
+    def _tick_h2(conn: Any, proto: H2Adapter) -> None:
+        """The h2 flood budget is refilled only while the peer reads what we write (the
+        transport is not backed up); streams stalled on a zero window are reset."""
+        reset = proto.tick(peer_reading=not getattr(conn, "write_paused", False))
+        if reset and not conn.closed:
+            conn.reset_streams(reset)
 
     def shutdown(self) -> None:
         """Graceful: every connection finishes what it has and takes nothing new."""

@@ -15,7 +15,18 @@ SETTINGS_TIMEOUT = 0x4
 FRAME_SIZE_ERROR = 0x6
 COMPRESSION_ERROR = 0x9
 GOAWAY = 0x7
+CANCEL = 0x8
+ENHANCE_YOUR_CALM = 0xB
 GOAWAY_SIZE = 17  # frame header + last stream id + error code, no debug data
+# Flood limits. Frames that cost us work but carry no request (PING and SETTINGS, which
+# we must answer; PRIORITY; empty DATA) are budgeted per tick (a second), and the budget
+# is refilled only while the peer reads what we write, so a peer that never reads cannot
+# make us queue answers without end (CVE-2019-9512/9513/9515/9518).
+CONTROL_FRAMES_PER_TICK = 1000
+# Rapid reset (CVE-2023-44487): each HEADERS starts an app the peer cancels at once.
+# Past this many cancelled streams, a connection that cancels most of what it asks for
+# is closed; a browser cancelling a page's worth of requests stays well under it.
+RESET_ALLOWANCE = 100
 
 
 class H2Adapter:
@@ -30,6 +41,7 @@ class H2Adapter:
         max_requests: int,
         enable_connect_protocol: bool = True,
         engine: H2Engine | None = None,
+        stall_ticks: int | None = None,
     ) -> None:
         # The h2-API library (h2 or jh2) comes from the config through the manager.
         self.h2 = engine or h2_engine("h2")
@@ -70,6 +82,16 @@ class H2Adapter:
         )
         self.max_requests = max_requests
         self.requests = 0
+        # A header block (HEADERS + CONTINUATIONs) may not grow past what the decoded list
+        # may be (HPACK rarely makes a block bigger than twice its fields) plus one frame.
+        self.max_header_block = 2 * max_header_list_size + max_inbound_frame_size
+        self.reset_allowance = max(RESET_ALLOWANCE, max_concurrent_streams)
+        self.cancelled = 0  # open streams the peer reset
+        self.control_frames = 0  # since the last tick at which the peer was reading
+        # Streams whose response waits for the peer's flow-control window: ticks waited.
+        # After `stall_ticks` the stream is reset (a zero-window peer holds no app forever).
+        self.stall_ticks = stall_ticks
+        self.stalled: dict[int, int] = {}
         self.open: set[int] = set()  # streams whose response is not finished
         self.head: set[int] = set()  # HEAD requests: the response has no body
         self.unacked: dict[int, int] = {}
@@ -136,9 +158,12 @@ class H2Adapter:
         except self.h2.exceptions.ProtocolError as exc:
             return self._fail(_error_code(exc), str(exc) or type(exc).__name__)
         events: list[Event] = []
+        control = 0
         for event in h2_events:
             if isinstance(event, self.h2.events.DataReceived):
                 sid = event.stream_id
+                if not event.data and getattr(event, "stream_ended", None) is None:
+                    control += 1  # an empty DATA frame moves nothing
                 padding = event.flow_controlled_length - len(event.data)
                 if padding:
                     self.conn.acknowledge_received_data(padding, sid)
@@ -157,6 +182,8 @@ class H2Adapter:
             elif isinstance(event, self.h2.events.TrailersReceived):
                 self.trailers[event.stream_id] = list(event.headers)
             elif isinstance(event, self.h2.events.StreamReset):
+                if event.stream_id in self.open:
+                    self.cancelled += 1
                 self._drop(event.stream_id)
                 events.append(StreamReset(event.stream_id))
             elif isinstance(event, self.h2.events.ConnectionTerminated):
@@ -165,6 +192,43 @@ class H2Adapter:
                 self.open.clear()
             elif isinstance(event, self.h2.events.RemoteSettingsChanged):
                 self.settled = True
+                control += 1
+            elif isinstance(event, (self.h2.events.PingReceived, self.h2.events.PriorityUpdated)):
+                control += 1
+        self.control_frames += control
+        flood = self._flood()
+        if flood:
+            return events + self._fail(ENHANCE_YOUR_CALM, flood)
+        return events
+
+    def _flood(self) -> str:
+        """Why the peer's frames so far are a flood, or "" (checked once per read)."""
+        if self.control_frames > CONTROL_FRAMES_PER_TICK:
+            return f"{self.control_frames} PING/SETTINGS/PRIORITY/empty DATA frames in a tick"
+        if self.cancelled > self.reset_allowance and 2 * self.cancelled > self.requests:
+            return f"rapid reset: {self.cancelled} of {self.requests} streams cancelled"
+        # h2 keeps a header block's frames until END_HEADERS (up to 64 of them, each up
+        # to the frame size): cut an endless CONTINUATION chain at the header list limit.
+        pending = getattr(self.conn.incoming_buffer, "_headers_buffer", None)
+        if pending and sum(len(frame.data) for frame in pending) > self.max_header_block:
+            return "header block (CONTINUATION) larger than the header list limit"
+        return ""
+
+    def tick(self, peer_reading: bool) -> list[Event]:
+        """Once a second: a new control-frame budget if the peer reads what we write, and
+        the streams whose response has waited too long for a window are reset."""
+        if peer_reading:
+            self.control_frames = 0
+        events: list[Event] = []
+        for sid, ticks in list(self.stalled.items()):
+            if self.sendable(sid) != 0:
+                self.stalled.pop(sid, None)  # the window opened, or the stream is gone
+                continue
+            self.stalled[sid] = ticks + 1
+            if self.stall_ticks is not None and ticks + 1 >= self.stall_ticks:
+                self.conn.reset_stream(sid, CANCEL)
+                self._drop(sid)
+                events.append(StreamReset(sid))
         return events
 
     def _fail(self, code: int, message: str) -> list[Event]:
@@ -259,9 +323,13 @@ class H2Adapter:
             return -1
         try:
             window: int = self.conn.local_flow_control_window(stream_id)
-            return window
         except self.h2.exceptions.StreamClosedError:
             return -1
+        if window > 0:
+            self.stalled.pop(stream_id, None)
+        elif stream_id not in self.stalled:
+            self.stalled[stream_id] = 0  # a response waits for the peer's window
+        return window
 
     def reset(self, stream_id: int) -> None:
         if stream_id in self.open:
@@ -285,6 +353,7 @@ class H2Adapter:
     def _drop(self, stream_id: int) -> None:
         self.open.discard(stream_id)
         self.head.discard(stream_id)
+        self.stalled.pop(stream_id, None)
         left = self.unacked.pop(stream_id, 0)
         if left:
             # Give the connection window back for data nobody will read.
@@ -309,3 +378,4 @@ def _error_code(exc: BaseException) -> int:
             return FRAME_SIZE_ERROR
         link = link.__cause__ or link.__context__
     return code
+

@@ -18,7 +18,9 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from tests.edge_support import Proc, fetch, free_port, spawn, start_edge, wait_tcp
+from tests.support.edge import fetch, start_edge
+from tests.support.net import free_port
+from tests.support.procs import Proc, spawn, wait_tcp
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE = REPO / "docker-compose.yml"

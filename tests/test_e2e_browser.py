@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser import Chromium, find_chromium
+from tests.support.browser import Chromium, find_chromium
 
 APP = "tests.browser_app:app"
 CHROMIUM = find_chromium()

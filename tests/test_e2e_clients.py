@@ -12,7 +12,7 @@ import pytest
 
 from tests.e2e_apps import HELLO
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.timeout(90), pytest.mark.both_backends]
 
 
 def test_curl_http11_cleartext(h1_server: Any, curl: Any) -> None:

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.browser import Chromium, find_chromium
-from tests.edge_support import free_port, start_edge, start_ws_upstream
+
+from tests.support.browser import Chromium, find_chromium
+from tests.support.edge import free_port, start_edge, start_ws_upstream
 
 CHROMIUM = find_chromium()
 

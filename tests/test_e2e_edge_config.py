@@ -16,19 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.edge_support import (
+from tests.support.edge import (
     PROTOCOLS,
     STYLE_CSS,
-    Proc,
-    env_with,
     fetch,
-    free_port,
     make_site,
     print_logs_on_failure,
-    spawn,
     start_edge,
-    wait_tcp,
 )
+from tests.support.net import free_port
+from tests.support.procs import Proc, spawn, subprocess_env, wait_tcp
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -83,7 +80,7 @@ def _run_bad(tmp_path: Path, text: str) -> tuple[int, str]:
     proc = subprocess.run(
         [sys.executable, "-m", "edgecorn", "-c", "bad.yaml"],
         cwd=tmp_path,
-        env=env_with(),
+        env=subprocess_env(),
         capture_output=True,
         timeout=30,
         stdin=subprocess.DEVNULL,

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from tests.e2e_apps import MIB
-from tests.edge_support import (
+from tests.support.data import sha256_file
+from tests.support.edge import (
     APP_JS,
     APP_JS_BR,
     BIG_STATIC,
@@ -25,13 +26,11 @@ from tests.edge_support import (
     SECRET,
     STYLE_CSS,
     SUB2_INDEX,
-    Proc,
     Reply,
     example_yaml,
     expected_version,
     fetch,
     forwarded_elements,
-    free_port,
     make_site,
     pattern_bytes,
     pattern_sha,
@@ -40,7 +39,9 @@ from tests.edge_support import (
     start_edge,
     start_uvicorn,
 )
-from tests.h3util import gtlsclient, sha256_file
+from tests.support.h3 import gtlsclient
+from tests.support.net import free_port
+from tests.support.procs import Proc
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -24,16 +24,14 @@ import pytest
 from wsproto.events import CloseConnection, TextMessage
 
 from tests.e2e_apps import MIB
-from tests.edge_support import (
+from tests.support.edge import (
     PROTOCOLS,
     SECRET,
-    Proc,
     Reply,
     ServerFirstWS,
     StallingWS,
     fetch,
     forwarded_elements,
-    free_port,
     make_site,
     pattern_bytes,
     print_logs_on_failure,
@@ -42,7 +40,9 @@ from tests.edge_support import (
     start_uvicorn,
     start_ws_upstream,
 )
-from tests.wsutil import H2WS, OP_BINARY, OP_CLOSE, OP_TEXT, RawWS, close_payload, h3_connect
+from tests.support.net import free_port
+from tests.support.procs import Proc
+from tests.support.ws import H2WS, OP_BINARY, OP_CLOSE, OP_TEXT, RawWS, close_payload, h3_connect
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -14,15 +14,14 @@ from typing import Any
 import pytest
 
 from tests.e2e_apps import MIB
-from tests.edge_support import (
+from tests.support.data import sha256_file
+from tests.support.edge import (
     PROTOCOLS,
     STYLE_CSS,
-    Proc,
     Reply,
     StallingWS,
     expected_version,
     fetch,
-    free_port,
     make_site,
     pattern_sha,
     print_logs_on_failure,
@@ -31,8 +30,9 @@ from tests.edge_support import (
     start_uvicorn,
     start_ws_upstream,
 )
-from tests.h3util import sha256_file
-from tests.wsutil import OP_BINARY, OP_TEXT, RawWS
+from tests.support.net import free_port
+from tests.support.procs import Proc
+from tests.support.ws import OP_BINARY, OP_TEXT, RawWS
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -14,6 +14,9 @@ from typing import Any
 import pytest
 
 from tests.e2e_apps import HELLO, MIB, big_chunk
+from tests.support.data import sha256_file
+
+pytestmark = pytest.mark.both_backends
 
 RSS_GROWTH_LIMIT_KIB = 100 * 1024
 SETTINGS_INITIAL_WINDOW_SIZE = 0x4
@@ -25,10 +28,6 @@ def ten_mib(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     data = os.urandom(10 * MIB)
     path.write_bytes(data)
     return path, hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def echo_10_mib(curl: Any, base: str, flag: str, ten_mib: tuple[Path, str], out: Path) -> None:

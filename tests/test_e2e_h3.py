@@ -24,35 +24,27 @@ from typing import Any
 
 import pytest
 
-from tests.e2e_apps import HELLO, MIB, big_chunk
-from tests.h3util import (
+from tests.e2e_apps import HELLO, MIB
+from tests.support.data import big_sha, sha256_file
+from tests.support.h3 import (
     QUIC_V1,
     QUIC_V2,
     RawH3Client,
     cffi_h3,
     client_initial,
-    free_udp_port,
     gtls_start,
     gtlsclient,
     long_header,
     parse_version_negotiation,
-    sha256_file,
     udp_exchange,
-    wait_for,
     wait_quic,
 )
+from tests.support.net import free_port
+from tests.support.wait import wait_until
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.timeout(90), pytest.mark.both_quic_engines]
 
 CHACHA = "--ciphers=NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+CHACHA20-POLY1305"
-
-
-def big_sha(mb: int) -> str:
-    digest = hashlib.sha256()
-    chunk = big_chunk()
-    for _ in range(mb):
-        digest.update(chunk)
-    return digest.hexdigest()
 
 
 def start_h3(factory: Any, *extra: str, **kwargs: Any) -> Any:
@@ -327,7 +319,7 @@ def test_alt_svc_port_override_and_quic_bind(server_factory: Any, curl: Any, caf
     server = start_h3(server_factory, "--alt-svc-port", "9443")
     for version in ("--http1.1", "--http2"):
         assert _alt_svc(curl, server.port, version) == ['h3=":9443"; ma=86400']
-    quic_port = free_udp_port()
+    quic_port = free_port()
     other = start_h3(server_factory, "--no-quic-on-tls-binds",
                      "--quic-bind", f"127.0.0.1:{quic_port}")
     assert _alt_svc(curl, other.port, "--http2") == [f'h3=":{quic_port}"; ma=86400']
@@ -480,7 +472,7 @@ def test_vanished_clients(server_factory: Any, cafile: str, tmp_path: Path) -> N
     # gtlsclient killed (SIGKILL: no CONNECTION_CLOSE) in the middle of a 300 MiB download.
     bg = gtls_start(port, f"https://127.0.0.1:{port}/big?mb=300", download=tmp_path / "dl")
     target = tmp_path / "dl" / "big?mb=300"
-    got_some = wait_for(lambda: target.exists() and target.stat().st_size > 4 * MIB, 15)
+    got_some = wait_until(lambda: target.exists() and target.stat().st_size > 4 * MIB, 15)
     bg.kill()
     assert got_some, bg.output()[-3000:]
 
@@ -504,7 +496,7 @@ def test_vanished_clients(server_factory: Any, cafile: str, tmp_path: Path) -> N
     assert run.statuses() == [200], run.summary()
 
     # The idle timeout (2 s) ends the vanished connections and tells the app.
-    assert wait_for(lambda: "disconnect" in marker.read_text(), 20), marker.read_text()
+    assert wait_until(lambda: "disconnect" in marker.read_text(), 20), marker.read_text()
     assert marker.read_text().split() == ["started", "disconnect"]
     assert server.alive()
     assert_no_traceback(server)
@@ -533,7 +525,7 @@ def test_graceful_shutdown_finishes_inflight_h3(server_factory: Any, cafile: str
     thread = threading.Thread(target=cffi_slow, daemon=True)
     thread.start()
     bg = gtls_start(port, f"https://127.0.0.1:{port}/slow?s=2", download=tmp_path / "dl")
-    assert wait_for(lambda: "submit request headers" in bg.output(), 5), bg.output()[-2000:]
+    assert wait_until(lambda: "submit request headers" in bg.output(), 5), bg.output()[-2000:]
     time.sleep(0.5)  # let both requests reach the app before the signal
     server.proc.send_signal(signal.SIGTERM)
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.e2e_apps import EARLY_HINT_LINK, HELLO, TRAILER_NAME, pattern
+from tests.support.wait import wait_for_lines
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.both_backends]
 
 
 def read_all(conn: Any, timeout: float = 5.0) -> tuple[bytes, bool]:
@@ -368,15 +368,6 @@ def test_smuggling_rejected_400_and_closed(h1_server: Any, h1: Any, case: str) -
 
 
 # --------------------------------------------------------------------------- disconnect
-
-
-def wait_for_lines(path: Path, wanted: str, timeout: float = 10.0) -> list[str]:
-    deadline = time.monotonic() + timeout
-    while True:
-        lines = path.read_text().split() if path.exists() else []
-        if wanted in lines or time.monotonic() > deadline:
-            return lines
-        time.sleep(0.05)
 
 
 def test_client_disconnect_reaches_app(h1_server: Any, h1: Any, tmp_path: Path) -> None:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.e2e_apps import EARLY_HINT_LINK, HELLO, MIB, TRAILER_NAME, big_chunk, pattern
+from tests.support.wait import wait_for_lines
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [
+    pytest.mark.timeout(60), pytest.mark.both_backends, pytest.mark.both_http2_engines
+]
 
 
 @pytest.mark.parametrize("tls", [True, False], ids=["tls", "h2c"])
@@ -80,15 +82,6 @@ def test_early_hints(server: Any, h2conn: Any) -> None:
     assert hint[b":status"] == b"103"
     assert hint[b"link"] == EARLY_HINT_LINK
     assert (resp.status, resp.body) == (200, b"after early hints")
-
-
-def wait_for_lines(path: Path, wanted: str, timeout: float = 10.0) -> list[str]:
-    deadline = time.monotonic() + timeout
-    while True:
-        lines = path.read_text().split() if path.exists() else []
-        if wanted in lines or time.monotonic() > deadline:
-            return lines
-        time.sleep(0.05)
 
 
 def test_disconnect_on_connection_close(server: Any, h2conn: Any, tmp_path: Path) -> None:

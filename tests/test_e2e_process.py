@@ -23,17 +23,12 @@ from urllib.parse import quote
 import pytest
 
 from tests.e2e_apps import HELLO, MIB, STARTUP_FAILURE
-from tests.h3util import cffi_h3, free_udp_port, wait_quic
-from tests.procutil import (
-    Load,
-    UdpRelay,
-    big_sha,
-    children,
-    summary,
-    tolerate_goaway,
-    wait_until,
-    wait_workers,
-)
+from tests.support.data import big_sha
+from tests.support.h3 import cffi_h3, wait_quic
+from tests.support.load import Load, UdpRelay, summary, tolerate_goaway
+from tests.support.net import free_port
+from tests.support.procs import children, wait_workers
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -333,7 +328,7 @@ def _tls_args(factory: Any, port: int) -> list[str]:
 def test_missing_app_module(server_factory: Any, workers: int) -> None:
     args = ["tests.no_such_module:app", "--workers", str(workers)]
     code, stderr = _spawn_and_wait(server_factory, args + _tls_args(server_factory,
-                                                                     free_udp_port()))
+                                                                     free_port()))
     assert code != 0
     assert len(error_lines(stderr)) == 1, stderr
     assert "no_such_module" in error_lines(stderr)[0]
@@ -343,7 +338,7 @@ def test_missing_app_module(server_factory: Any, workers: int) -> None:
 @pytest.mark.parametrize("workers", [0, 2])
 @pytest.mark.parametrize("kind", ["tcp", "udp"])
 def test_port_in_use(server_factory: Any, workers: int, kind: str) -> None:
-    port = free_udp_port()
+    port = free_port()
     if kind == "tcp":
         holder = socket.socket()
         holder.bind(("127.0.0.1", port))
@@ -367,7 +362,7 @@ def test_missing_keyfile(server_factory: Any, tmp_path: Path, workers: int) -> N
     not workers that die and are restarted forever)."""
     missing = str(tmp_path / "no-such-key.pem")
     args = ["tests.e2e_apps:app", "--workers", str(workers), "--bind",
-            f"127.0.0.1:{free_udp_port()}", "--certfile", server_factory.certfile,
+            f"127.0.0.1:{free_port()}", "--certfile", server_factory.certfile,
             "--keyfile", missing]
     code, stderr = _spawn_and_wait(server_factory, args, timeout=15)
     assert code != 0
@@ -379,7 +374,7 @@ def test_missing_keyfile(server_factory: Any, tmp_path: Path, workers: int) -> N
 def test_failing_lifespan_with_workers(server_factory: Any) -> None:
     args = ["tests.e2e_apps:failing_lifespan_app", "--workers", "2"]
     code, stderr = _spawn_and_wait(server_factory, args + _tls_args(server_factory,
-                                                                     free_udp_port()))
+                                                                     free_port()))
     assert code != 0
     lines = error_lines(stderr)
     assert len(lines) == 1 and STARTUP_FAILURE in lines[0], stderr

@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 
 from tests.e2e_apps import HELLO, STARTUP_FAILURE
+from tests.support.net import free_port
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.both_backends]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -157,12 +158,6 @@ def test_wsgi_app(server_factory: Any, curl: Any, flag: str) -> None:
 
 
 # --------------------------------------------------------------------------- listeners
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_unix_socket_bind(server_factory: Any, curl: Any, tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ import asyncio
 import json
 import signal
 import ssl
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,13 +21,8 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from wsproto.events import CloseConnection, TextMessage
 
-from tests.ws_apps import (
-    CLOSE_CODE,
-    CLOSE_REASON,
-    DENY_BODY,
-    DENY_STATUS,
-)
-from tests.wsutil import (
+from tests.support.wait import wait_for_lines
+from tests.support.ws import (
     H2WS,
     OP_BINARY,
     OP_CLOSE,
@@ -40,6 +34,12 @@ from tests.wsutil import (
     build_frame,
     close_payload,
     h3_connect,
+)
+from tests.ws_apps import (
+    CLOSE_CODE,
+    CLOSE_REASON,
+    DENY_BODY,
+    DENY_STATUS,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -87,12 +87,7 @@ def run(coro: Any, timeout: float = 30.0) -> Any:
 
 def read_lines(path: Path, want: str, timeout: float = 5.0) -> list[str]:
     """The record file's lines, once one starts with `want` (or at the deadline)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        lines = path.read_text().splitlines() if path.exists() else []
-        if any(line.startswith(want) for line in lines) or time.monotonic() > deadline:
-            return lines
-        time.sleep(0.05)
+    return wait_for_lines(path, want, timeout, prefix=True)
 
 
 # --------------------------------------------------------------------------- websockets over h1

@@ -66,7 +66,7 @@ def blocker(tmp_path: Path, *names: str) -> str:
 
 def serve(server_factory: Any, *args: str) -> Any:
     """Start a server on the loop app with exactly `args` (no -k unless given)."""
-    from conftest import free_port
+    from tests.support.net import free_port
 
     port = free_port()
     server = server_factory.spawn([APP, "--workers", "0", "--bind", f"127.0.0.1:{port}", *args])
@@ -140,7 +140,7 @@ def test_engine_reaches_the_adapter_through_config(http2_engine: str) -> None:
 
 
 def test_missing_engine_asked_for_is_one_config_error(tmp_path: Path) -> None:
-    from conftest import free_port
+    from tests.support.net import free_port
 
     env = {"PYTHONPATH": blocker(tmp_path, "jh2") + ":" + str(Path(__file__).parent.parent)}
     proc = subprocess.run(

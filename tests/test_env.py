@@ -143,7 +143,7 @@ def test_server_configured_by_the_environment_alone(
     tmp_path: Path, certs: tuple[str, str, str]
 ) -> None:
     """No flags but the app: TLS bind, cleartext bind, certificate and access log from env."""
-    from tests.edge_support import free_port
+    from tests.support.net import free_port
 
     tls_port, plain_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGECORN_")}

@@ -18,6 +18,7 @@ import pytest
 
 from edgecorn import forwarded
 from edgecorn.forwarded import apply, parse_forwarded
+from tests.support.net import free_port
 
 TRUSTED = "127.0.0.2"
 APP = "tests.apps.forwarded_app:app"
@@ -148,7 +149,7 @@ FORGED = {
 def edge(server_factory: Any, tmp_path: Path) -> Any:
     log = tmp_path / "access.log"
     config = f'trusted_proxies: ["{TRUSTED}/32"]\naccesslog: "{log}"\n'
-    quic_port = free_udp_port()
+    quic_port = free_port()
     server = server_factory.start(
         "--quic-bind", f"127.0.0.1:{quic_port}", app=APP, config=config, access_log=False
     )
@@ -253,7 +254,3 @@ def test_access_log_names_the_real_client(edge: Any) -> None:
     assert any(line.startswith("127.0.0.1") for line in lines), lines
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

@@ -157,7 +157,7 @@ def test_h2_mutated_request_never_raises_nor_doubles(
 @pytest.fixture(scope="module")
 def h3_configuration(certs: tuple[str, str, str]) -> Any:
     from edgecorn.quic.configuration import quic_configuration
-    from tests.quic_peer import server_config
+    from tests.support.quic_peer import server_config
 
     return quic_configuration(server_config(certs))
 

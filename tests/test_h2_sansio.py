@@ -1,7 +1,7 @@
 """Sans-IO tests for the HTTP/2 adapter, driven by an h2 client connection.
 
-The server side runs on every HTTP/2 engine (h2, jh2): conftest parametrizes `http2_engine`;
-the client stays on h2, the reference.
+The server side runs on every HTTP/2 engine (h2, jh2): the `both_http2_engines` marker
+parametrizes `http2_engine`; the client stays on h2, the reference.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import pytest
 from edgecorn.protocol.engines import H2Engine, h2_engine
 from edgecorn.protocol.events import Body, EndBody, Event, ProtocolError, Request, StreamReset
 from edgecorn.protocol.h2 import H2Adapter
+
+pytestmark = pytest.mark.both_http2_engines
 
 MAX_STREAMS = 64
 MAX_HEADER_LIST = 32768

@@ -25,7 +25,9 @@ from urllib.parse import parse_qs
 import anyio
 import pytest
 
-from tests.procutil import children, tolerate_goaway, wait_until, wait_workers
+from tests.support.load import tolerate_goaway
+from tests.support.procs import children, wait_workers
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.timeout(180)
 

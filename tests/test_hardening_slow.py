@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from tests.procutil import wait_until
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.wsutil import H2WS, H2Stream
+from tests.support.ws import H2WS, H2Stream
 
 APP = "tests.ws_apps:app"
 

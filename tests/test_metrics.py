@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -17,13 +16,8 @@ import pytest
 pytest.importorskip("prometheus_client")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from tests.h3util import cffi_h3, free_udp_port, wait_quic  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.h3 import cffi_h3, wait_quic  # noqa: E402
+from tests.support.net import free_port  # noqa: E402
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -49,7 +43,7 @@ def workers_of(pid: int) -> list[int]:
 
 
 def test_scrape_sums_all_workers(server_factory: Any, cafile: str) -> None:
-    metrics_port, quic_port = free_port(), free_udp_port()
+    metrics_port, quic_port = free_port(), free_port()
     server = server_factory.start(
         "--workers",
         "2",

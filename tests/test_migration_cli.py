@@ -339,12 +339,13 @@ def test_root_only_key_with_user(
     nobody. The certificates are loaded before the switch (h2 over TCP, h3 over QUIC)."""
     if os.geteuid() != 0:
         pytest.skip("dropping privileges needs root")
-    from tests.h3util import cffi_h3, free_udp_port, wait_quic
+    from tests.support.h3 import cffi_h3, wait_quic
+    from tests.support.net import free_port
 
     key = tmp_path / "root-only-key.pem"
     key.write_bytes(Path(certs[1]).read_bytes())
     key.chmod(0o600)
-    port = free_udp_port()
+    port = free_port()
     server_factory.certfile, server_factory.keyfile = certs[0], str(key)
     server = server_factory.spawn(
         [

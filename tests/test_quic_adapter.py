@@ -17,7 +17,7 @@ from edgecorn.quic.engine import EdgeQuicConnection
 from edgecorn.quic.h3 import SEND_BUFFER, H3Adapter
 from edgecorn.quic.routing import new_route
 from edgecorn.quic.tickets import TicketStore
-from tests.quic_peer import CLIENT, Peer, server_config
+from tests.support.quic_peer import CLIENT, Peer, server_config
 
 OK = [(b"content-type", b"text/plain")]
 

@@ -14,7 +14,7 @@ from edgecorn.logging import AccessLogger
 from edgecorn.manager import ConnectionManager
 from edgecorn.quic.worker import QuicSetup, quic_setup
 from edgecorn.sockets import Sockets
-from tests.quic_peer import CLIENT, SERVER, Peer, server_config
+from tests.support.quic_peer import CLIENT, SERVER, Peer, server_config
 
 
 class FakeSocket:

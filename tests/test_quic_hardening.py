@@ -13,7 +13,7 @@ from aioquic.quic.configuration import QuicConfiguration
 
 from edgecorn.protocol.events import Body, Event, StreamReset
 from edgecorn.quic.configuration import quic_configuration
-from tests.quic_peer import CLIENT, server_config
+from tests.support.quic_peer import CLIENT, server_config
 from tests.test_quic_adapter import OK, Pair, requests
 
 

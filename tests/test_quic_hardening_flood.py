@@ -13,7 +13,7 @@ from aioquic.h3.connection import H3_ALPN
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 
-from tests.h3util import wait_quic
+from tests.support.h3 import wait_quic
 
 pytestmark = pytest.mark.timeout(120)
 

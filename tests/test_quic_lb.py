@@ -17,7 +17,7 @@ from edgecorn.quic.h3 import H3Adapter
 from edgecorn.quic.lb import CID_LENGTH, LEGACY, CidFormat, cid_format, decode, worker_offset
 from edgecorn.quic.routing import new_route
 from edgecorn.reuseport import program, run_program
-from tests.quic_peer import CLIENT, Peer, server_config
+from tests.support.quic_peer import CLIENT, Peer, server_config
 
 SERVER_ID = bytes.fromhex("a1b2c3")
 

@@ -12,8 +12,8 @@ import pytest
 from edgecorn.reuseport import reuseport_udp_socket
 from edgecorn.sockets import Sockets, create_udp_socket
 from tests.e2e_apps import HELLO
-from tests.h3util import cffi_h3
-from tests.procutil import children, wait_workers
+from tests.support.h3 import cffi_h3
+from tests.support.procs import children, wait_workers
 
 
 def test_worker_group_sockets_get_the_single_process_buffers() -> None:

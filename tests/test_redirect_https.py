@@ -11,7 +11,7 @@ import pytest
 
 from edgecorn.config import Config, ConfigError
 from edgecorn.redirect import is_plain_http, location
-from tests.h3util import free_udp_port
+from tests.support.net import free_port
 
 
 def curl(*args: str) -> subprocess.CompletedProcess[bytes]:
@@ -33,7 +33,7 @@ def head(result: subprocess.CompletedProcess[bytes]) -> tuple[int, dict[str, str
 
 
 def start(server_factory: Any, *extra: str) -> tuple[Any, int]:
-    port = free_udp_port()
+    port = free_port()
     server = server_factory.start(
         *extra,
         insecure=False,

@@ -6,7 +6,6 @@ import logging
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ import pytest
 from edgecorn import cli
 from edgecorn.config import Config, ConfigError
 from edgecorn.reload import Glob, Reloader, describe, reload_loop
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -343,12 +343,6 @@ async def app(scope, receive, send):
                 "headers": [(b"content-type", b"text/plain")]})
     await send({"type": "http.response.body", "body": BODY})
 '''
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def get(url: str) -> bytes | None:

@@ -22,7 +22,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from edgecorn.config import Config, ConfigError
-from tests.h3util import cffi_h3, free_udp_port, gtls_exe, wait_for, wait_quic
+from tests.support.h3 import cffi_h3, gtls_exe, wait_quic
+from tests.support.net import free_port
+from tests.support.wait import wait_until
 
 MIB = 1024 * 1024
 RELOAD_WAIT = 20.0  # reloads are looked for every 5 s; bound the polling generously
@@ -200,7 +202,7 @@ def test_tcp_picks_certificate_by_sni(server_factory: Any, ca: CA) -> None:
 def test_quic_picks_certificate_by_sni(server_factory: Any, ca: CA, tmp_path: Path) -> None:
     from curl_cffi import CurlOpt
 
-    port = free_udp_port()
+    port = free_port()
     server = server_factory.spawn(
         [
             "tests.e2e_apps:app",
@@ -237,7 +239,7 @@ def _write(path: Path, text: str) -> Path:
 
 def spawn_edge(server_factory: Any, ca: CA, tmp_path: Path) -> Any:
     """TLS and QUIC on one free port, serving edge_yaml(ca), without a supervisor."""
-    port = free_udp_port()
+    port = free_port()
     server = server_factory.spawn(
         [
             "tests.e2e_apps:app",
@@ -288,7 +290,7 @@ def test_swap_on_disk_during_download(server_factory: Any, ca: CA, tmp_path: Pat
             received += len(tls.recv(65536))
         ca.leaf("a", "entry-anew", ["a.test"])
         ca.leaf("local", "entry-localnew", ["localhost"])
-        assert wait_for(lambda: tcp_label(port, "a.test") == "entry-anew", RELOAD_WAIT, 0.5), (
+        assert wait_until(lambda: tcp_label(port, "a.test") == "entry-anew", RELOAD_WAIT, 0.5), (
             server.stderr()
         )
         assert gtls_labels(gtls_dump(port, tmp_path)) == {"entry-localnew"}
@@ -307,17 +309,17 @@ def test_failed_reload_keeps_old_certificate(server_factory: Any, ca: CA, tmp_pa
     port = server.port
     Path(ca.folder / "a.pem").write_text("not a certificate\n")
     failed = f"Certificate {ca.folder}/a.pem not reloaded, the old one stays"
-    assert wait_for(lambda: failed in server.stderr(), RELOAD_WAIT, 0.2), server.stderr()
+    assert wait_until(lambda: failed in server.stderr(), RELOAD_WAIT, 0.2), server.stderr()
     assert tcp_label(port, "a.test") == "entry-a"
     assert gtls_labels(gtls_dump(port, tmp_path)) == {"entry-local"}
     # SIGHUP reloads every entry now (no supervisor here); the broken one is not logged twice
     server.proc.send_signal(signal.SIGHUP)
     reloaded = f"Reloaded the certificate {ca.folder}/wild.pem"
-    assert wait_for(lambda: reloaded in server.stderr(), RELOAD_WAIT, 0.2), server.stderr()
+    assert wait_until(lambda: reloaded in server.stderr(), RELOAD_WAIT, 0.2), server.stderr()
     assert server.alive()
     assert server.stderr().count(failed) == 1
     ca.leaf("a", "entry-afixed", ["a.test"])
-    assert wait_for(lambda: tcp_label(port, "a.test") == "entry-afixed", RELOAD_WAIT, 0.5)
+    assert wait_until(lambda: tcp_label(port, "a.test") == "entry-afixed", RELOAD_WAIT, 0.5)
 
 
 # --------------------------------------------------------------------------- configuration

@@ -27,6 +27,7 @@ import trio
 
 from tests import e2e_apps
 from tests.e2e_apps import HELLO, MIB
+from tests.support.wait import wait_for_lines
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -118,7 +119,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 def start(factory: Any, *extra: str, **kwargs: Any) -> Any:
-    from tests.h3util import wait_quic
+    from tests.support.h3 import wait_quic
 
     server = factory.start("-k", "trio", *extra, app=APP, **kwargs)
     if kwargs.get("tls", True):
@@ -136,15 +137,6 @@ def trio_server(session_factory: Any) -> Iterator[Any]:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def wait_lines(path: Path, want: str, timeout: float = 10.0) -> list[str]:
-    deadline = time.monotonic() + timeout
-    while True:
-        lines = path.read_text().splitlines() if path.exists() else []
-        if want in lines or time.monotonic() > deadline:
-            return lines
-        time.sleep(0.05)
 
 
 def assert_clean(server: Any) -> None:
@@ -234,19 +226,19 @@ def test_h1_disconnect_delivered(trio_server: Any, h1: Any, tmp_path: Path) -> N
     record = tmp_path / "h1.txt"
     conn = h1(trio_server.insecure_port)
     conn.request("GET", f"/disconnect?file={record}")
-    assert "started" in wait_lines(record, "started")
+    assert "started" in wait_for_lines(record, "started")
     conn.close()
-    assert "disconnect" in wait_lines(record, "disconnect"), record.read_text()
+    assert "disconnect" in wait_for_lines(record, "disconnect"), record.read_text()
 
 
 def test_h2_disconnect_delivered(trio_server: Any, h2conn: Any, tmp_path: Path) -> None:
     record = tmp_path / "h2.txt"
     conn = h2conn(trio_server.port)
     stream_id = conn.request("GET", f"/disconnect?file={record}")
-    assert "started" in wait_lines(record, "started")
+    assert "started" in wait_for_lines(record, "started")
     conn.conn.reset_stream(stream_id)
     conn.flush()
-    assert "disconnect" in wait_lines(record, "disconnect"), record.read_text()
+    assert "disconnect" in wait_for_lines(record, "disconnect"), record.read_text()
     assert conn.get("/").status == 200  # the connection lives on
 
 
@@ -279,11 +271,11 @@ def test_websocket_echo_h1(trio_server: Any, cafile: str, tls: bool, tmp_path: P
             assert await ws.recv() == blob
 
     asyncio.run(asyncio.wait_for(main(), 30))
-    assert "disconnect 1000" in wait_lines(record, "disconnect 1000")
+    assert "disconnect 1000" in wait_for_lines(record, "disconnect 1000")
 
 
 def test_websocket_echo_h2(trio_server: Any, cafile: str) -> None:
-    from tests.wsutil import H2WS
+    from tests.support.ws import H2WS
 
     conn = H2WS(trio_server.port, cafile)
     try:
@@ -298,7 +290,7 @@ def test_websocket_echo_h2(trio_server: Any, cafile: str) -> None:
 
 
 def test_websocket_echo_h3(trio_server: Any, cafile: str) -> None:
-    from tests.wsutil import h3_connect
+    from tests.support.ws import h3_connect
 
     async def main() -> None:
         async with h3_connect(trio_server.port, cafile) as client:
@@ -361,7 +353,7 @@ def test_graceful_shutdown_finishes_request(server_factory: Any, curl: Any, tmp_
 
     thread = threading.Thread(target=fetch)
     thread.start()
-    assert "started" in wait_lines(record, "started")
+    assert "started" in wait_for_lines(record, "started")
     srv.proc.send_signal(signal.SIGTERM)
     thread.join(20)
     r = results["r"]
@@ -395,7 +387,7 @@ def test_graceful_shutdown_h2_and_websocket(server_factory: Any, curl: Any,
             assert await ws.recv() == "x"
             thread = threading.Thread(target=fetch)
             thread.start()
-            assert "started" in wait_lines(record, "started")
+            assert "started" in wait_for_lines(record, "started")
             srv.proc.send_signal(signal.SIGTERM)
             with pytest.raises(ConnectionClosed) as info:
                 await asyncio.wait_for(ws.recv(), 8)
@@ -406,7 +398,7 @@ def test_graceful_shutdown_h2_and_websocket(server_factory: Any, curl: Any,
     assert asyncio.run(main()) == 1001
     r = results["r"]
     assert (r.returncode, r.text) == (0, "slow done\n2"), r.stderr
-    assert "disconnect 1001" in wait_lines(ws_record, "disconnect 1001")
+    assert "disconnect 1001" in wait_for_lines(ws_record, "disconnect 1001")
     assert srv.proc.wait(10) == 0, srv.describe()
     assert_clean(srv)
 

@@ -29,6 +29,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tests.support.procs import tree_pids
+
 BASE_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -50,21 +52,6 @@ def find_chromium() -> str | None:
         if exe:
             return exe
     return None
-
-
-def _descendants(pid: int) -> list[int]:
-    pids, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        try:
-            for task in os.listdir(f"/proc/{current}/task"):
-                with open(f"/proc/{current}/task/{task}/children") as fh:
-                    children = [int(p) for p in fh.read().split()]
-                pids.extend(children)
-                todo.extend(children)
-        except OSError:
-            pass
-    return pids
 
 
 def _group_members(pgid: int) -> list[int]:
@@ -227,7 +214,7 @@ class Chromium:
             return
         pgid = proc.pid  # start_new_session: the leader's pid is the group id
         for sig in (signal.SIGTERM, signal.SIGKILL):
-            pids = set(_descendants(proc.pid)) | set(_group_members(pgid))
+            pids = set(tree_pids(proc.pid)[1:]) | set(_group_members(pgid))
             if proc.poll() is None:
                 pids.add(proc.pid)
             if not pids:

@@ -13,9 +13,7 @@ import base64
 import gzip
 import hashlib
 import json
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -29,10 +27,10 @@ from typing import Any, cast
 import pytest
 
 from tests.e2e_apps import MIB, big_chunk
+from tests.support.net import free_port
+from tests.support.procs import READY_TIMEOUT, Proc, spawn, wait_tcp
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SITE_MODULES = Path(__file__).resolve().parent / "edge_apps" / "site"
-READY_TIMEOUT = 20.0
+SITE_MODULES = Path(__file__).resolve().parent.parent / "edge_apps" / "site"
 PROTOCOLS = ("h1", "h2", "h3")
 
 # The issue's example file, verbatim. Only the three port numbers are changed when it is
@@ -143,141 +141,6 @@ def make_site(root: Path, certs: tuple[str, str, str]) -> Path:
 
 
 # --------------------------------------------------------------------------- processes
-
-
-def free_port() -> int:
-    """A port free for TCP and UDP on 127.0.0.1 (the edge also binds QUIC on it)."""
-    for _ in range(50):
-        with socket.socket() as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free TCP+UDP port")
-
-
-def env_with(paths: Sequence[Path | str] = ()) -> dict[str, str]:
-    env = dict(os.environ)
-    parts = [str(p) for p in paths] + [str(REPO_ROOT)]
-    if env.get("PYTHONPATH"):
-        parts.append(env["PYTHONPATH"])
-    env["PYTHONPATH"] = os.pathsep.join(parts)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def _tree(pid: int) -> list[int]:
-    pids: list[int] = []
-    todo = [pid]
-    while todo and len(pids) < 1000:
-        current = todo.pop()
-        pids.append(current)
-        try:
-            for task in os.listdir(f"/proc/{current}/task"):
-                with open(f"/proc/{current}/task/{task}/children") as fh:
-                    todo.extend(int(p) for p in fh.read().split())
-        except OSError:
-            pass
-    return pids
-
-
-@dataclass
-class Proc:
-    """A process this test run started, with its output in files."""
-
-    name: str
-    cmd: list[str]
-    proc: subprocess.Popen[bytes]
-    log_dir: Path
-    port: int = 0
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def stdout(self) -> str:
-        return (self.log_dir / f"{self.name}.out").read_text(errors="replace")
-
-    def stderr(self) -> str:
-        return (self.log_dir / f"{self.name}.err").read_text(errors="replace")
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def describe(self) -> str:
-        return (
-            f"{self.name}: {' '.join(self.cmd)} (pid {self.pid}, rc {self.proc.poll()})\n"
-            f"--- stderr ---\n{self.stderr()[-6000:]}\n"
-            f"--- stdout ---\n{self.stdout()[-2000:]}"
-        )
-
-    def rss_kib(self) -> int:
-        """VmRSS of the process and its children (the edge's workers), in KiB."""
-        total = 0
-        for pid in _tree(self.pid):
-            try:
-                with open(f"/proc/{pid}/status") as fh:
-                    for line in fh:
-                        if line.startswith("VmRSS:"):
-                            total += int(line.split()[1])
-            except OSError:
-                pass
-        return total
-
-    def wait_stderr(self, needle: str, timeout: float = 5.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while needle not in self.stderr():
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
-        return True
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(8)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
-def spawn(
-    name: str,
-    cmd: Sequence[str],
-    log_dir: Path,
-    cwd: Path | str = REPO_ROOT,
-    paths: Sequence[Path | str] = (),
-) -> Proc:
-    log_dir.mkdir(parents=True, exist_ok=True)
-    with open(log_dir / f"{name}.out", "wb") as out, open(log_dir / f"{name}.err", "wb") as err:
-        proc = subprocess.Popen(
-            list(cmd),
-            cwd=cwd,
-            env=env_with(paths),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-        )
-    return Proc(name, list(cmd), proc, log_dir)
-
-
-def wait_tcp(proc: Proc, port: int, timeout: float = READY_TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if not proc.alive():
-            raise RuntimeError(f"exited before listening on {port}\n{proc.describe()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"not listening on {port}\n{proc.describe()}") from None
-            time.sleep(0.05)
 
 
 def start_uvicorn(log_dir: Path, port: int | None = None, name: str = "uvicorn") -> Proc:

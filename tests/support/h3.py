@@ -6,7 +6,6 @@ Every wait here is bounded in count and in time.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -33,29 +32,6 @@ GTLS_TIMEOUT = 30.0
 # --------------------------------------------------------------------------- misc
 
 
-def sha256_file(path: Path | str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def free_udp_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1 (bounded attempts)."""
-    for _ in range(50):
-        with socket.socket() as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free TCP+UDP port found")
-
-
 def wait_quic(server: Any, timeout: float = 10.0) -> None:
     """Wait for the server to log its QUIC listener (it starts after the TCP ones)."""
     deadline = time.monotonic() + timeout
@@ -63,16 +39,6 @@ def wait_quic(server: Any, timeout: float = 10.0) -> None:
         if not server.alive() or time.monotonic() > deadline:
             raise AssertionError(f"QUIC listener not up\n{server.describe()}")
         time.sleep(0.05)
-
-
-def wait_for(predicate: Any, timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval)
 
 
 # --------------------------------------------------------------------------- gtlsclient

@@ -1,7 +1,6 @@
 """Helpers for the process-model end-to-end tests (`test_e2e_process.py`).
 
-- worker processes: the children of a supervisor, read from /proc, and the log lines
-  that tell a worker is serving;
+- GOAWAY tolerance for the conftest HTTP/2 client;
 - a steady request load over HTTP/1.1, HTTP/2 and HTTP/3 (a thread per protocol);
 - `UdpRelay`: a UDP forwarder that changes its upstream source port mid-transfer
   (NAT rebinding, as the server sees it).
@@ -11,82 +10,17 @@ Every loop here is bounded in count and in time.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import re
 import select
 import socket
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.e2e_apps import HELLO, big_chunk
-from tests.h3util import cffi_h3
+from tests.e2e_apps import HELLO
+from tests.support.h3 import cffi_h3
 
 H2_REFUSED_STREAM = 7
-
-# --------------------------------------------------------------------------- processes
-
-
-def children(pid: int) -> set[int]:
-    """The direct children of `pid` (its workers, for a supervisor)."""
-    found: set[int] = set()
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return found
-    for task in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{task}/children") as fh:
-                found.update(int(p) for p in fh.read().split())
-        except OSError:
-            pass
-    return found
-
-
-def alive(pid: int) -> bool:
-    """True while `pid` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            state = fh.read().rpartition(")")[2].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() > deadline:
-            return bool(predicate())
-        time.sleep(interval)
-
-
-def ready_pids(server: Any) -> set[int]:
-    """PIDs that logged their QUIC listener (the last listener a worker starts)."""
-    return {int(m) for m in re.findall(r"\[(\d+)\] \[INFO\] Running on quic://", server.stderr())}
-
-
-def wait_workers(server: Any, count: int, timeout: float = 20.0) -> set[int]:
-    """Wait until the supervisor has exactly `count` live children, all serving."""
-    pids: set[int] = set()
-
-    def settled() -> bool:
-        nonlocal pids
-        pids = {p for p in children(server.pid) if alive(p)}
-        return len(pids) == count and pids <= ready_pids(server)
-
-    if not wait_until(settled, timeout):
-        raise AssertionError(
-            f"expected {count} serving workers, have {sorted(pids)} "
-            f"(ready: {sorted(ready_pids(server))})\n{server.describe()}"
-        )
-    return pids
-
 
 # --------------------------------------------------------------------------- HTTP/2 GOAWAY
 
@@ -362,10 +296,3 @@ class UdpRelay:
         if self.error is not None:
             raise AssertionError(f"relay failed: {self.error!r}")
 
-
-def big_sha(mb: int) -> str:
-    digest = hashlib.sha256()
-    chunk = big_chunk()
-    for _ in range(mb):
-        digest.update(chunk)
-    return digest.hexdigest()

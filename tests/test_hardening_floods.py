@@ -12,6 +12,7 @@ from __future__ import annotations
 import socket
 import struct
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -316,3 +317,188 @@ def test_stalled_stream_is_reset_after_its_ticks(engine: str) -> None:
     proto.receive_data(frame(0x8, 0, 3, struct.pack(">I", 100)))  # WINDOW_UPDATE
     assert proto.tick(True) == [] and proto.tick(True) == [] and proto.tick(True) == []
     assert proto.sendable(3) == 100
+
+
+# --------------------------------------------------------------------------- WebSocket bombs
+
+WS_APP = "tests.ws_apps:app"
+OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE = 0x0, 0x1, 0x2, 0x8
+MESSAGE_TOO_BIG = 1009
+
+
+def ws_frame(opcode: int, payload: bytes, fin: bool = True, rsv1: bool = False) -> bytes:
+    """A masked client frame (RFC 6455 5.2); the mask is fixed, which the server allows."""
+    head = bytes([(0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode])
+    size = len(payload)
+    if size < 126:
+        head += bytes([0x80 | size])
+    elif size < 1 << 16:
+        head += bytes([0x80 | 126]) + struct.pack(">H", size)
+    else:
+        head += bytes([0x80 | 127]) + struct.pack(">Q", size)
+    mask = b"\x12\x34\x56\x78"
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload)) if size < 4096 else _mask(payload)
+    return head + mask + body
+
+
+def _mask(payload: bytes) -> bytes:
+    key = int.from_bytes(b"\x12\x34\x56\x78" * ((len(payload) + 3) // 4), "big")
+    padded = payload + b"\0" * (-len(payload) % 4)
+    return (int.from_bytes(padded, "big") ^ key).to_bytes(len(padded), "big")[: len(payload)]
+
+
+def deflated(data: bytes) -> bytes:
+    """A permessage-deflate payload: raw deflate, sync-flushed, its 00 00 ff ff cut."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    out = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    assert out.endswith(b"\x00\x00\xff\xff")
+    return out[:-4]
+
+
+def server_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """(opcode, payload) of the unmasked frames a server sent."""
+    out = []
+    while len(data) >= 2:
+        size, at = data[1] & 0x7F, 2
+        if size == 126:
+            size, at = int.from_bytes(data[2:4], "big"), 4
+        elif size == 127:
+            size, at = int.from_bytes(data[2:10], "big"), 10
+        if len(data) < at + size:
+            break
+        out.append((data[0] & 0x0F, data[at : at + size]))
+        data = data[at + size :]
+    return out
+
+
+class WSPeer:
+    def __init__(self, port: int, deflate: bool) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        lines = [
+            "GET /echo HTTP/1.1",
+            f"Host: 127.0.0.1:{port}",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Version: 13",
+        ]
+        if deflate:
+            lines.append("Sec-WebSocket-Extensions: permessage-deflate")
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head and len(head) < 65536:
+            part = self.sock.recv(4096)
+            if not part:
+                break
+            head += part
+        self.head, _, self.received = head.partition(b"\r\n\r\n")
+        assert self.head.startswith(b"HTTP/1.1 101 "), self.head
+        assert (b"permessage-deflate" in self.head.lower()) == deflate, self.head
+
+    def send(self, data: bytes) -> bool:
+        try:
+            self.sock.sendall(data)
+            return True
+        except OSError:
+            return False
+
+    def frames(self, until: Any, timeout: float = 10.0) -> list[tuple[int, bytes]]:
+        deadline = time.monotonic() + timeout
+        while not until(server_frames(self.received)) and time.monotonic() < deadline:
+            self.sock.settimeout(max(0.05, deadline - time.monotonic()))
+            try:
+                part = self.sock.recv(65536)
+            except OSError:
+                break
+            if not part or len(self.received) > 8 << 20:
+                break
+            self.received += part
+        return server_frames(self.received)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def has_close(frames_: list[tuple[int, bytes]]) -> bool:
+    return any(op == OP_CLOSE for op, _ in frames_)
+
+
+def close_code(frames_: list[tuple[int, bytes]]) -> int | None:
+    payload = next((p for op, p in frames_ if op == OP_CLOSE), None)
+    return None if payload is None else int.from_bytes(payload[:2], "big")
+
+
+def peak_rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_deflate_bomb_is_refused_before_it_inflates(server_factory: Any, backend: str) -> None:
+    # 128 MiB of zeros compress to ~128 KiB: one frame, far past a 1 MiB message limit.
+    server_factory.worker_class = backend
+    server = server_factory.start(
+        app=WS_APP, tls=False, config="websocket_max_message_size: 1048576\n"
+    )
+    bomb = ws_frame(OP_BINARY, deflated(bytes(128 << 20)), rsv1=True)
+    peer = WSPeer(server.insecure_port, deflate=True)
+    try:
+        assert peer.send(ws_frame(OP_TEXT, deflated(b"hello"), rsv1=True))
+        assert peer.frames(lambda f: len(f) >= 1)[0][0] == OP_TEXT
+        peak = peak_rss_kib(server.pid)
+        peer.send(bomb)
+        got = peer.frames(has_close)
+    finally:
+        peer.close()
+    assert close_code(got) == MESSAGE_TOO_BIG, got
+    grown = peak_rss_kib(server.pid) - peak
+    assert grown < 32 * 1024, f"peak RSS grew {grown} KiB for a 128 MiB inflation"
+
+
+@pytest.mark.parametrize("deflate", [False, True])
+def test_fragment_bomb_is_refused_at_the_limit(server_factory: Any, deflate: bool) -> None:
+    # 4 KiB fragments of one message, never final: 1009 once they pass 64 KiB (counted
+    # inflated when compressed: each 8 KiB fragment inflates to 512 KiB then).
+    server = server_factory.start(
+        app=WS_APP, tls=False, config="websocket_max_message_size: 65536\n"
+    )
+    chunk = deflated(bytes(512 << 10)) if deflate else b"x" * 4096
+    peer = WSPeer(server.insecure_port, deflate=deflate)
+    sent = 0
+    try:
+        peer.send(ws_frame(OP_BINARY, chunk, fin=False, rsv1=deflate))
+        for _ in range(400):
+            if has_close(server_frames(peer.received)) or not peer.send(
+                ws_frame(OP_CONT, chunk, fin=False)
+            ):
+                break
+            sent += 1
+        got = peer.frames(has_close)
+    finally:
+        peer.close()
+    assert close_code(got) == MESSAGE_TOO_BIG, (sent, got)
+
+
+@pytest.mark.parametrize("size", [65536, 65537])
+def test_deflated_message_at_the_limit(server_factory: Any, size: int) -> None:
+    server = server_factory.start(
+        app=WS_APP, tls=False, config="websocket_max_message_size: 65536\n"
+    )
+    payload = bytes(range(256)) * (size // 256) + b"z" * (size % 256)
+    peer = WSPeer(server.insecure_port, deflate=True)
+    try:
+        # In two compressed fragments: the limit is per message, not per frame.
+        half = len(payload) // 2
+        compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+        first = compressor.compress(payload[:half]) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        second = compressor.compress(payload[half:]) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        peer.send(ws_frame(OP_BINARY, first, fin=False, rsv1=True))
+        peer.send(ws_frame(OP_CONT, second[:-4]))
+        got = peer.frames(lambda f: len(f) >= 1)
+    finally:
+        peer.close()
+    if size == 65536:
+        assert got[0][0] == OP_BINARY, got[:1]  # echoed (compressed by the server)
+        assert zlib.decompressobj(-15).decompress(got[0][1] + b"\x00\x00\xff\xff") == payload
+    else:
+        assert close_code(got) == MESSAGE_TOO_BIG, got

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import zlib
 from collections import deque
 from typing import Any
 
@@ -24,7 +25,7 @@ from wsproto.events import (
     TextMessage,
 )
 from wsproto.extensions import Extension, PerMessageDeflate
-from wsproto.frame_protocol import CloseReason
+from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol
 
 from ..protocol.events import Headers, Request
 from .host import StreamHost
@@ -46,6 +47,54 @@ def _header(headers: Headers, name: bytes) -> bytes | None:
         if key == name:
             return value
     return None
+
+
+class BoundedDeflate(PerMessageDeflate):
+    """permessage-deflate that inflates at most `max_message` bytes of one message: a
+    small compressed frame that would inflate past it is refused (1009) after inflating
+    only that much (wsproto's own inflates a whole frame, however big it becomes)."""
+
+    def __init__(self, max_message: int) -> None:
+        super().__init__()
+        self.max_message = max_message
+        self.inflated = 0  # of the message being received
+
+    def _inflate(self, data: bytes) -> bytes | CloseReason:
+        decompressor = self._decompressor
+        assert decompressor is not None
+        try:  # one byte past the limit tells "too big" from "exactly the limit"
+            out = decompressor.decompress(data, self.max_message - self.inflated + 1)
+        except zlib.error:
+            return CloseReason.INVALID_FRAME_PAYLOAD_DATA
+        self.inflated += len(out)
+        if self.inflated > self.max_message:
+            return CloseReason.MESSAGE_TOO_BIG
+        return out
+
+    def frame_inbound_payload_data(
+        self, proto: FrameDecoder | FrameProtocol, data: bytes
+    ) -> bytes | CloseReason:
+        if not self._inbound_compressed or not self._inbound_is_compressible:
+            return data
+        return self._inflate(bytes(data))
+
+    def frame_inbound_complete(
+        self, proto: FrameDecoder | FrameProtocol, fin: bool
+    ) -> bytes | CloseReason | None:
+        if not fin or not self._inbound_compressed or not self._inbound_is_compressible:
+            if fin:
+                self.inflated = 0
+            return super().frame_inbound_complete(proto, fin)
+        tail = self._inflate(b"\x00\x00\xff\xff")  # the end of a message (RFC 7692 7.2.2)
+        self.inflated = 0
+        if proto.client:
+            no_context_takeover = self.server_no_context_takeover
+        else:
+            no_context_takeover = self.client_no_context_takeover
+        if no_context_takeover:
+            self._decompressor = None
+        self._inbound_compressed = None
+        return tail
 
 
 class WebSocketStream:
@@ -273,7 +322,7 @@ class WebSocketStream:
         headers: Headers = [(name.lower(), value) for name, value in message.get("headers", ())]
         extensions: list[Extension] = []
         if self.offered_extensions and self.conn.config.websocket_permessage_deflate:
-            deflate = PerMessageDeflate()
+            deflate = BoundedDeflate(self.max_message)
             for offer in self.offered_extensions.decode("latin-1").split(","):
                 if offer.strip().startswith(deflate.name):
                     answer = deflate.accept(offer.strip())

@@ -143,6 +143,9 @@ class Config:
     trusted_proxies: list[str] = []  # CIDRs whose X-Forwarded-*/Forwarded headers are believed
     proxy_protocol: bool = False  # TCP peers send a PROXY v1/v2 header first (trusted_proxies only)
     metrics: dict[str, str] | None = None  # {bind: "127.0.0.1:9100"}: Prometheus endpoint
+    statsd_host: str | None = None  # HOST:PORT: StatsD lines over UDP, as Hypercorn sends them
+    statsd_prefix: str = ""  # prepended to every StatsD metric name (a dot is added)
+    dogstatsd_tags: str = ""  # DogStatsD tags appended to every line, e.g. env:prod,team:web
     quic_lb_server_id: str | None = None  # hex server ID (1-3 bytes) in QUIC-LB connection IDs
     quic_lb_config_id: int = 0  # QUIC-LB config rotation codepoint (0-6) of those IDs
 
@@ -665,6 +668,19 @@ def _metrics(value: Any) -> dict[str, str] | None:
     raise _Invalid("{bind: 'HOST:PORT'} (or 'HOST:PORT'), e.g. {bind: '127.0.0.1:9100'}")
 
 
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    raise _Invalid("a string (it may be empty)")
+
+
+def _statsd_host(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and value.rpartition(":")[2].isdigit()
+                         and value.rpartition(":")[0].strip("[]")):
+        return value
+    raise _Invalid("'HOST:PORT' of a StatsD server, e.g. '127.0.0.1:8125'")
+
+
 def _server_id(value: Any) -> str | None:
     if value is None:
         return None
@@ -749,8 +765,7 @@ def _line_finder(text: str) -> Callable[[str], int | None]:
 _FILE_RELATIVE = ("certfile", "keyfile", "ca_certs")
 
 _HYPERCORN_ONLY = frozenset({  # see the README's migration table for each one's replacement
-    "daemon", "dogstatsd_tags", "h11_pass_raw_headers", "logger_class", "statsd_host",
-    "statsd_prefix",
+    "daemon", "h11_pass_raw_headers", "logger_class",
 })
 _PLAIN_ATTRS = frozenset({"base_dir"})  # attributes that are not options
 
@@ -844,6 +859,7 @@ _SPECS: dict[str, Validator] = {
     "certificates": lambda value: value,  # checked by certificates.check_certificates too
     "trusted_proxies": _cidrs,
     "proxy_protocol": _bool, "metrics": _metrics,
+    "statsd_host": _statsd_host, "statsd_prefix": _text, "dogstatsd_tags": _text,
     "quic_lb_server_id": _server_id, "quic_lb_config_id": _int(0, 6),
 }
 OPTIONS: tuple[str, ...] = tuple(_SPECS)

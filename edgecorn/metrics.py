@@ -177,14 +177,48 @@ def _varint(data: bytes, at: int) -> tuple[int, int]:
     return value, at + size
 
 
-recorder: Recorder | None = None  # set in every process while metrics are on
+class Tee:
+    """Prometheus and StatsD both on: every hook goes to each."""
+
+    def __init__(self, *recorders: Any) -> None:
+        self.recorders = recorders
+
+    def __getattr__(self, name: str) -> Any:
+        methods = [getattr(r, name) for r in self.recorders]
+
+        def call(*args: Any, **kwargs: Any) -> None:
+            for method in methods:
+                method(*args, **kwargs)
+
+        setattr(self, name, call)  # looked up once per name
+        return call
+
+
+# Set in every process while metrics or StatsD are on: what the hooks elsewhere call.
+recorder: Any = None
+prometheus: Recorder | None = None
 
 
 def start(config: Any) -> None:
     """In the supervisor (or the single process), before any worker is forked."""
-    global recorder
-    if not config.metrics or recorder is not None:
+    global recorder, prometheus
+    if recorder is not None:
         return
+    if config.metrics:
+        prometheus = _start_prometheus(config)
+    client = None
+    if getattr(config, "statsd_host", None):
+        from . import statsd
+
+        client = statsd.start(config)
+        log.info("StatsD lines to %s (prefix %r)", config.statsd_host, config.statsd_prefix)
+    if prometheus is not None and client is not None:
+        recorder = Tee(prometheus, client)
+    else:
+        recorder = prometheus or client
+
+
+def _start_prometheus(config: Any) -> Recorder:
     directory = os.environ.get(ENV)
     if directory:  # the operator's own directory: last run's files would add up
         for stale in glob.glob(os.path.join(directory, "*.db")):
@@ -195,22 +229,23 @@ def start(config: Any) -> None:
     from prometheus_client import CollectorRegistry, start_http_server
     from prometheus_client.multiprocess import MultiProcessCollector
 
-    recorder = Recorder()
+    made = Recorder()
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
     host, _, port = config.metrics["bind"].rpartition(":")
     start_http_server(int(port), addr=host.strip("[]") or "0.0.0.0", registry=registry)
     log.info("Metrics on http://%s/metrics (Prometheus text)", config.metrics["bind"])
+    return made
 
 
 def worker_restarted() -> None:
-    if recorder is not None:
-        recorder.restarts.inc()
+    if prometheus is not None:
+        prometheus.restarts.inc()
 
 
 def worker_exited(pid: int) -> None:
     """In the supervisor, for every reaped worker: its open-connection gauges end with it."""
-    if recorder is not None:
+    if prometheus is not None:
         from prometheus_client.multiprocess import mark_process_dead
 
         mark_process_dead(pid)  # type: ignore[no-untyped-call]

@@ -78,7 +78,7 @@ def run(config: Config, reload_config: Callable[[], Config] | None = None) -> in
                 f"edgecorn: error: {where + ': ' if where else ''}{exc.key}: {exc}", file=sys.stderr
             )
             return 1
-    if config.metrics:  # before any fork: every worker then writes to the shared directory
+    if config.metrics or config.statsd_host:  # before any fork: the workers inherit them
         from . import metrics
 
         metrics.start(config)

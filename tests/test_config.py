@@ -185,7 +185,8 @@ def test_empty_yaml_gives_defaults(tmp_path: Path) -> None:
     [
         ("workers: 2\nbackl0g: 10\n", 2, ["backl0g", "unknown option", "did you mean 'backlog'"]),
         ("keep-alive-timout: 3\n", 1, ["did you mean 'keep-alive-timeout'"]),
-        ("statsd_host: x\n", 1, ["statsd_host", "Hypercorn option"]),
+        ("statsd_host: x\n", 1, ["statsd_host", "HOST:PORT", "'x'"]),
+        ("logger_class: x\n", 1, ["logger_class", "Hypercorn option"]),
         ("\n\nworkers: -1\n", 3, ["workers", "-1", "integer >= 0"]),
         ("workers: '2'\n", 1, ["workers", "'2'", "without quotes"]),
         ("factory: 'true'\n", 1, ["factory", "'true'", "true or false without quotes"]),

@@ -84,11 +84,13 @@ def test_scrape_sums_all_workers(server_factory: Any, cafile: str) -> None:
         assert r.status_code == 200
 
     samples = scrape(metrics_port)
-    assert value(samples, "edgecorn_requests_total", protocol="h1", status="200") == h1
-    assert value(samples, "edgecorn_requests_total", protocol="h1", status="404") == 1
-    assert value(samples, "edgecorn_requests_total", protocol="h2", status="200") == h2
-    assert value(samples, "edgecorn_requests_total", protocol="h3", status="200") == h3
-    assert value(samples, "edgecorn_request_duration_seconds_count", protocol="h1") == h1 + 1
+    assert value(samples, "edgecorn_requests_total", protocol="h1", route="", status="200") == h1
+    assert value(samples, "edgecorn_requests_total", protocol="h1", route="", status="404") == 1
+    assert value(samples, "edgecorn_requests_total", protocol="h2", route="", status="200") == h2
+    assert value(samples, "edgecorn_requests_total", protocol="h3", route="", status="200") == h3
+    assert (
+        value(samples, "edgecorn_request_duration_seconds_count", protocol="h1", route="") == h1 + 1
+    )
     assert value(samples, "edgecorn_response_body_bytes_total", protocol="h2") > 0
     # the public listeners do not serve it
     out = subprocess.run(
@@ -110,5 +112,5 @@ def test_scrape_sums_all_workers(server_factory: Any, cafile: str) -> None:
     samples = scrape(metrics_port)
     assert value(samples, "edgecorn_worker_restarts_total") == 1
     assert (
-        value(samples, "edgecorn_requests_total", protocol="h1", status="200") == h1
+        value(samples, "edgecorn_requests_total", protocol="h1", route="", status="200") == h1
     )  # the dead worker's share included

@@ -20,9 +20,11 @@ from edgecorn.config import OPTIONS
 pytestmark = pytest.mark.timeout(120)
 
 # Hypercorn 0.18's command-line flags (hypercorn/__main__.py) with a sample value
-# (None: a switch). Skipped on purpose: --daemon (no meaning here), --statsd-host and
-# --statsd-prefix (no StatsD support yet; see the README's migration table).
+# (None: a switch). Skipped on purpose: --daemon (no meaning here; see the README's
+# migration table).
 HYPERCORN_FLAGS: dict[str, str | None] = {
+    "--statsd-host": "127.0.0.1:8125",
+    "--statsd-prefix": "edge",
     "--access-log": "-",
     "--access-logfile": "-",
     "--access-logformat": "%(h)s",

@@ -107,7 +107,7 @@ def test_cert_reqs_is_mapped_to_verify_mode(capsys: pytest.CaptureFixture[str]) 
     assert "cert_reqs is Hypercorn's name; mapped to verify_mode" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("key", ["statsd_host", "logger_class", "h11_pass_raw_headers"])
+@pytest.mark.parametrize("key", ["daemon", "logger_class", "h11_pass_raw_headers"])
 def test_hypercorn_keys_without_an_edgecorn_equivalent_say_so(key: str) -> None:
     with pytest.raises(ConfigError, match=r"a Hypercorn option that edgecorn does not support"):
         Config(**{key: "x"})

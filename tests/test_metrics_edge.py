@@ -150,6 +150,14 @@ def test_routes_upstream_errors_and_open_connections(
         assert cffi_h3("GET", f"https://localhost:{quic_port}/", cafile).status_code == 200
     assert cffi_h3("GET", f"https://localhost:{quic_port}/api/y", cafile).status_code == 200
 
+    # a WebSocket to the dead upstream: its failed attempt is counted as well
+    with socket.create_connection(("127.0.0.1", server.insecure_port), timeout=10) as ws:
+        ws.sendall(
+            b"GET /dead/ws HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
+            b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n"
+        )
+        assert not ws.recv(100).startswith(b"HTTP/1.1 101")
+
     samples = scrape(metrics_port)
 
     def requests(protocol: str, route: str, status: str) -> float:
@@ -172,7 +180,7 @@ def test_routes_upstream_errors_and_open_connections(
         value(
             samples, "edgecorn_upstream_errors_total", route="*/dead/", upstream=dead, status="502"
         )
-        == 2
+        == 3
     )
     assert (
         value(

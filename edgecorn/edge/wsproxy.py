@@ -15,6 +15,7 @@ from wsproto.connection import ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
+from .. import metrics
 from ..asgi.types import Receive, Scope, Send
 from .answers import refuse_websocket
 from .headers import response_headers
@@ -62,10 +63,14 @@ async def proxy_websocket(proxy: Proxy, scope: Scope, receive: Receive, send: Se
         except UpstreamError as error:
             upstream.failed(str(error))
             last = error
+            if metrics.recorder is not None:
+                metrics.recorder.upstream_error(route, upstream.url, error.status)
             continue
         try:
             await _bridge(proxy, conn, scope, receive, send, upstream)
         except UpstreamError as error:
+            if metrics.recorder is not None:
+                metrics.recorder.upstream_error(route, upstream.url, error.status)
             log.error("upstream %s: WebSocket %s: %s", upstream.url, scope["path"], error)
             await _deny(scope, send, error.status)
         finally:

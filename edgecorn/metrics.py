@@ -6,9 +6,12 @@ directory *before* prometheus_client is imported, every process (workers after f
 included: the library notices the new pid) writes its samples to its own mmap file,
 and the supervisor's scrape endpoint (prometheus_client's own HTTP server, in a
 thread) merges them, so one scrape sees the whole server and a dead worker's
-counts stay counted. Nothing here is imported or done when metrics are off: every
+counts stay counted. Nothing here is imported or done when both are off: every
 hook elsewhere is `if metrics.recorder is not None`, and most sit on paths that run
 once per connection or handshake, not per request.
+
+`statsd_host` (edgecorn/statsd.py) plugs into the same hooks: `recorder` is the Prometheus
+Recorder, the StatsD client, or a Tee of both, so the hot path still checks one global.
 
 Open connections and streams are gauges *sampled* by each worker's once-a-second tick
 (so they cost nothing per request); they are "livesum" gauges, summed over the live

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .edge.spec import ItemError
+from .certspec import CertificateSpec
 from .tls import TLSFileError, new_ssl_context
 
 if TYPE_CHECKING:
@@ -36,73 +36,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("edgecorn.error")
 
 RELOAD_EVERY = 5  # ticks (seconds) between looks at the files' modification stamps
-FIELDS = ("cert", "key", "names")
 
 # (certificate, chain, private key) as aioquic's TLS context takes them.
 QuicCertificate = tuple[Any, list[Any], Any]
 Stamp = tuple[tuple[int, int, int], ...]
-
-
-@dataclass(frozen=True)
-class CertificateSpec:
-    """One `certificates:` entry, as configured (paths absolute, names lower case)."""
-
-    index: int
-    cert: str
-    key: str
-    names: tuple[str, ...] = ()
-
-
-def check_certificates(value: Any, base_dir: str) -> list[CertificateSpec]:
-    """Validate `certificates:`; raises ItemError locating the bad entry or field."""
-    if value is None:
-        return []
-    if not isinstance(value, (list, tuple)):
-        raise ItemError("expected a list of {cert, key, names} mappings", -1)
-    return [
-        item if isinstance(item, CertificateSpec) else _spec(index, item, base_dir)
-        for index, item in enumerate(value)
-    ]
-
-
-def _spec(index: int, item: Any, base_dir: str) -> CertificateSpec:
-    if not isinstance(item, dict):
-        raise ItemError(f"expected a mapping with cert, key and names, got {item!r}", index)
-    for field in item:
-        if field not in FIELDS:
-            raise ItemError(f"unknown field; an entry takes {', '.join(FIELDS)}", index, str(field))
-    paths = []
-    for field in ("cert", "key"):
-        path = item.get(field)
-        if isinstance(path, os.PathLike):
-            path = os.fspath(path)
-        if not isinstance(path, str) or not path:
-            raise ItemError(f"expected a file path, got {path!r}", index, field)
-        paths.append(os.path.join(base_dir, path))  # an absolute path stays as it is
-    names = item.get("names", [])
-    if isinstance(names, str):
-        names = [names]
-    if not isinstance(names, (list, tuple)):
-        raise ItemError(f"expected a list of host names, got {names!r}", index, "names")
-    checked = []
-    for name in names:
-        problem = _name_problem(name)
-        if problem:
-            raise ItemError(f"{problem}, got {name!r}", index, "names")
-        checked.append(name.lower().rstrip("."))
-    return CertificateSpec(index, paths[0], paths[1], tuple(checked))
-
-
-def _name_problem(name: Any) -> str:
-    if not isinstance(name, str) or not name.strip("."):
-        return "expected a host name like 'example.com' or '*.example.com'"
-    bare = name[2:] if name.startswith("*.") else name
-    if "*" in bare or "." not in bare and name != bare:
-        return "a wildcard is '*.' in front of a domain with a dot, like '*.example.com'"
-    labels = bare.rstrip(".").split(".")
-    if not all(label.replace("-", "").replace("_", "").isalnum() for label in labels):
-        return "expected a host name like 'example.com' or '*.example.com'"
-    return ""
 
 
 def specs_of(config: Config) -> list[CertificateSpec]:
@@ -347,3 +284,30 @@ def uncovered(entry: Inspected) -> list[str]:
         if name not in entry.san and not (not name.startswith("*.") and "*." + parent in entry.san):
             out.append(name)
     return out
+
+
+# --- start-up ----------------------------------------------------------------------
+
+
+def create_ssl_context(config: Config) -> ssl.SSLContext:
+    """The TCP listeners' context: it picks each handshake's certificate ."""
+    return store_for(config).context
+
+
+def check_files(config: Config) -> None:
+    """Raise TLSFileError naming the first TLS file that cannot be read, then load them."""
+    for key in ("certfile", "keyfile", "ca_certs"):
+        path = getattr(config, key)
+        if path is None:
+            continue
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise TLSFileError(key, f"cannot read {path!r}: {exc.strerror}") from None
+    try:
+        CertificateStore(config)  # every certificate loaded as a worker will
+    except TLSFileError:
+        raise
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise TLSFileError("certfile", f"cannot use the TLS files: {exc}") from None

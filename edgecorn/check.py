@@ -20,11 +20,12 @@ from typing import Any
 
 import yaml
 
+from .certificates import check_files
 from .config import Config, ConfigError
 from .edge.spec import ItemError, Route, check_routes
 from .env import apply_env
 from .sockets import DEFAULT_BIND
-from .tls import TLSFileError, check_files
+from .tls import TLSFileError
 
 EXPIRY_WARNING_DAYS = 30
 

@@ -38,11 +38,12 @@ from typing import Any
 from . import metrics, reuseport
 from .asgi.dispatch import AppLoadError, load_app
 from .asgi.lifespan import LifespanFailure
+from .certificates import check_files
 from .config import Config
 from .logging import configure_logging
 from .quic.lb import worker_offset
 from .sockets import Sockets, create_sockets, parse_host_port, quic_binds
-from .tls import TLSFileError, check_files
+from .tls import TLSFileError
 
 log = logging.getLogger("edgecorn.error")
 

@@ -1,4 +1,6 @@
-"""TLS contexts shared by every TCP listener, and the checks that make TLS files fail early.
+"""TLS contexts made from certificate files (`new_ssl_context`), and `TLSFileError` for a file
+that cannot be used. Which context a handshake gets, and checking every configured file at
+start, is `edgecorn.certificates`.
 
 OpenSSL prompts on the terminal for the password of an encrypted key when it is given none;
 a server must never do that (and in workers, without a terminal, the prompt is EINVAL). We
@@ -21,13 +23,6 @@ class TLSFileError(ValueError):
     def __init__(self, key: str, message: str) -> None:
         super().__init__(message)
         self.key = key
-
-
-def create_ssl_context(config: Config) -> ssl.SSLContext:
-    """The TCP listeners' context: it picks each handshake's certificate (certificates.py)."""
-    from .certificates import store_for  # which builds its contexts with new_ssl_context
-
-    return store_for(config).context
 
 
 def new_ssl_context(
@@ -80,27 +75,6 @@ def load_cert_chain(
             f"cannot load the certificate {certfile!r} with the "
             f"key {keyfile!r}: {exc.reason or exc}",
         ) from None
-
-
-def check_files(config: Config) -> None:
-    """Raise TLSFileError naming the first TLS file that cannot be read, then load them."""
-    for key in ("certfile", "keyfile", "ca_certs"):
-        path = getattr(config, key)
-        if path is None:
-            continue
-        try:
-            with open(path, "rb"):
-                pass
-        except OSError as exc:
-            raise TLSFileError(key, f"cannot read {path!r}: {exc.strerror}") from None
-    try:
-        from .certificates import CertificateStore
-
-        CertificateStore(config)  # every certificate loaded as a worker will
-    except TLSFileError:
-        raise
-    except (OSError, ssl.SSLError, ValueError) as exc:
-        raise TLSFileError("certfile", f"cannot use the TLS files: {exc}") from None
 
 
 def _encrypted(keyfile: str) -> bool:

@@ -14,6 +14,7 @@ import trio
 
 from ..asgi.dispatch import wrap_app
 from ..asgi.lifespan import LifespanFailure
+from ..certificates import create_ssl_context
 from ..config import Config
 from ..logging import AccessLogger, configure_logging
 from ..manager import ConnectionManager
@@ -21,7 +22,6 @@ from ..quic.worker import announce, quic_setup
 from ..redirect import announce as announce_redirects
 from ..redirect import https_port, redirect_app
 from ..sockets import Sockets, create_sockets
-from ..tls import create_ssl_context
 from ..worker import announce_tcp, arm_request_limit, drain, shutting_down, tick
 from .lifespan import Lifespan
 from .runtime import Runtime, hold_nursery

@@ -137,3 +137,35 @@ def module_name_in(root: Path, path: Path) -> str:
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
+
+
+# Backend code stays in its backend: the middle layer reaches an event loop only through
+# edgecorn.asyncio / edgecorn.trio (their lifespan and threads modules).
+EVENT_LOOPS = {"asyncio", "trio", "uvloop", "anyio", "sniffio"}
+
+
+def event_loop_imports(path: Path) -> list[str]:
+    """The event-loop libraries `path` imports itself, anywhere in the file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names = [node.module or ""]
+        else:
+            continue
+        found += [name for name in names if name.split(".")[0] in EVENT_LOOPS]
+    return found
+
+
+def test_the_asgi_layer_imports_no_event_loop(tmp_path: Path) -> None:
+    offenders = {
+        path.name: event_loop_imports(path)
+        for path in sorted((PACKAGE / "asgi").glob("*.py"))
+        if event_loop_imports(path)
+    }
+    assert not offenders, f"edgecorn/asgi/ imports event loops: {offenders}"
+    # the checker itself sees a function-level import
+    probe = tmp_path / "probe.py"
+    probe.write_text("def f():\n    import trio.to_thread\n    from asyncio import Event\n")
+    assert event_loop_imports(probe) == ["trio.to_thread", "asyncio"]

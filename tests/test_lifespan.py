@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from edgecorn import demo
-from edgecorn.asgi.lifespan import Lifespan, LifespanFailure
 from edgecorn.asgi.wsgi import WSGIAdapter
+from edgecorn.asyncio.lifespan import Lifespan, LifespanFailure
 from edgecorn.config import Config
 
 

@@ -8,11 +8,10 @@ and a slow client slows the app thread down instead of filling a buffer.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -132,20 +131,23 @@ async def _in_thread(
     send: Send, response: _Response, app: WSGIApp, environ: dict[str, Any]
 ) -> None:
     """Run the app in a worker thread of whichever event loop serves us."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:  # not asyncio: the trio backend
-        import trio
 
-        response.deliver = lambda message: trio.from_thread.run(send, message)
-        await trio.to_thread.run_sync(response.run, app, environ)
-        return
+    def work(call_in_loop: Callable[..., Any]) -> None:
+        response.deliver = lambda message: call_in_loop(send, message)
+        response.run(app, environ)
 
-    def deliver(message: Message) -> None:
-        asyncio.run_coroutine_threadsafe(_await(send, message), loop).result()
+    await _to_thread()(work)
 
-    response.deliver = deliver
-    await loop.run_in_executor(None, response.run, app, environ)
+
+def _to_thread() -> Callable[[Callable[[Callable[..., Any]], None]], Awaitable[None]]:
+    """The running event loop's thread runner: each backend provides one (`to_thread`)."""
+    from edgecorn.asyncio import threads
+
+    if threads.running():
+        return threads.to_thread
+    from edgecorn.trio.threads import to_thread  # no asyncio loop: the trio backend
+
+    return to_thread
 
 
 class _Response:
@@ -209,11 +211,6 @@ class _Response:
     def _send(self, message: Message) -> None:
         # Block the app thread until the loop has taken the message: back-pressure.
         self.deliver(message)
-
-
-async def _await(send: Send, message: Message) -> None:
-    # run_coroutine_threadsafe wants a coroutine; `send` may return any awaitable.
-    await send(message)
 
 
 async def _plain(send: Send, status: int, body: bytes) -> None:

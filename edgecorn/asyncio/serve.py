@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..asgi.dispatch import wrap_app
-from ..asgi.lifespan import Lifespan
 from ..certificates import create_ssl_context
 from ..config import Config
 from ..logging import AccessLogger, configure_logging
@@ -19,6 +18,7 @@ from ..redirect import announce as announce_redirects
 from ..redirect import https_port, redirect_app
 from ..sockets import Sockets, create_sockets
 from ..worker import announce_tcp, arm_request_limit, drain, shutting_down, tick
+from .lifespan import Lifespan
 from .listen import Listener
 from .tcp import TCPProtocol
 from .udp import QUICListener

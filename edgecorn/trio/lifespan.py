@@ -1,13 +1,12 @@
-"""The ASGI lifespan protocol on trio: the same behaviour as `edgecorn.asgi.lifespan`.
+"""The ASGI lifespan protocol on trio: `LifespanBase`'s rules with trio's events, channel
+and cancel scope (the asyncio twin is `edgecorn.asyncio.lifespan`).
 
-The asyncio class builds asyncio queues, events and tasks, so trio has its own;
-the rules ("auto", "on", "off", timeouts, failure messages) are the same and
-failures raise the same `LifespanFailure`.
+The rules ("auto", "on", "off", timeouts, failure messages) are shared, and failures raise
+the same `LifespanFailure`.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -18,8 +17,6 @@ from ..config import Config
 
 if TYPE_CHECKING:
     from ..asgi.types import ASGIApp, Message
-
-log = logging.getLogger("edgecorn.error")
 
 __all__ = ["Lifespan", "LifespanFailure"]
 

@@ -1,6 +1,9 @@
 """The stream events every protocol adapter emits.
 
-Commands go the other way as methods on the adapter (see `base.Adapter`).
+Commands go the other way as methods on the adapter (see `base.Adapter`). Events are frozen:
+an adapter builds each one with its final values. `Request` is not frozen yet: h1.py sets
+`protocol` on it after parsing and h2.py rewrites `stream_id`/`http_version` of the h2c
+upgrade's request (issue 8 lists them).
 """
 
 from __future__ import annotations
@@ -24,33 +27,33 @@ class Request:
     refuse: int = 0  # a status the server answers with itself (425 Too Early, 431)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Body:
     stream_id: int
     data: bytes
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class EndBody:
     stream_id: int
     trailers: Headers | None = None
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class StreamReset:
     """The peer reset the stream or the connection went away under it."""
 
     stream_id: int
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class ProtocolError:
     """The peer broke the protocol; the adapter has queued its answer (400, GOAWAY...)."""
 
     message: str
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class H2CUpgrade:
     """An HTTP/1.1 request asked for `Upgrade: h2c`; its body has been read whole."""
 

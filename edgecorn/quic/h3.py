@@ -8,6 +8,8 @@ aioquic's unbounded stream buffers into back-pressure.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from aioquic.buffer import encode_uint_var
 from aioquic.h3.connection import H3_ALPN, ErrorCode, FrameType, encode_frame
 from aioquic.h3.events import DataReceived, HeadersReceived
@@ -216,13 +218,18 @@ class H3Adapter:
         if request.method == "HEAD":
             self.head.add(sid)
         early = not self.handshake_done
+        # The event leaves with its final values (a copy only in these rare cases).
         if size > self.max_header_list_size:
-            request.refuse = 431  # answered by the server itself, never by the app
+            # answered by the server itself, never by the app
+            request = replace(request, refuse=431, early_data=early)
         elif early:
-            if request.method not in IDEMPOTENT and not self.early_data_unsafe:
-                request.refuse = 425  # RFC 8470 5.2: the client retries after the handshake
-            request.headers.append((b"early-data", b"1"))
-        request.early_data = early
+            unsafe = request.method not in IDEMPOTENT and not self.early_data_unsafe
+            request = replace(
+                request,
+                refuse=425 if unsafe else 0,  # RFC 8470 5.2: retried after the handshake
+                early_data=True,
+                headers=[*request.headers, (b"early-data", b"1")],
+            )
         events.append(request)
         if ended:
             events.append(EndBody(sid))

@@ -86,8 +86,8 @@ cat "$conf"
 "$PYTHON" -m edgecorn -c "$conf" ${SERVER_PARAMS:-} &
 pid=$!
 trap 'kill -TERM "$pid" 2>/dev/null' TERM INT
-status=0
 while kill -0 "$pid" 2>/dev/null; do
-    wait "$pid" || status=$?  # a trapped signal interrupts wait: wait again
+    wait "$pid" || true  # a trapped signal interrupts wait: wait again
 done
+wait "$pid" && status=0 || status=$?  # bash keeps the status of a reaped child
 exit "$status"

@@ -24,7 +24,7 @@ from .certificates import check_files
 from .config import Config, ConfigError
 from .edge.spec import ItemError, Route, check_routes
 from .env import apply_env
-from .sockets import DEFAULT_BIND
+from .sockets import tcp_binds
 from .tls import TLSFileError
 
 EXPIRY_WARNING_DAYS = 30
@@ -332,9 +332,7 @@ def _builtin_demo(route: Route) -> bool:
 def listeners(config: Config) -> list[str]:
     """What the server would listen on, as `create_sockets` would bind it."""
     tls = config.ssl_enabled
-    binds = list(config.bind)
-    if not tls and config.insecure_bind and binds == DEFAULT_BIND:
-        binds = []
+    binds = tcp_binds(config)
     alpn = ", ".join(config.alpn_protocols)
     out = [
         f"{_url('https' if tls else 'http', b)}  TCP, "

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from edgecorn.asgi.types import Receive, Scope, Send
+from edgecorn.headers import first
 
 PAGE = """<!doctype html>
 <html lang="en">
@@ -50,8 +51,10 @@ async def _http(scope: Scope, receive: Receive, send: Send) -> None:
         await _respond(send, 200, "application/json", body + b"\n")
     elif path == "/echo" and method in ("POST", "PUT"):
         body = await _read_body(receive)
-        content_type = _header(scope, b"content-type") or "application/octet-stream"
-        await _respond(send, 200, content_type, body)
+        content_type = first(scope.get("headers", ()), b"content-type")
+        await _respond(
+            send, 200, _latin1(content_type) if content_type else "application/octet-stream", body
+        )
     elif path == "/echo":
         await _respond(
             send, 405, "text/plain", b"POST a body to /echo\n", [(b"allow", b"POST, PUT")]
@@ -62,11 +65,13 @@ async def _http(scope: Scope, receive: Receive, send: Send) -> None:
 
 def _page(scope: Scope) -> str:
     client = scope.get("client")
+    headers = scope.get("headers", ())
+    host = first(headers, b"host") or first(headers, b":authority") or b"localhost"
     return PAGE.format(
         protocol=html.escape(f"HTTP/{scope.get('http_version', '1.1')}"),
         scheme=html.escape(scope.get("scheme", "http")),
         client=html.escape(f"{client[0]}:{client[1]}" if client else "unknown"),
-        host=html.escape(_header(scope, b"host") or _header(scope, b":authority") or "localhost"),
+        host=html.escape(_latin1(host)),
     )
 
 
@@ -98,11 +103,8 @@ async def _respond(
     await send({"type": "http.response.body", "body": body})
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return bytes(value).decode("latin-1")
-    return None
+def _latin1(value: bytes) -> str:
+    return value.decode("latin-1")
 
 
 _SKIP = object()

@@ -23,6 +23,7 @@ from http import HTTPStatus
 from typing import Any
 
 from edgecorn.config import Config
+from edgecorn.headers import values
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -235,9 +236,9 @@ class Atoms(dict[str, str]):
         if key.startswith("{") and len(key) > 3 and key[-2] == "}":
             name, kind = key[1:-2], key[-1]
             if kind == "i":
-                return _header(scope.get("headers", ()), name)
+                return _logged(scope.get("headers", ()), name)
             if kind == "o":
-                return _header(self.response_headers, name)
+                return _logged(self.response_headers, name)
             if kind == "e":
                 return os.environ.get(name, "-")
             return "-"
@@ -249,7 +250,7 @@ class Atoms(dict[str, str]):
         if key == "l":
             return "-"
         if key == "u":
-            return _user(_header(scope.get("headers", ()), "authorization"))
+            return _user(_logged(scope.get("headers", ()), "authorization"))
         if key == "t":
             return time.strftime("[%d/%b/%Y:%H:%M:%S %z]")
         if key == "r":
@@ -280,9 +281,9 @@ class Atoms(dict[str, str]):
         if key == "B":
             return str(self.sent_bytes)
         if key == "f":
-            return _header(scope.get("headers", ()), "referer")
+            return _logged(scope.get("headers", ()), "referer")
         if key == "a":
-            return _header(scope.get("headers", ()), "user-agent")
+            return _logged(scope.get("headers", ()), "user-agent")
         if key == "T":
             return str(int(self.request_time))
         if key == "M":
@@ -305,10 +306,10 @@ def _target(scope: Mapping[str, Any]) -> str:
     return path
 
 
-def _header(headers: Iterable[tuple[bytes, bytes]], name: str) -> str:
-    wanted = name.lower().encode("latin-1")
-    values = [bytes(value).decode("latin-1") for key, value in headers if key.lower() == wanted]
-    return ",".join(values) if values else "-"
+def _logged(headers: Iterable[tuple[bytes, bytes]], name: str) -> str:
+    """A header as the access log prints it: its values joined by ",", or "-"."""
+    found = values(headers, name.lower().encode("latin-1"))
+    return b",".join(found).decode("latin-1") if found else "-"
 
 
 def _user(authorization: str) -> str:

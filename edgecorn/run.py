@@ -617,7 +617,7 @@ class Supervisor:
             worker.replaces.replacing = False  # it never came up: the old one stays
 
     def _check_rss(self) -> None:
-        limit = getattr(self.config, "max_worker_rss", None)
+        limit = self.config.max_worker_rss
         if not limit:
             return
         for worker in list(self.workers.values()):

@@ -10,13 +10,8 @@ import os
 import socket
 import stat
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .config import Config
-
-
-DEFAULT_BIND = ["127.0.0.1:8000"]
+from .config import Config
 
 
 @dataclass
@@ -121,14 +116,19 @@ def quic_binds(config: Config, secure: list[socket.socket]) -> list[str]:
     return binds
 
 
+def tcp_binds(config: Config) -> list[str]:
+    """The `bind` addresses to listen on: none when `bind` is still its default and cleartext
+    `insecure_bind`s are given without TLS (the default one would only surprise)."""
+    if not config.ssl_enabled and config.insecure_bind and config.bind == Config.bind:
+        return []
+    return list(config.bind)
+
+
 def create_sockets(config: Config, quic: bool = True) -> Sockets:
     sockets = Sockets()
     try:
         secure = sockets.secure if config.ssl_enabled else sockets.insecure
-        binds = config.bind
-        if not config.ssl_enabled and config.insecure_bind and binds == DEFAULT_BIND:
-            binds = []  # cleartext binds given: the default one would only surprise
-        for bind in binds:
+        for bind in tcp_binds(config):
             secure.append(create_socket(bind, config.backlog))
         for bind in config.insecure_bind:
             sockets.insecure.append(create_socket(bind, config.backlog))

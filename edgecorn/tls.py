@@ -41,7 +41,7 @@ def new_ssl_context(
     if config.verify_flags is not None:
         context.verify_flags = config.verify_flags
     context.set_alpn_protocols(list(config.alpn_protocols))
-    keylog = getattr(config, "ssl_keylog_file", None) or os.environ.get("SSLKEYLOGFILE")
+    keylog = config.ssl_keylog_file or os.environ.get("SSLKEYLOGFILE")
     if keylog:
         context.keylog_filename = keylog
     return context

@@ -209,8 +209,8 @@ def wrap_app(app: Any, config: Config) -> ASGIApp:
     """An app object handed to `serve()`: WSGI gets the adapter, ASGI2 a clear error."""
     from edgecorn.asgi.wsgi import WSGIAdapter
 
-    if isinstance(app, WSGIAdapter) or getattr(app, "_edgecorn_loaded", False):
-        return app  # type: ignore[no-any-return]
+    if isinstance(app, WSGIAdapter):
+        return app
     if _kind(app, getattr(app, "__qualname__", type(app).__name__), False) == "wsgi":
         return WSGIAdapter(app, config.wsgi_max_body_size)
     return app  # type: ignore[no-any-return]

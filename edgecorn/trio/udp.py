@@ -1,12 +1,13 @@
-"""The trio QUIC listener: datagrams in, routed by connection ID, datagrams out.
+"""The trio side of a QUIC listener: the socket loop, and the clock, timers and tasks that
+`QUICEndpoint` (edgecorn/quic/endpoint.py) asks of an event loop.
 
-One receiver task per socket reads every datagram that is ready with plain
-non-blocking `recvfrom` calls and handles each one at once (no queue, no task
-per packet); it yields to the other tasks when the socket is empty or every
-`BURST` datagrams, which is when the deferred flushes send everything the
-connections produced, in one batch each. Each connection keeps one timer,
-moved only when aioquic's timer changes. Datagrams the kernel will not take
-right now wait in a small queue for a sender task.
+The endpoint routes datagrams by connection ID and sends what the connections produce
+(each connection's timer and batching: edgecorn/quic/connection.py). Here one receiver task
+per socket reads every datagram that is ready with plain non-blocking `recvfrom` calls and
+hands each to the endpoint at once (no queue, no task per packet); it yields to the other
+tasks when the socket is empty or every `BURST` datagrams, which is when the connections'
+deferred flushes run. Datagrams the kernel will not take right now wait, in order, in a
+bounded queue (`MAX_QUEUED`) for the sender task.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ MAX_QUEUED = 4096  # datagrams waiting for a full socket; beyond this they are d
 
 
 class QUICListener(QUICEndpoint):
+    """One UDP socket's QUIC connections on trio; `run()` serves it until closed."""
+
     def __init__(
         self,
         manager: ConnectionManager,
@@ -75,8 +78,6 @@ class QUICListener(QUICEndpoint):
             if burst >= BURST:
                 burst = 0
                 await trio.lowlevel.checkpoint()
-
-    # --- output ------------------------------------------------------------------
 
     # --- QUICEndpoint's primitives ---------------------------------------------------
 

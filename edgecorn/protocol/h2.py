@@ -159,6 +159,8 @@ class H2Adapter:
             return self._fail(_error_code(exc), str(exc) or type(exc).__name__)
         events: list[Event] = []
         control = 0
+        requested: set[int] = set()  # streams whose request came in this batch
+        cancelled: set[int] = set()  # ... and that the peer reset in it too
         for event in h2_events:
             if isinstance(event, self.h2.events.DataReceived):
                 sid = event.stream_id
@@ -173,6 +175,7 @@ class H2Adapter:
                 elif event.data:
                     self.conn.acknowledge_received_data(len(event.data), sid)
             elif isinstance(event, self.h2.events.RequestReceived):
+                requested.add(event.stream_id)
                 self._request(event, events)
             elif isinstance(event, self.h2.events.StreamEnded):
                 # h2 reports the end separately after a HEADERS, DATA or trailers frame.
@@ -185,7 +188,10 @@ class H2Adapter:
                 if event.stream_id in self.open:
                     self.cancelled += 1
                 self._drop(event.stream_id)
-                events.append(StreamReset(event.stream_id))
+                if event.stream_id in requested:
+                    cancelled.add(event.stream_id)
+                else:
+                    events.append(StreamReset(event.stream_id))
             elif isinstance(event, self.h2.events.ConnectionTerminated):
                 self.terminated = True
                 events.extend(StreamReset(sid) for sid in self.open)
@@ -196,6 +202,10 @@ class H2Adapter:
             elif isinstance(event, (self.h2.events.PingReceived, self.h2.events.PriorityUpdated)):
                 control += 1
         self.control_frames += control
+        if cancelled:
+            # Asked for and cancelled in one read (rapid reset does that by the hundred):
+            # no app is started for a request nobody waits for.
+            events = [e for e in events if getattr(e, "stream_id", None) not in cancelled]
         flood = self._flood()
         if flood:
             return events + self._fail(ENHANCE_YOUR_CALM, flood)

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from .certspec import CertificateSpec, check_certificates
+from .certificates import CertificateSpec, check_certificates
 from .edge.spec import ItemError, Route, check_routes
 
 if sys.version_info >= (3, 11):
@@ -81,6 +81,7 @@ class Config:
     redirect_https: list[str] = []  # cleartext listeners answering 308 to https (redirect.py)
     quic_bind: list[str] = []
     backlog: int = 100
+    max_connections: int = 10000  # per worker; past it, new TCP connections wait in the backlog
 
     # TLS
     certfile: str | None = None
@@ -102,6 +103,7 @@ class Config:
     header_timeout: float = 10 * SECONDS  # a request head must arrive whole within it (408)
     body_timeout: float = 30 * SECONDS  # longest pause inside a request body (408 / reset)
     send_timeout: float = 60 * SECONDS  # h2: longest wait for the peer's window (reset)
+    max_concurrent_requests: int = 10000  # per worker (all protocols); past it: 503
     graceful_timeout: float = 3 * SECONDS
     h11_max_incomplete_size: int = 16 * 1024
     http1_parser: str = "auto"  # auto | h11 | httptools
@@ -824,6 +826,7 @@ _SPECS: dict[str, Validator] = {
     "read_timeout": _seconds(positive=True, optional=True), "graceful_timeout": _seconds(),
     "header_timeout": _seconds(positive=True), "body_timeout": _seconds(positive=True),
     "send_timeout": _seconds(positive=True),
+    "max_connections": _int(1), "max_concurrent_requests": _int(1),
     "h11_max_incomplete_size": _int(1), "http1_parser": _choice(HTTP1_PARSERS),
     "http2_engine": _installed_choice(H2_ENGINES),
     "h2_max_concurrent_streams": _int(1), "h2_max_header_list_size": _int(1),

@@ -238,9 +238,13 @@ class Connection(ABC):
         else:
             stream = HTTPStream(self, request)
         self.streams[request.stream_id] = stream
-        if self.manager.request_limit is not None:
-            self.manager.count_request()
+        manager = self.manager
+        manager.active_requests += 1  # until stream_done
+        if manager.request_limit is not None:
+            manager.count_request()
         refuse = request.refuse
+        if not refuse and manager.active_requests > manager.max_active_requests:
+            refuse = 503  # max_concurrent_requests: this worker is full, try again later
         if not refuse and self.server_names and not host_allowed(self.server_names, request):
             refuse = 404  # as Hypercorn: a Host not in server_names is not ours to serve
         self.spawn(stream.run(status_app(refuse) if refuse else self.app))
@@ -428,6 +432,7 @@ class Connection(ABC):
         self.flush()
 
     def stream_done(self, stream: HTTPStream | WebSocketStream) -> None:
+        self.manager.active_requests -= 1
         if self.streams.get(stream.stream_id) is stream:
             del self.streams[stream.stream_id]
             self.stale.pop(stream.stream_id, None)

@@ -72,6 +72,13 @@ class ConnectionManager:
         self.requests = 0
         self.request_limit: int | None = None
         self.on_request_limit: Callable[[], None] | None = None
+        # max_concurrent_requests: streams whose app runs, counted by the connections.
+        self.active_requests = 0
+        self.max_active_requests = config.max_concurrent_requests
+        # max_connections: registered connections plus TCP ones still in their handshake
+        # (`pending`); listeners stop accepting at the limit and wait for `when_room`.
+        self.pending: set[Managed] = set()
+        self.room_waiters: list[Callable[[], None]] = []
         self.refresh_headers()
 
     # --- adapters ---------------------------------------------------------------
@@ -122,12 +129,26 @@ class ConnectionManager:
                 self.on_request_limit()
 
     def add(self, conn: Managed) -> None:
+        self.pending.discard(conn)
         self.connections.add(conn)
         if self.draining:
             conn.shutdown()
 
     def discard(self, conn: Managed) -> None:
         self.connections.discard(conn)
+        self.pending.discard(conn)
+        if self.room_waiters and self.has_room():
+            waiters, self.room_waiters = self.room_waiters, []
+            for waiter in waiters:
+                waiter()
+
+    def has_room(self) -> bool:
+        """May a listener accept one more connection (max_connections)?"""
+        return len(self.connections) + len(self.pending) < self.config.max_connections
+
+    def when_room(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once, when a connection has gone and there is room again."""
+        self.room_waiters.append(callback)
 
     # --- per-second work -------------------------------------------------------------
 

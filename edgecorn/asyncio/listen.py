@@ -35,6 +35,7 @@ class Listener:
         handshake_timeout: float,
         backlog: int,
         tasks: set[Any],
+        manager: Any = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.sock = sock
@@ -43,11 +44,19 @@ class Listener:
         self.handshake_timeout = handshake_timeout
         self.backlog = backlog
         self.tasks = tasks
+        self.manager = manager  # its max_connections stops and resumes accepting
         self.closed = False
         self.loop.add_reader(sock.fileno(), self._accept)
 
     def _accept(self) -> None:
+        manager = self.manager
         for _ in range(self.backlog):
+            if manager is not None and not manager.has_room():
+                # max_connections: new connections wait in the kernel's backlog (or go to
+                # another worker) until one of ours has gone.
+                self.loop.remove_reader(self.sock.fileno())
+                manager.when_room(self._resume)
+                return
             try:
                 conn, _ = self.sock.accept()
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
@@ -66,8 +75,11 @@ class Listener:
 
     async def _connect(self, conn: socket.socket) -> None:
         factory = self.factory
+        protocol: Any = None
         try:
             protocol = factory()
+            if self.manager is not None:
+                self.manager.pending.add(protocol)  # counted from accept, not from the handshake
             config = getattr(protocol, "config", None)  # a Connection's
             if config is not None and config.proxy_protocol:
                 await _read_proxy_header(conn, protocol, config)
@@ -86,6 +98,10 @@ class Listener:
         except (OSError, ssl.SSLError, asyncio.TimeoutError, ProxyHeaderError) as exc:
             log.debug("connection failed before it started: %s", exc)  # e.g. a bad handshake
             conn.close()
+        finally:
+            manager = self.manager
+            if manager is not None and protocol not in manager.connections:
+                manager.discard(protocol)  # it never started (or is already gone)
 
     async def _refused_plain_http(self, conn: socket.socket) -> bool:
         """A cleartext HTTP request on this TLS port: answer 400 and read what follows for

@@ -307,6 +307,12 @@ async def serve_tcp(
     timeout = manager.config.ssl_handshake_timeout
     try:
         while True:
+            if not manager.has_room():
+                # max_connections: new connections wait in the kernel's backlog (or go to
+                # another worker) until one of ours has gone.
+                room = trio.Event()
+                manager.when_room(room.set)
+                await room.wait()
             try:
                 stream: trio.abc.Stream = await listener.accept()
             except OSError as exc:
@@ -320,6 +326,7 @@ async def serve_tcp(
                 # clients want before EOF on a response delimited by the close.
                 stream = trio.SSLStream(stream, ssl_context, server_side=True)
             conn = TCPConnection(manager, runtime, stream, ssl_context is not None)
+            manager.pending.add(conn)  # until run() ends: on_lost discards it
             if app is not None:
                 conn.app = app
             nursery.start_soon(conn.run, timeout)

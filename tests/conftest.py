@@ -129,11 +129,17 @@ def quic_engine(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="session")
 def session_factory(
-    certs: tuple[str, str, str], tmp_path_factory: pytest.TempPathFactory, worker_class: str,
-    http2_engine: str, quic_engine: str,
+    certs: tuple[str, str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+    worker_class: str,
+    http2_engine: str,
+    quic_engine: str,
 ) -> Iterator[ServerFactory]:
     factory = ServerFactory(
-        certs, tmp_path_factory.mktemp("session-servers"), worker_class, http2_engine,
+        certs,
+        tmp_path_factory.mktemp("session-servers"),
+        worker_class,
+        http2_engine,
         quic_engine,
     )
     yield factory
@@ -142,7 +148,10 @@ def session_factory(
 
 @pytest.fixture
 def server_factory(
-    certs: tuple[str, str, str], tmp_path: Path, worker_class: str, http2_engine: str,
+    certs: tuple[str, str, str],
+    tmp_path: Path,
+    worker_class: str,
+    http2_engine: str,
     quic_engine: str,
 ) -> Iterator[ServerFactory]:
     """Per-test servers: `server_factory.start(*extra_args, parser=..., config=yaml)`."""
@@ -197,8 +206,9 @@ def h2conn(cafile: str) -> Iterator[Any]:
     """`h2conn(port, tls=True, settings=None)` → a connected `H2Conn`."""
     conns: list[H2Conn] = []
 
-    def connect(port: int, tls: bool = True, settings: dict[int, int] | None = None,
-                timeout: float = 10.0) -> H2Conn:
+    def connect(
+        port: int, tls: bool = True, settings: dict[int, int] | None = None, timeout: float = 10.0
+    ) -> H2Conn:
         conn = H2Conn(port, tls=tls, cafile=cafile, settings=settings, timeout=timeout)
         conns.append(conn)
         return conn

@@ -84,10 +84,12 @@ class Page:
         self.ids = itertools.count(1000)
         self.events: list[dict[str, Any]] = []
 
-    def send(self, method: str, params: dict[str, Any] | None = None,
-             timeout: float = 10.0) -> dict[str, Any]:
-        return _call(self.ws, method, params, self.ids, self.events, timeout,
-                     session_id=self.session_id)
+    def send(
+        self, method: str, params: dict[str, Any] | None = None, timeout: float = 10.0
+    ) -> dict[str, Any]:
+        return _call(
+            self.ws, method, params, self.ids, self.events, timeout, session_id=self.session_id
+        )
 
     def navigate(self, url: str, timeout: float = 15.0) -> None:
         """Navigate and wait for the load event (bounded by `timeout`)."""
@@ -105,9 +107,15 @@ class Page:
 
     def evaluate(self, expression: str, timeout: float = 10.0) -> Any:
         """The JSON value of `expression` in the page (promises awaited)."""
-        result = self.send("Runtime.evaluate", {
-            "expression": expression, "returnByValue": True, "awaitPromise": True,
-        }, timeout=timeout)
+        result = self.send(
+            "Runtime.evaluate",
+            {
+                "expression": expression,
+                "returnByValue": True,
+                "awaitPromise": True,
+            },
+            timeout=timeout,
+        )
         if "exceptionDetails" in result:
             raise DevToolsError(f"{expression!r} raised {result['exceptionDetails']}")
         return result.get("result", {}).get("value")
@@ -133,9 +141,15 @@ def _receive(ws: Any, events: list[dict[str, Any]], timeout: float) -> dict[str,
     return message
 
 
-def _call(ws: Any, method: str, params: dict[str, Any] | None, ids: Iterator[int],
-          events: list[dict[str, Any]], timeout: float,
-          session_id: str | None = None) -> dict[str, Any]:
+def _call(
+    ws: Any,
+    method: str,
+    params: dict[str, Any] | None,
+    ids: Iterator[int],
+    events: list[dict[str, Any]],
+    timeout: float,
+    session_id: str | None = None,
+) -> dict[str, Any]:
     call_id = next(ids)
     message: dict[str, Any] = {"id": call_id, "method": method, "params": params or {}}
     if session_id:
@@ -157,8 +171,9 @@ def _call(ws: Any, method: str, params: dict[str, Any] | None, ids: Iterator[int
 class Chromium:
     """Headless Chromium with the given extra flags and a fresh profile under `workdir`."""
 
-    def __init__(self, exe: str, workdir: Path, flags: Sequence[str] = (),
-                 net_log: bool = False) -> None:
+    def __init__(
+        self, exe: str, workdir: Path, flags: Sequence[str] = (), net_log: bool = False
+    ) -> None:
         self.exe = exe
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -176,7 +191,10 @@ class Chromium:
     def _spawn(self, args: list[str], stdout: Any) -> subprocess.Popen[bytes]:
         with open(self.stderr_path, "ab") as err:
             self.proc = subprocess.Popen(
-                args, stdin=subprocess.DEVNULL, stdout=stdout, stderr=err,
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=err,
                 start_new_session=True,  # its own process group: killed as one at the end
                 env={**os.environ, "HOME": str(self.profile)},
             )
@@ -281,11 +299,17 @@ class Chromium:
             with connect(url, **options) as ws:
                 ids = itertools.count(1)
                 events: list[dict[str, Any]] = []
-                target = _call(ws, "Target.createTarget", {"url": "about:blank"}, ids, events,
-                               10.0)["targetId"]
-                session = _call(ws, "Target.attachToTarget",
-                                {"targetId": target, "flatten": True}, ids, events,
-                                10.0)["sessionId"]
+                target = _call(
+                    ws, "Target.createTarget", {"url": "about:blank"}, ids, events, 10.0
+                )["targetId"]
+                session = _call(
+                    ws,
+                    "Target.attachToTarget",
+                    {"targetId": target, "flatten": True},
+                    ids,
+                    events,
+                    10.0,
+                )["sessionId"]
                 yield Page(ws, session)
                 try:
                     _call(ws, "Browser.close", None, ids, events, 3.0)

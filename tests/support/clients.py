@@ -38,8 +38,9 @@ class Response:
 class H1Conn:
     """A raw-socket HTTP/1.1 client: send exactly the bytes you want, parse what comes back."""
 
-    def __init__(self, port: int, tls: bool = False, cafile: str | None = None,
-                 timeout: float = 10.0) -> None:
+    def __init__(
+        self, port: int, tls: bool = False, cafile: str | None = None, timeout: float = 10.0
+    ) -> None:
         sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         if tls:
             ctx = ssl.create_default_context(cafile=cafile)
@@ -52,14 +53,19 @@ class H1Conn:
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
 
-    def request(self, method: str, path: str, headers: Sequence[tuple[str, str]] = (),
-                body: bytes | None = None, version: str = "HTTP/1.1") -> None:
+    def request(
+        self,
+        method: str,
+        path: str,
+        headers: Sequence[tuple[str, str]] = (),
+        body: bytes | None = None,
+        version: str = "HTTP/1.1",
+    ) -> None:
         lines = [f"{method} {path} {version}"]
         names = {k.lower() for k, _ in headers}
         if "host" not in names:
             lines.append("Host: localhost")
-        if body is not None and "content-length" not in names and \
-                "transfer-encoding" not in names:
+        if body is not None and "content-length" not in names and "transfer-encoding" not in names:
             lines.append(f"Content-Length: {len(body)}")
         lines += [f"{k}: {v}" for k, v in headers]
         self.send(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b""))
@@ -101,12 +107,17 @@ class H1Conn:
             name, _, value = line.decode("latin-1").partition(":")
             headers.append((name.strip().lower(), value.strip()))
         return Response(
-            status=int(parts[1]), reason=parts[2] if len(parts) > 2 else "",
-            version=parts[0], headers=headers, body=b"", raw_head=raw,
+            status=int(parts[1]),
+            reason=parts[2] if len(parts) > 2 else "",
+            version=parts[0],
+            headers=headers,
+            body=b"",
+            raw_head=raw,
         )
 
-    def read_response(self, head: bool = False, informational: list[Response] | None = None
-                      ) -> Response:
+    def read_response(
+        self, head: bool = False, informational: list[Response] | None = None
+    ) -> Response:
         """Read one final response; 1xx responses are appended to `informational`."""
         while True:
             resp = self.read_head()
@@ -196,8 +207,14 @@ class H2Response:
 class H2Conn:
     """A blocking HTTP/2 client on the `h2` package, over TLS (ALPN h2) or h2c prior knowledge."""
 
-    def __init__(self, port: int, tls: bool = True, cafile: str | None = None,
-                 settings: dict[int, int] | None = None, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        port: int,
+        tls: bool = True,
+        cafile: str | None = None,
+        settings: dict[int, int] | None = None,
+        timeout: float = 10.0,
+    ) -> None:
         import h2.config
         import h2.connection
 
@@ -227,11 +244,22 @@ class H2Conn:
         if data:
             self.sock.sendall(data)
 
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: Sequence[tuple[str, str]] = (), end: bool = True) -> int:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+        end: bool = True,
+    ) -> int:
         stream_id = self.conn.get_next_available_stream_id()
-        hdrs = [(":method", method), (":scheme", "https" if self.tls else "http"),
-                (":authority", f"localhost:{self.port}"), (":path", path), *headers]
+        hdrs = [
+            (":method", method),
+            (":scheme", "https" if self.tls else "http"),
+            (":authority", f"localhost:{self.port}"),
+            (":path", path),
+            *headers,
+        ]
         if body is not None:
             hdrs.append(("content-length", str(len(body))))
         self.responses[stream_id] = H2Response()
@@ -244,8 +272,9 @@ class H2Conn:
     def send_body(self, stream_id: int, body: bytes, end: bool = True) -> None:
         view = memoryview(body)
         while view:
-            window = min(self.conn.local_flow_control_window(stream_id),
-                         self.conn.max_outbound_frame_size)
+            window = min(
+                self.conn.local_flow_control_window(stream_id), self.conn.max_outbound_frame_size
+            )
             if window <= 0:
                 self.pump()
                 continue

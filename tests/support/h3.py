@@ -53,9 +53,17 @@ def gtls_exe() -> str:
 
 def _gtls_cmd(port: int, urls: Sequence[str], download: Path, extra: Sequence[str]) -> list[str]:
     return [
-        gtls_exe(), "--exit-on-all-streams-close", "--no-quic-dump", "--no-http-dump",
-        "--handshake-timeout=5s", "--timeout=10s", f"--download={download}", *extra,
-        "127.0.0.1", str(port), *urls,
+        gtls_exe(),
+        "--exit-on-all-streams-close",
+        "--no-quic-dump",
+        "--no-http-dump",
+        "--handshake-timeout=5s",
+        "--timeout=10s",
+        f"--download={download}",
+        *extra,
+        "127.0.0.1",
+        str(port),
+        *urls,
     ]
 
 
@@ -126,8 +134,9 @@ def gtlsclient(
     log = download.parent / f"{download.name}.gtls.log"
     with open(log, "wb") as out:
         try:
-            proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out,
-                                  stderr=subprocess.STDOUT, timeout=timeout)
+            proc = subprocess.run(
+                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, timeout=timeout
+            )
             rc: int | None = proc.returncode
         except subprocess.TimeoutExpired:
             rc = None
@@ -164,8 +173,7 @@ def gtls_start(port: int, *urls: str, download: Path, extra: Sequence[str] = ())
     cmd = _gtls_cmd(port, urls, download, extra)
     log = download.parent / f"{download.name}.gtls.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
     return GtlsProc(cmd, proc, log, download)
 
 
@@ -217,11 +225,16 @@ class RawH3Client:
     the socket without sending CONNECTION_CLOSE.
     """
 
-    def __init__(self, port: int, cafile: str, *, freeze_windows: bool = False,
-                 window: int = 1 << 20) -> None:
-        config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN,
-                                   server_name="localhost", max_data=window,
-                                   max_stream_data=window)
+    def __init__(
+        self, port: int, cafile: str, *, freeze_windows: bool = False, window: int = 1 << 20
+    ) -> None:
+        config = QuicConfiguration(
+            is_client=True,
+            alpn_protocols=H3_ALPN,
+            server_name="localhost",
+            max_data=window,
+            max_stream_data=window,
+        )
         config.load_verify_locations(cafile)
         cls = _FrozenWindows if freeze_windows else QuicConnection
         self.quic = cls(configuration=config)
@@ -241,10 +254,16 @@ class RawH3Client:
 
     def request(self, path: str, method: str = "GET") -> int:
         sid = self.quic.get_next_available_stream_id()
-        self.h3.send_headers(sid, [
-            (b":method", method.encode()), (b":scheme", b"https"),
-            (b":authority", f"localhost:{self.addr[1]}".encode()), (b":path", path.encode()),
-        ], end_stream=True)
+        self.h3.send_headers(
+            sid,
+            [
+                (b":method", method.encode()),
+                (b":scheme", b"https"),
+                (b":authority", f"localhost:{self.addr[1]}".encode()),
+                (b":path", path.encode()),
+            ],
+            end_stream=True,
+        )
         self.responses[sid] = RawResponse()
         self._flush()
         return sid
@@ -324,8 +343,9 @@ def client_initial(port: int, cafile: str) -> bytes:
     return quic.datagrams_to_send(time.monotonic())[0][0]
 
 
-def long_header(version: int, dcid: bytes, scid: bytes, size: int = 1200,
-                v1_layout: bool = False) -> bytes:
+def long_header(
+    version: int, dcid: bytes, scid: bytes, size: int = 1200, v1_layout: bool = False
+) -> bytes:
     """A long-header packet (Initial type bits) for `version`, padded with junk to `size`.
 
     Past the CIDs, a version's packet is opaque (RFC 8999): by default junk follows them;

@@ -101,8 +101,7 @@ class Load:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads = [
-            threading.Thread(target=self._run, args=(proto,), daemon=True)
-            for proto in self.protos
+            threading.Thread(target=self._run, args=(proto,), daemon=True) for proto in self.protos
         ]
 
     def start(self) -> Load:
@@ -218,8 +217,9 @@ class UdpRelay:
     and closes the old one, as a NAT that lost its mapping does.
     """
 
-    def __init__(self, upstream: tuple[str, int], switch_after: list[int],
-                 max_seconds: float = 60.0) -> None:
+    def __init__(
+        self, upstream: tuple[str, int], switch_after: list[int], max_seconds: float = 60.0
+    ) -> None:
         self.upstream = upstream
         self.switch_after = sorted(switch_after)
         self.down = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -295,4 +295,3 @@ class UdpRelay:
         self.up.close()
         if self.error is not None:
             raise AssertionError(f"relay failed: {self.error!r}")
-

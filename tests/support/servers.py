@@ -101,8 +101,17 @@ class ServerFactory:
 
         `config` is YAML text written to a file and passed with `-c`.
         """
-        args: list[str] = [app, "--workers", "0", "-k", self.worker_class,
-                           "--http2-engine", self.http2_engine, "--quic-engine", self.quic_engine]
+        args: list[str] = [
+            app,
+            "--workers",
+            "0",
+            "-k",
+            self.worker_class,
+            "--http2-engine",
+            self.http2_engine,
+            "--quic-engine",
+            self.quic_engine,
+        ]
         insecure_port = None
         # Always give --bind: without it the default 127.0.0.1:8000 would be bound too.
         port = free_port()
@@ -143,4 +152,3 @@ class ServerFactory:
             if rc not in (0, None, -signal.SIGTERM) and "Traceback" in server.stderr():
                 print(f"\n[e2e] {server.describe()}", file=sys.stderr)
         self.servers.clear()
-

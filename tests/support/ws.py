@@ -369,7 +369,10 @@ class H2WS:
         ]
 
     def connect(
-        self, path: str = "/ws", protocol: str | None = "websocket", wait: bool = True,
+        self,
+        path: str = "/ws",
+        protocol: str | None = "websocket",
+        wait: bool = True,
         extra: tuple[tuple[str, str], ...] = (),
     ) -> H2Stream:
         """Extended CONNECT (or a plain CONNECT with `protocol=None`)."""
@@ -531,8 +534,9 @@ def _h3_protocol_class() -> Any:
             self.h3.send_data(stream.stream_id, stream.ws.send(event), end_stream=False)
             self.transmit()
 
-        async def wait(self, stream: H3Stream, predicate: Callable[[], bool],
-                       timeout: float = 5.0) -> None:
+        async def wait(
+            self, stream: H3Stream, predicate: Callable[[], bool], timeout: float = 5.0
+        ) -> None:
             async def loop() -> None:
                 while not predicate():
                     stream.changed.clear()
@@ -543,7 +547,8 @@ def _h3_protocol_class() -> Any:
         async def echo(self, stream: H3Stream, message: str | bytes) -> str | bytes:
             count = len(stream.messages())
             event = (
-                TextMessage(data=message) if isinstance(message, str)
+                TextMessage(data=message)
+                if isinstance(message, str)
                 else BytesMessage(data=message)
             )
             self.send_ws(stream, event)
@@ -564,7 +569,10 @@ async def h3_connect(port: int, cafile: str) -> AsyncIterator[Any]:
     config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN, server_name="localhost")
     config.load_verify_locations(cafile)
     async with connect(
-        "127.0.0.1", port, configuration=config, create_protocol=_h3_protocol_class(),
+        "127.0.0.1",
+        port,
+        configuration=config,
+        create_protocol=_h3_protocol_class(),
         wait_connected=True,
     ) as client:
         yield client

@@ -20,7 +20,7 @@ from .. import metrics
 from ..manager import ConnectionManager
 from .connection import QUICConnection
 from .engine import EdgeQuicConnection
-from .retry import RetryTokens
+from .retry import ResetTokens, RetryTokens
 from .routing import destination_cid, new_route
 from .worker import QuicSetup
 
@@ -51,6 +51,9 @@ class QUICEndpoint(ABC):
         self.retry_mode = config.quic_retry
         self.retry_threshold = config.quic_retry_threshold
         self.retry = RetryTokens(setup.retry_key) if self.retry_mode != "off" else None
+        # Stateless resets need tokens we derive; another engine (qh3) draws its own.
+        derives = issubclass(self.connection_class, EdgeQuicConnection)
+        self.resets = ResetTokens(setup.retry_key) if derives else None
         self.early_data = config.quic_early_data
         self.max_streams = config.h3_max_concurrent_streams
         self.gso = hasattr(sock, "sendmsg")
@@ -92,6 +95,9 @@ class QUICEndpoint(ABC):
             if conn is not None:
                 conn.datagram(data, addr)
                 return
+            if not data[0] & 0x80:  # a short header: a connection we do not have (any more)
+                self._reset(data, dcid, addr)
+                return
             if self.manager.draining:
                 return
             want_retry = self.retry_mode == "on" or (
@@ -105,6 +111,7 @@ class QUICEndpoint(ABC):
                     metrics.recorder.quic_reply(route.reply)  # counts Retry packets
                 self.send([(route.reply, addr)])
                 return
+            extra = {} if self.resets is None else {"reset_token": self.resets.token}
             quic = self.connection_class(
                 early_data=self.early_data,
                 max_streams=self.max_streams,
@@ -116,6 +123,7 @@ class QUICEndpoint(ABC):
                 retry_source_connection_id=route.retry_scid,
                 session_ticket_fetcher=self.tickets.pop,
                 session_ticket_handler=self.tickets.add,
+                **extra,
             )
             conn = QUICConnection(self, quic, addr)
             self.handshaking += 1
@@ -127,6 +135,16 @@ class QUICEndpoint(ABC):
             log.exception("error handling a QUIC datagram from %s", addr)
             if conn is not None:
                 conn._terminate()
+
+    def _reset(self, data: bytes, dcid: bytes, addr: Any) -> None:
+        """RFC 9000 10.3: the peer of a connection this worker lost (a crash, a restart,
+        a connection already forgotten) learns at once that it is gone, instead of
+        retransmitting into silence until its idle timeout."""
+        if self.resets is None:
+            return
+        reply = self.resets.reset(data, dcid, self.now())
+        if reply is not None:
+            self.send([(reply, addr)])
 
     # --- output ------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
-"""Stateless Retry tokens (RFC 9000 8.1.2).
+"""Stateless Retry tokens (RFC 9000 8.1.2) and stateless resets (RFC 9000 10.3).
 
 The key is handed in: the supervisor makes one secret (`Sockets.quic_secret`)
-and every worker gets it, so a token one worker issued validates in any other.
+and every worker gets it, so a token one worker issued validates in any other,
+and any worker (a restarted one too) can reset a connection another one lost.
 """
 
 from __future__ import annotations
@@ -9,11 +10,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import os
 import struct
 import time
 from typing import Any
 
 MAC_SIZE = 16
+RESET_TOKEN_SIZE = 16
+# RFC 9000 10.3: a reset is at least 21 bytes (5 unpredictable, 16 of token) and must be
+# smaller than the datagram that triggered it (10.3.3, so two servers cannot loop), one
+# byte smaller up to 43 bytes; past that, a random size up to RESET_MAX_SIZE.
+RESET_MIN_SIZE = 21
+RESET_SMALL = 43
+RESET_MAX_SIZE = 64
 
 
 class RetryTokens:
@@ -55,3 +64,41 @@ class RetryTokens:
         if retry_scid != dcid:
             raise ValueError("token for another connection")
         return original_dcid
+
+
+class ResetTokens:
+    """Stateless reset tokens: an HMAC of the connection ID under a key of its own,
+    derived from the shared secret (RFC 9000 10.3.2), so the token advertised for a CID
+    (engine.py) is the one any worker puts in a reset for it; and the resets, at most
+    `rate` a second with bursts of `rate` (10.3.3: a limit ends any loop and bounds
+    what a flood of junk costs)."""
+
+    def __init__(self, secret: bytes, rate: float = 100.0) -> None:
+        self.key = hmac.new(secret, b"edgecorn stateless reset", hashlib.sha256).digest()
+        self.rate = rate
+        self.allowance = rate
+        self.checked_at: float | None = None
+
+    def token(self, cid: bytes) -> bytes:
+        return hmac.new(self.key, cid, hashlib.sha256).digest()[:RESET_TOKEN_SIZE]
+
+    def reset(self, data: bytes, cid: bytes, now: float) -> bytes | None:
+        """A stateless reset answering `data`, a short-header datagram for `cid`, which is
+        no connection's here; None when it is too small to answer or over the rate."""
+        if len(data) <= RESET_MIN_SIZE:
+            return None  # a reset smaller than it could not be a valid packet
+        if self.checked_at is not None:
+            elapsed = max(0.0, now - self.checked_at)
+            self.allowance = min(self.rate, self.allowance + elapsed * self.rate)
+        self.checked_at = now
+        if self.allowance < 1:
+            return None
+        self.allowance -= 1
+        if len(data) <= RESET_SMALL:
+            size = len(data) - 1
+        else:  # unpredictable, like the sizes of real short-header packets
+            top = min(len(data) - 1, RESET_MAX_SIZE)
+            size = RESET_SMALL + os.urandom(1)[0] % (top - RESET_SMALL + 1)
+        random = os.urandom(size - RESET_TOKEN_SIZE)
+        first = 0x40 | (random[0] & 0x3F)  # short header: form 0, fixed bit 1
+        return bytes([first]) + random[1:] + self.token(cid)

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from .certificates import CertificateSpec, check_certificates
+from .certspec import CertificateSpec, check_certificates
 from .edge.spec import ItemError, Route, check_routes
 
 if sys.version_info >= (3, 11):

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..asgi.dispatch import wrap_app
-from ..asgi.lifespan import Lifespan
+from ..certificates import create_ssl_context
 from ..config import Config
 from ..logging import AccessLogger, configure_logging
 from ..manager import ConnectionManager
@@ -17,8 +17,8 @@ from ..quic.worker import announce, quic_setup
 from ..redirect import announce as announce_redirects
 from ..redirect import https_port, redirect_app
 from ..sockets import Sockets, create_sockets
-from ..tls import create_ssl_context
 from ..worker import announce_tcp, arm_request_limit, drain, shutting_down, tick
+from .lifespan import Lifespan
 from .listen import Listener
 from .tcp import TCPProtocol
 from .udp import QUICListener

@@ -128,6 +128,7 @@ class Config:
     quic_retry_threshold: int = 100  # half-open connections before under_load retries
     quic_early_data: bool = False  # accept 0-RTT requests
     quic_early_data_unsafe: bool = False  # let non-idempotent methods through in 0-RTT
+    quic_ticket_key_file: str | None = None  # shared keys: tickets resume on any host/worker
     quic_idle_timeout: float = 30 * SECONDS
     quic_max_datagram_size: int = 1350  # bytes of UDP payload we send (1200..1452)
     quic_engine: str = "auto"  # auto | aioquic | qh3
@@ -764,7 +765,7 @@ def _line_finder(text: str) -> Callable[[str], int | None]:
     return line_of
 
 
-_FILE_RELATIVE = ("certfile", "keyfile", "ca_certs")
+_FILE_RELATIVE = ("certfile", "keyfile", "ca_certs", "quic_ticket_key_file")
 
 _HYPERCORN_ONLY = frozenset({  # see the README's migration table for each one's replacement
     "daemon", "h11_pass_raw_headers", "logger_class",
@@ -837,6 +838,7 @@ _SPECS: dict[str, Validator] = {
     "alt_svc_port": _int(1, 65535, optional=True), "alt_svc_persist": _bool,
     "quic_on_tls_binds": _bool, "quic_retry": _on_off(_choice(QUIC_RETRY_MODES)),
     "quic_retry_threshold": _int(0), "quic_early_data": _bool, "quic_early_data_unsafe": _bool,
+    "quic_ticket_key_file": _str(optional=True, path=True),
     "quic_idle_timeout": _seconds(positive=True), "quic_max_datagram_size": _int(1200, 1452),
     "quic_engine": _installed_choice(QUIC_ENGINES), "h3_max_concurrent_streams": _int(1),
     "h3_max_header_list_size": _int(1), "qlog_dir": _str(optional=True, path=True),

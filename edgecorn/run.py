@@ -79,6 +79,8 @@ def run(config: Config, reload_config: Callable[[], Config] | None = None) -> in
                 f"edgecorn: error: {where + ': ' if where else ''}{exc.key}: {exc}", file=sys.stderr
             )
             return 1
+    if config.quic_ticket_key_file is not None and _ticket_keys_unusable(config):
+        return 1
     if config.metrics or config.statsd_host:  # before any fork: the workers inherit them
         from . import metrics
 
@@ -86,6 +88,26 @@ def run(config: Config, reload_config: Callable[[], Config] | None = None) -> in
     if config.workers == 0 and not config.reload:  # reloading needs a supervisor
         return _run_here(config)
     return Supervisor(config, reload_config).run()
+
+
+def _ticket_keys_unusable(config: Config) -> bool:
+    """A bad ticket key file is one line now, not a worker crash later; and say once that
+    it cannot cover TLS over TCP (Python's ssl has no way to set OpenSSL's ticket keys)."""
+    from .quic.tickets import TicketKeyError, read_key_file
+
+    try:
+        read_key_file(str(config.quic_ticket_key_file))
+    except TicketKeyError as exc:
+        where = config.origin("quic_ticket_key_file")
+        print(f"edgecorn: error: {where + ': ' if where else ''}quic_ticket_key_file: {exc}",
+              file=sys.stderr)
+        return True
+    if config.ssl_enabled:
+        log.warning(
+            "quic_ticket_key_file shares QUIC session tickets only: TLS over TCP resumes "
+            "only on the worker that issued the ticket (Python's ssl cannot set ticket keys)"
+        )
+    return False
 
 
 def _use_dev_certs(config: Config) -> None:

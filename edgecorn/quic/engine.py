@@ -26,15 +26,25 @@ from aioquic.h3.connection import (
     Setting,
     stream_is_request_response,
 )
+from aioquic.buffer import Buffer  # type: ignore[attr-defined]
 from aioquic.h3.events import H3Event
 from aioquic.quic.connection import Limit, QuicConnection, QuicConnectionId
 from aioquic.quic.events import QuicEvent, StreamDataReceived
 from aioquic.quic.events import StreamReset as QuicStreamReset
 from aioquic.quic.stream import QuicStream, QuicStreamSender
-from aioquic.tls import Context, Epoch, pull_client_hello
+from aioquic.tls import CipherSuite, Context, Epoch, SessionTicket, pull_client_hello
+
+from .tickets import SealedTickets, TicketState
 
 TESTED = "1.7.2"  # pyproject.toml caps aioquic below the next minor release
 CID_LENGTH = 8
+# TLS output of the Initial (ServerHello) and 1-RTT (NewSessionTicket) epochs: aioquic
+# gives every epoch 16 KiB, which only the Handshake flight (the certificates) needs.
+SMALL_CRYPTO_BUFFER = 4096
+# What a connection in handshake costs here, measured with tracemalloc (about 86 KiB of
+# Python objects, TLS and crypto state, buffers, the h3 connection): the endpoint's
+# estimate for the half-open budget (quic_handshake_memory), before what the peer sent.
+HANDSHAKE_COST = 96 * 1024
 # Given a function reading the ClientHello's SNI: (certificate, chain, private key).
 ChooseCertificate = Callable[["str | None | Callable[[], str | None]"], tuple[Any, list[Any], Any]]
 
@@ -49,6 +59,10 @@ HOOKS: list[tuple[Any, str]] = [
     (QuicConnection.__init__, "_streams"),
     (QuicConnection.__init__, "_state"),
     (QuicConnection._initialize, "tls"),
+    (QuicConnection._initialize, "_crypto_buffers"),
+    (QuicConnection.__init__, "_session_ticket_fetcher"),
+    (Context._server_handle_finished, "_new_session_ticket"),
+    (Context, "_build_session_ticket"),
     (Context, "_server_handle_hello"),
     (Limit.__init__, "value"),
     (Limit.__init__, "sent"),
@@ -160,18 +174,26 @@ class EdgeQuicConnection(QuicConnection):
 
     def _initialize(self, peer_cid: bytes) -> None:
         super()._initialize(peer_cid)
+        # A half-open connection is what an Initial flood is made of: 24 KiB less each.
+        for epoch in (Epoch.INITIAL, Epoch.ONE_RTT):
+            self._crypto_buffers[epoch] = Buffer(capacity=SMALL_CRYPTO_BUFFER)
+        sealed = sealed_tickets(self._session_ticket_fetcher)
+        if sealed is not None:  # before the SNI hook, which wraps _server_handle_hello
+            seal_tickets(self.tls, sealed, _aioquic_ticket, pull_client_hello)
         if self.edge_choose_certificate is not None:
             _choose_certificate_by_sni(self.tls, self.edge_choose_certificate)
         if not self.edge_early_data:
             # Tickets then carry no early_data extension, so clients resume without 0-RTT.
             self.tls._max_early_data = None
+        if not self.edge_early_data or sealed is not None:
             # aioquic's TLS accepts 0-RTT whenever a resumed ClientHello offers it (it never
             # checks the ticket): refuse the 0-RTT key, so EncryptedExtensions says "rejected".
             tls_context = self.tls
             install = tls_context.update_traffic_key_cb
+            enabled = self.edge_early_data
 
             def no_early_data(direction: Any, epoch: Any, cipher_suite: Any, secret: bytes) -> None:
-                if epoch == Epoch.ZERO_RTT:
+                if epoch == Epoch.ZERO_RTT and not (enabled and admit_early_data(tls_context)):
                     tls_context.early_data_accepted = False
                     return
                 install(direction, epoch, cipher_suite, secret)
@@ -201,6 +223,126 @@ def _choose_certificate_by_sni(tls_context: Context, choose: ChooseCertificate) 
         handle(input_buf, initial_buf, handshake_buf)
 
     tls_context._server_handle_hello = handle_hello  # type: ignore[method-assign]
+
+
+# --- sealed session tickets (quic_ticket_key_file; tickets.py) ---------------------------------
+
+
+def sealed_tickets(fetcher: Any) -> SealedTickets | None:
+    """The SealedTickets whose `pop` the endpoint handed the connection as its ticket
+    fetcher, or None (the in-memory TicketStore: aioquic's own ticket handling stays)."""
+    tickets = getattr(fetcher, "__self__", None)
+    return tickets if isinstance(tickets, SealedTickets) else None
+
+
+class _SealingContext:
+    """Mixed into the engine's TLS Context class (as `tls_context.__class__`): the ticket
+    bytes of the NewSessionTicket become the sealed session state, and a presented
+    ticket is opened instead of looked up.
+
+    The TLS Context makes the NewSessionTicket (random ticket bytes) and sends it in one
+    method, with no hook in between but the assignment to `_new_session_ticket`: the
+    property below sees it, derives the resumption secret the same way the Context does
+    right after (`_build_session_ticket`; the key schedule does not move in between) and
+    replaces the ticket bytes before they are sent."""
+
+    edge_tickets: SealedTickets
+    edge_make_ticket: Callable[[bytes, TicketState], Any]
+    edge_parse_hello: Callable[[Any], Any]
+    edge_opened: tuple[bytes, TicketState] | None
+    edge_hello: Any  # the ClientHello's buffer, read again for its ticket age
+
+    @property
+    def _new_session_ticket(self) -> Any:
+        return self.__dict__.get("edge_new_session_ticket")
+
+    @_new_session_ticket.setter
+    def _new_session_ticket(self, value: Any) -> None:
+        if value is not None:
+            ticket = self._build_session_ticket(value, [])  # type: ignore[attr-defined]
+            value.ticket = self.edge_tickets.seal(_state_of(ticket))
+        self.__dict__["edge_new_session_ticket"] = value
+
+    def _server_handle_hello(self, input_buf: Any, *output_bufs: Any) -> None:
+        self.edge_hello = input_buf
+        super()._server_handle_hello(input_buf, *output_bufs)  # type: ignore[misc]
+
+    def edge_open(self, label: bytes) -> Any:
+        state = self.edge_tickets.open(label)
+        if state is None:
+            return None  # not ours, or another key: a full handshake
+        self.edge_opened = (label, state)
+        return self.edge_make_ticket(label, state)
+
+
+_SEALING_CLASSES: dict[type, type] = {}
+
+
+def seal_tickets(
+    tls_context: Any,
+    tickets: SealedTickets,
+    make_ticket: Callable[[bytes, TicketState], Any],
+    parse_hello: Callable[[Any], Any],
+) -> None:
+    """Switch one server TLS Context (aioquic's or qh3's) to sealed tickets: its engine
+    gives the SessionTicket maker and the ClientHello parser."""
+    base = type(tls_context)
+    sealing = _SEALING_CLASSES.get(base)
+    if sealing is None:
+        sealing = type(f"Sealing{base.__name__}", (_SealingContext, base), {})
+        _SEALING_CLASSES[base] = sealing
+    tls_context.__class__ = sealing
+    tls_context.edge_tickets = tickets
+    tls_context.edge_make_ticket = make_ticket
+    tls_context.edge_parse_hello = parse_hello
+    tls_context.edge_opened = None
+    tls_context.edge_hello = None
+    tls_context.get_session_ticket_cb = tls_context.edge_open
+
+
+def admit_early_data(tls_context: Any) -> bool:
+    """With sealed tickets, whether this worker's replay guard lets the resumed
+    ClientHello's 0-RTT in (tickets.py EarlyDataGuard); True without them."""
+    if not isinstance(tls_context, _SealingContext):
+        return True
+    opened, hello = tls_context.edge_opened, tls_context.edge_hello
+    if opened is None or hello is None:
+        return False
+    label, state = opened
+    try:  # a copy: the Context reads its own buffer on
+        whole = hello.data_slice(0, hello.capacity)
+        parsed = tls_context.edge_parse_hello(type(hello)(data=whole))
+        identity, obfuscated_age = parsed.pre_shared_key.identities[0]
+    except Exception:
+        return False
+    if identity != label:
+        return False
+    return tls_context.edge_tickets.guard.admit(label, state, obfuscated_age)
+
+
+def _state_of(ticket: Any) -> TicketState:
+    return TicketState(
+        age_add=ticket.age_add,
+        cipher_suite=int(ticket.cipher_suite),
+        not_valid_before=ticket.not_valid_before,
+        not_valid_after=ticket.not_valid_after,
+        resumption_secret=ticket.resumption_secret,
+        server_name=ticket.server_name or "",
+        max_early_data_size=ticket.max_early_data_size,
+    )
+
+
+def _aioquic_ticket(label: bytes, state: TicketState) -> SessionTicket:
+    return SessionTicket(
+        age_add=state.age_add,
+        cipher_suite=CipherSuite(state.cipher_suite),
+        not_valid_after=state.not_valid_after,
+        not_valid_before=state.not_valid_before,
+        resumption_secret=state.resumption_secret,
+        server_name=state.server_name,
+        ticket=label,
+        max_early_data_size=state.max_early_data_size,
+    )
 
 
 def tagged_cid(tag: int) -> bytes:

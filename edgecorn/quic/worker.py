@@ -14,7 +14,7 @@ from ..sockets import Sockets, describe
 from .configuration import quic_configuration
 from .engine import ChooseCertificate
 from .lb import LEGACY, CidFormat, cid_format
-from .tickets import TicketStore
+from .tickets import SealedTickets, TicketKeyError, TicketStore
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -30,7 +30,7 @@ class QuicSetup:
     shares, and this worker's connection ID tag (several workers) or None."""
 
     configuration: QuicConfiguration
-    tickets: TicketStore
+    tickets: TicketStore | SealedTickets
     retry_key: bytes
     cid_tag: int | None = None
     # the certificate store's choice for a ClientHello (see engine.py)
@@ -57,13 +57,26 @@ def quic_setup(config: Config, sockets: Sockets) -> QuicSetup | None:
         configuration = quic_configuration(config)
     return QuicSetup(
         configuration,
-        TicketStore(),
+        ticket_store(config),
         sockets.quic_secret,
         sockets.quic_tag,
         store_for(config).quic_for_hello,
         cid_format=cid_format(config.quic_lb_server_id, config.quic_lb_config_id),
         connection_class=connection_class,
     )
+
+
+def ticket_store(config: Config) -> TicketStore | SealedTickets:
+    """In-memory, single-use tickets; or, with a key file, sealed tickets any worker of
+    any host with the same file resumes (tickets.py)."""
+    path = config.quic_ticket_key_file
+    if path is None:
+        return TicketStore()
+    try:
+        tickets = SealedTickets.from_file(path)
+    except TicketKeyError as exc:
+        raise ConfigError(str(exc), key="quic_ticket_key_file") from None
+    return tickets
 
 
 def choose_engine(config: Config) -> tuple[str, str]:

@@ -326,3 +326,20 @@ def test_bad_key_file_is_one_line(server_factory: Any, tmp_path: Path) -> None:
     assert server.stderr().strip() == (
         f"edgecorn: error: quic_ticket_key_file: {keys} line 1: 2 bytes; a key needs 32 or more"
     )
+
+
+def test_qh3_refuses_a_key_file(tmp_path: Path) -> None:
+    """qh3 cannot seal its tickets: an explicit qh3 is a config error, auto stays on aioquic."""
+    qh3_engine = pytest.importorskip("edgecorn.quic.qh3_engine")
+    from edgecorn.config import Config, ConfigError
+    from edgecorn.quic.worker import choose_engine
+
+    config = Config()
+    config.quic_ticket_key_file = str(_key_file(tmp_path / "keys", secrets.token_bytes(32)))
+    assert "quic_ticket_key_file: qh3's session tickets cannot be sealed" in (
+        qh3_engine.unsupported(config)
+    )
+    assert choose_engine(config)[0] == "aioquic"
+    config.quic_engine = "qh3"
+    with pytest.raises(ConfigError, match="quic_ticket_key_file: qh3's session tickets"):
+        choose_engine(config)

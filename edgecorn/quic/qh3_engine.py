@@ -42,21 +42,12 @@ from qh3.tls import (
     CipherSuite,
     Context,
     Epoch,
-    SessionTicket,
     load_pem_private_key,
     load_pem_x509_certificates,
     pull_client_hello,
 )
 
-from .engine import (
-    CID_LENGTH,
-    admit_early_data,
-    missing_hooks,
-    seal_tickets,
-    sealed_tickets,
-    tagged_cid,
-)
-from .tickets import TicketState
+from .engine import CID_LENGTH, missing_hooks, tagged_cid
 
 log = logging.getLogger("edgecorn.error")
 
@@ -73,7 +64,6 @@ HOOKS: list[tuple[Any, str]] = [
     (QuicConnection.__init__, "host_cid"),
     (QuicConnection.__init__, "_core"),
     (QuicConnection.__init__, "_state"),
-    (QuicConnection.__init__, "_session_ticket_fetcher"),
     (QuicConnection._create_core, "QuicConnectionCore"),
     (Context, "_server_handle_hello"),
     (Context.__init__, "_max_early_data"),
@@ -150,6 +140,10 @@ def unsupported(config: Config) -> list[str]:
         )
     if config.h3_max_concurrent_streams != STREAM_LIMIT:
         problems.append(f"h3_max_concurrent_streams: qh3 fixes the limit at {STREAM_LIMIT}")
+    if config.quic_ticket_key_file:
+        # Its tickets are not made where engine.py seals aioquic's, and a sealed ticket
+        # from an aioquic host did not resume on qh3 2.1 (tried by hand): refuse, not pretend.
+        problems.append("quic_ticket_key_file: qh3's session tickets cannot be sealed")
     return problems
 
 
@@ -245,22 +239,15 @@ class Qh3Connection(QuicConnection):
     def _create_tls(self, remote_source_cid: bytes | None) -> Any:
         bridge = super()._create_tls(remote_source_cid)
         tls_context = bridge.tls
-        # qh3 2.1's server sends no NewSessionTicket at all; with a key file it still
-        # resumes tickets sealed by aioquic workers on other hosts (engine.py).
-        sealed = sealed_tickets(self._session_ticket_fetcher)
-        if sealed is not None:  # before the SNI hook, which wraps _server_handle_hello
-            seal_tickets(tls_context, sealed, _qh3_ticket, pull_client_hello)
         if self.edge_choose_certificate is not None:
             _choose_certificate_by_sni(tls_context, self.edge_choose_certificate)
         if not self.edge_early_data:
             # As in engine.py: tickets without early_data, and a 0-RTT key never installed.
             tls_context._max_early_data = None
-        if not self.edge_early_data or sealed is not None:
             install = tls_context.update_traffic_key_cb
-            enabled = self.edge_early_data
 
             def no_early_data(direction: Any, epoch: Any, cipher_suite: Any, secret: bytes) -> None:
-                if epoch == Epoch.ZERO_RTT and not (enabled and admit_early_data(tls_context)):
+                if epoch == Epoch.ZERO_RTT:
                     tls_context.early_data_accepted = False
                     return
                 install(direction, epoch, cipher_suite, secret)
@@ -331,20 +318,6 @@ class Qh3Connection(QuicConnection):
 
     def edge_h3(self, max_field_section_size: int) -> Qh3H3Connection:
         return Qh3H3Connection(self, max_field_section_size)
-
-
-def _qh3_ticket(label: bytes, state: TicketState) -> SessionTicket:
-    """A sealed ticket's state as qh3's SessionTicket (naive UTC datetimes, as qh3 uses)."""
-    return SessionTicket(
-        age_add=state.age_add,
-        cipher_suite=CipherSuite(state.cipher_suite),
-        not_valid_after=state.not_valid_after.replace(tzinfo=None),
-        not_valid_before=state.not_valid_before.replace(tzinfo=None),
-        resumption_secret=state.resumption_secret,
-        server_name=state.server_name,
-        ticket=label,
-        max_early_data_size=state.max_early_data_size,
-    )
 
 
 def _choose_certificate_by_sni(

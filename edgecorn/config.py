@@ -126,6 +126,10 @@ class Config:
     quic_on_tls_binds: bool = True  # also listen for QUIC on each TLS bind's port
     quic_retry: str = "under_load"  # off | on | under_load (Retry past the threshold)
     quic_retry_threshold: int = 100  # half-open connections before under_load retries
+    # A hard cap on half-open connections, by count and by estimated memory: past either,
+    # new Initials get Retry (with quic_retry off: are dropped), whatever the threshold.
+    quic_max_handshakes: int = 1000  # half-open connections at most, per QUIC socket
+    quic_handshake_memory: int = 64 * 1024 * 1024  # bytes half-open connections may hold
     quic_early_data: bool = False  # accept 0-RTT requests
     quic_early_data_unsafe: bool = False  # let non-idempotent methods through in 0-RTT
     quic_ticket_key_file: str | None = None  # shared keys: tickets resume on any host/worker
@@ -837,7 +841,8 @@ _SPECS: dict[str, Validator] = {
     "wsgi_max_body_size": _int(0), "alt_svc": _bool, "alt_svc_max_age": _int(0),
     "alt_svc_port": _int(1, 65535, optional=True), "alt_svc_persist": _bool,
     "quic_on_tls_binds": _bool, "quic_retry": _on_off(_choice(QUIC_RETRY_MODES)),
-    "quic_retry_threshold": _int(0), "quic_early_data": _bool, "quic_early_data_unsafe": _bool,
+    "quic_retry_threshold": _int(0), "quic_max_handshakes": _int(1),
+    "quic_handshake_memory": _int(1), "quic_early_data": _bool, "quic_early_data_unsafe": _bool,
     "quic_ticket_key_file": _str(optional=True, path=True),
     "quic_idle_timeout": _seconds(positive=True), "quic_max_datagram_size": _int(1200, 1452),
     "quic_engine": _installed_choice(QUIC_ENGINES), "h3_max_concurrent_streams": _int(1),

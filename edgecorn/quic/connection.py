@@ -34,6 +34,7 @@ class Endpoint(Protocol):
     sock: socket.socket
     routes: dict[bytes, QUICConnection]
     handshaking: int
+    handshake_bytes: int
 
     def now(self) -> float: ...
 
@@ -72,6 +73,7 @@ class QUICConnection(Connection):
         self.timer_at: float | None = None
         self.cids: set[bytes] = set()
         self.handshaking = True
+        self.handshake_bytes = 0  # its share of the endpoint's half-open estimate
         self.manager.add(self)
 
     # --- input -------------------------------------------------------------------
@@ -111,6 +113,7 @@ class QUICConnection(Connection):
         if self.handshaking and h3.handshake_done:
             self.handshaking = False
             self.endpoint.handshaking -= 1
+            self.endpoint.handshake_bytes -= self.handshake_bytes
             if metrics.recorder is not None:
                 metrics.recorder.quic_handshake(self, completed=True)
         if events:
@@ -171,6 +174,7 @@ class QUICConnection(Connection):
         if self.handshaking:
             self.handshaking = False
             self.endpoint.handshaking -= 1
+            self.endpoint.handshake_bytes -= self.handshake_bytes
             if metrics.recorder is not None:
                 metrics.recorder.quic_handshake(self, completed=False)
         if not self.closed:

@@ -19,7 +19,7 @@ from typing import Any
 from .. import metrics
 from ..manager import ConnectionManager
 from .connection import QUICConnection
-from .engine import EdgeQuicConnection
+from .engine import HANDSHAKE_COST, EdgeQuicConnection
 from .retry import ResetTokens, RetryTokens
 from .routing import destination_cid, new_route
 from .worker import QuicSetup
@@ -29,6 +29,7 @@ log = logging.getLogger("edgecorn.error")
 UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)  # linux/udp.h
 GSO_MAX_SEGMENTS = 64
 GSO_MAX_BYTES = 65000
+HANDSHAKE_PEER_BYTES = 64 * 1024  # a half-open connection's estimate counts this much input
 
 Datagrams = list[tuple[bytes, Any]]
 
@@ -54,6 +55,12 @@ class QUICEndpoint(ABC):
         # Stateless resets need tokens we derive; another engine (qh3) draws its own.
         derives = issubclass(self.connection_class, EdgeQuicConnection)
         self.resets = ResetTokens(setup.retry_key) if derives else None
+        # The half-open budget: connections in handshake and what they are estimated to
+        # hold (the engine's measured cost plus what their peers sent so far).
+        self.max_handshakes = config.quic_max_handshakes
+        self.handshake_memory = config.quic_handshake_memory
+        self.handshake_bytes = 0
+        self.budget_full = False
         self.early_data = config.quic_early_data
         self.max_streams = config.h3_max_concurrent_streams
         self.gso = hasattr(sock, "sendmsg")
@@ -93,6 +100,8 @@ class QUICEndpoint(ABC):
                 return
             conn = self.routes.get(dcid)
             if conn is not None:
+                if conn.handshaking:
+                    self._count_handshake_bytes(conn, len(data))
                 conn.datagram(data, addr)
                 return
             if not data[0] & 0x80:  # a short header: a connection we do not have (any more)
@@ -100,10 +109,11 @@ class QUICEndpoint(ABC):
                 return
             if self.manager.draining:
                 return
+            full = self._budget_full(len(data))
             want_retry = self.retry_mode == "on" or (
                 self.retry_mode == "under_load" and self.handshaking >= self.retry_threshold
             )
-            route = new_route(data, addr, self.retry, want_retry)
+            route = new_route(data, addr, self.retry, want_retry, full)
             if route is None:
                 return
             if route.reply is not None:
@@ -127,6 +137,9 @@ class QUICEndpoint(ABC):
             )
             conn = QUICConnection(self, quic, addr)
             self.handshaking += 1
+            conn.handshake_bytes = HANDSHAKE_COST
+            self.handshake_bytes += HANDSHAKE_COST
+            self._count_handshake_bytes(conn, len(data))
             conn.cids.update((route.dcid, quic.host_cid))
             self.routes[route.dcid] = conn
             self.routes[quic.host_cid] = conn
@@ -135,6 +148,32 @@ class QUICEndpoint(ABC):
             log.exception("error handling a QUIC datagram from %s", addr)
             if conn is not None:
                 conn._terminate()
+
+    def _budget_full(self, size: int) -> bool:
+        """Whether one more half-open connection would pass quic_max_handshakes or
+        quic_handshake_memory; said once in the log each time the budget fills."""
+        full = (
+            self.handshaking >= self.max_handshakes
+            or self.handshake_bytes + HANDSHAKE_COST + size > self.handshake_memory
+        )
+        if full and not self.budget_full:
+            log.warning(
+                "QUIC: %d connections in handshake (~%d KiB): new ones get Retry or are "
+                "dropped until some complete (quic_max_handshakes, quic_handshake_memory)",
+                self.handshaking,
+                self.handshake_bytes // 1024,
+            )
+        self.budget_full = full
+        return full
+
+    def _count_handshake_bytes(self, conn: QUICConnection, size: int) -> None:
+        """What a peer sent before its handshake completed (CRYPTO, 0-RTT) may be held:
+        counted, up to HANDSHAKE_PEER_BYTES a connection, so that one peer sending much
+        cannot spend the budget alone (the count cap still holds)."""
+        size = min(size, HANDSHAKE_COST + HANDSHAKE_PEER_BYTES - conn.handshake_bytes)
+        if size > 0:
+            conn.handshake_bytes += size
+            self.handshake_bytes += size
 
     def _reset(self, data: bytes, dcid: bytes, addr: Any) -> None:
         """RFC 9000 10.3: the peer of a connection this worker lost (a crash, a restart,

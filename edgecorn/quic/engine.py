@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aioquic
+from aioquic.buffer import Buffer  # type: ignore[attr-defined]
 from aioquic.h3.connection import (
     ErrorCode,
     FrameType,
@@ -26,7 +27,6 @@ from aioquic.h3.connection import (
     Setting,
     stream_is_request_response,
 )
-from aioquic.buffer import Buffer  # type: ignore[attr-defined]
 from aioquic.h3.events import H3Event
 from aioquic.quic.connection import Limit, QuicConnection, QuicConnectionId
 from aioquic.quic.events import QuicEvent, StreamDataReceived

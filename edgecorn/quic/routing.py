@@ -68,8 +68,14 @@ def parse_header(data: bytes) -> Any:
         return None
 
 
-def new_route(data: bytes, addr: Any, retry: RetryTokens | None, want_retry: bool) -> Route | None:
-    """A datagram for no known connection: negotiate version, Retry, accept or drop."""
+def new_route(
+    data: bytes, addr: Any, retry: RetryTokens | None, want_retry: bool, full: bool = False
+) -> Route | None:
+    """A datagram for no known connection: negotiate version, Retry, accept or drop.
+
+    `full`: the half-open budget is spent. A new Initial then gets Retry, which costs
+    us no state, or, with Retry off, nothing; one that carries a Retry token is
+    dropped too (a client takes one Retry only) and its retransmission may fit later."""
     invariants = long_header_invariants(data) if data[:1] >= b"\x80" else None
     if invariants is not None and invariants[0] not in SUPPORTED_VERSIONS:
         version, dcid, scid = invariants
@@ -93,6 +99,8 @@ def new_route(data: bytes, addr: Any, retry: RetryTokens | None, want_retry: boo
         return Route(reply=reply)
     if header.packet_type != QuicPacketType.INITIAL or len(data) < MIN_INITIAL_SIZE:
         return None
+    if full and (retry is None or header.token):
+        return None
     if retry is not None and header.token:
         try:
             original = retry.validate(addr, header.destination_cid, header.token)
@@ -104,7 +112,7 @@ def new_route(data: bytes, addr: Any, retry: RetryTokens | None, want_retry: boo
             retry_scid=header.destination_cid,
             dcid=header.destination_cid,
         )
-    if retry is not None and want_retry:
+    if retry is not None and (want_retry or full):
         scid = os.urandom(CID_LENGTH)
         reply = encode_quic_retry(
             version=header.version,

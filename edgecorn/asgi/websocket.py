@@ -181,8 +181,12 @@ class WebSocketStream:
             self.conn.ack(self.stream_id, size)
 
     def _message(self, event: Message) -> None:  # type: ignore[type-arg]
-        self.parts.append(event.data)
-        self.part_size += len(event.data)
+        data = event.data
+        self.parts.append(data)
+        # The limit is in bytes, for text too (as the inflated size is counted).
+        self.part_size += (
+            len(data) if isinstance(data, bytes) or data.isascii() else len(data.encode())
+        )
         if self.part_size > self.max_message:
             self.parts, self.part_size = [], 0
             self._close(CloseReason.MESSAGE_TOO_BIG, "message too big")

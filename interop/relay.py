@@ -23,6 +23,8 @@ from .trace import Trace, parse_datagram
 @dataclass
 class Scenario:
     delay: float = 0.0  # seconds, each way
+    bandwidth: float = 0.0  # bits per second, each way (0: as fast as loopback)
+    queue: int = 25  # packets a direction holds at `bandwidth` before it drops (tail drop)
     loss: float = 0.0  # probability, each way
     corrupt: float = 0.0  # probability, each way
     drops_to_server: frozenset[int] = frozenset()  # 1-based client->server packet numbers
@@ -69,6 +71,7 @@ class Relay:
         self.next_rebind: float | None = None
         self.from_client = 0
         self.addr_index = 1
+        self.link_free = {True: 0.0, False: 0.0}  # per direction: when the link is idle
 
     async def start(self, host: str = "127.0.0.1") -> int:
         loop = asyncio.get_running_loop()
@@ -130,7 +133,7 @@ class Relay:
             return
         out = self._impair(data, now)
         if out is not None:
-            self._later(self._to_server, out)
+            self._later(self._to_server, out, True)
         if self.next_rebind is not None and now >= self.next_rebind:
             self.next_rebind = now + (self.scenario.rebind_every or 1e9)
             self.counters.rebinds += 1
@@ -148,7 +151,7 @@ class Relay:
         self.trace.to_client.append((now, len(data), parse_datagram(data)))
         out = self._impair(data, now)
         if out is not None:
-            self._later(self._to_client, out)
+            self._later(self._to_client, out, False)
 
     def _to_client(self, data: bytes) -> None:
         front = self.front
@@ -156,8 +159,20 @@ class Relay:
             front.sendto(data, self.client_addr)
             self.counters.to_client += 1
 
-    def _later(self, send: Any, data: bytes) -> None:
-        if self.scenario.delay:
-            asyncio.get_running_loop().call_later(self.scenario.delay, send, data)
+    def _later(self, send: Any, data: bytes, to_server: bool) -> None:
+        s = self.scenario
+        wait = s.delay
+        if s.bandwidth:
+            # A link of `bandwidth` with a `queue`-packet buffer: each datagram leaves
+            # when the ones before it have, and one that finds the buffer full is lost.
+            now = time.monotonic()
+            start = max(now, self.link_free[to_server])
+            if start - now > s.queue * 1500 * 8 / s.bandwidth:
+                self.counters.dropped += 1
+                return
+            self.link_free[to_server] = start + len(data) * 8 / s.bandwidth
+            wait += self.link_free[to_server] - now
+        if wait:
+            asyncio.get_running_loop().call_later(wait, send, data)
         else:
             send(data)

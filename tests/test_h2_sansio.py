@@ -179,6 +179,42 @@ def test_explicit_host_header_is_not_duplicated() -> None:
     assert [v for n, v in request.headers if n == b"host"] == [b"a.example"]
 
 
+def test_ordinary_connect_reaches_the_connection() -> None:
+    # RFC 9113 8.5: only :method and :authority. jh2 alone would fail the connection
+    # (it wants :scheme and :path on every request); the adapter gives it h2's rule.
+    pair = Pair()
+    pair.client.send_headers(
+        1, [(b":method", b"CONNECT"), (b":authority", b"example.com:443")], end_stream=False
+    )
+    (request,) = pair.to_server()
+    assert isinstance(request, Request)
+    assert (request.method, request.protocol) == ("CONNECT", None)
+    assert request.authority == b"example.com:443"
+    assert not pair.server.closing
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        # an ordinary CONNECT must not carry :path; any other request needs it
+        [(b":method", b"CONNECT"), (b":authority", b"a"), (b":path", b"/")],
+        [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"a")],
+    ],
+)
+def test_requests_without_their_pseudo_headers_still_fail(fields: list[Any]) -> None:
+    pair = Pair(handshake=False)
+    pair.client = h2.connection.H2Connection(  # a client that sends what it is told
+        h2.config.H2Configuration(client_side=True, validate_outbound_headers=False)
+    )
+    pair.client.initiate_connection()
+    assert pair.to_server() == []
+    pair.to_client()
+    pair.client.send_headers(1, fields, end_stream=True)
+    events = pair.to_server()
+    assert of_type(events, ProtocolError) and not of_type(events, Request)
+    assert pair.server.closing
+
+
 def test_post_body_events() -> None:
     pair = Pair()
     events = pair.request(1, end=False, method=b"POST")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from .engines import H2Engine, h2_engine
@@ -45,6 +46,8 @@ class H2Adapter:
     ) -> None:
         # The h2-API library (h2 or jh2) comes from the config through the manager.
         self.h2 = engine or h2_engine("h2")
+        if self.h2.name not in _ENGINES_FIXED:
+            _accept_ordinary_connect(self.h2)
         # Inbound headers are validated (a peer's bytes); outbound ones are ours, already
         # lower-cased and checked by the connection, so h2 need not re-check each one.
         config = self.h2.config.H2Configuration(
@@ -389,3 +392,37 @@ def _error_code(exc: BaseException) -> int:
         link = link.__cause__ or link.__context__
     return code
 
+
+_ENGINES_FIXED: set[str] = set()
+
+
+def _accept_ordinary_connect(engine: H2Engine) -> None:
+    """jh2 (5.0) still checks request pseudo-headers as RFC 7540 did: every request must
+    carry :scheme and :path. An ordinary CONNECT (RFC 9113 8.5: only :method and
+    :authority) then fails the whole connection with GOAWAY PROTOCOL_ERROR, where h2 (4.2+)
+    hands it to us as a request - which we answer 501 on its own stream. For that one case
+    jh2 gets h2's rule: no :scheme or :path at all; every other check stays jh2's own."""
+    _ENGINES_FIXED.add(engine.name)
+    if engine.name != "jh2":
+        return
+    utilities = importlib.import_module("jh2.utilities")
+    check = getattr(utilities, "_check_pseudo_header_field_acceptability", None)
+    if check is None:
+        return  # a jh2 that changed its internals: tests/test_h2_sansio.py would show it
+    protocol_error = engine.exceptions.ProtocolError
+    target = {b":scheme", b":path", ":scheme", ":path"}
+
+    def acceptable(pseudo: set[Any], method: bytes | None, flags: Any) -> None:
+        if (
+            method == b"CONNECT"
+            and not flags.is_response_header
+            and not flags.is_trailer
+            and b":protocol" not in pseudo
+            and ":protocol" not in pseudo
+        ):
+            if pseudo & target:
+                raise protocol_error("Ordinary CONNECT MUST NOT include :scheme or :path")
+            pseudo = pseudo | {b":scheme", b":path"}  # the rest of jh2's checks still apply
+        check(pseudo, method, flags)
+
+    setattr(utilities, "_check_pseudo_header_field_acceptability", acceptable)  # noqa: B010

@@ -75,6 +75,7 @@ class Connection(ABC):
         self.scheme = "https" if secure else "http"
         self.advertise = secure  # Alt-Svc goes on https responses over TCP
         self.proto: Adapter | None = None
+        self.h1: H1Adapter | None = None  # self.proto when it is HTTP/1 (the flush fast path)
         self.sniffed = b""
         self.streams: dict[int, HTTPStream | WebSocketStream] = {}
         self.closed = False
@@ -139,7 +140,7 @@ class Connection(ABC):
             self.proto = self.manager.new_h2()
             self.batch_writes = True
         elif alpn is not None:
-            self.proto = self.manager.new_h1(allow_h2c=False)
+            self.proto = self.h1 = self.manager.new_h1(allow_h2c=False)
         self.manager.add(self)
         if self.proto is not None:
             self.flush()
@@ -155,7 +156,7 @@ class Connection(ABC):
             self.proto = self.manager.new_h2()
             self.batch_writes = True
         else:
-            self.proto = self.manager.new_h1(allow_h2c=True)
+            self.proto = self.h1 = self.manager.new_h1(allow_h2c=True)
         if self.manager.draining:
             self.proto.goaway()
         return data
@@ -255,6 +256,7 @@ class Connection(ABC):
         )
         h2 = self.manager.new_h2(upgrade_settings=event.settings)
         self.proto = h2
+        self.h1 = None
         self.batch_writes = True
         self.handle(h2.upgrade_request(event.request, event.body))
         if event.trailing:
@@ -263,6 +265,19 @@ class Connection(ABC):
     # --- bytes out ------------------------------------------------------------------------
 
     def flush(self) -> None:
+        h1 = self.h1
+        if h1 is not None:
+            # HTTP/1: one flush per event and per command, and most find nothing to send
+            # (a request in, the stream's end): read the adapter's queue directly.
+            out = h1.out
+            if out:
+                data = b"".join(out) if len(out) > 1 else out[0]
+                out.clear()
+                if not self.closed:
+                    self.write(data)
+            if h1.closing:
+                self.end()
+            return
         if self.batch_writes:
             # Multiplexed: many streams answer in one loop turn; one write (and one TLS
             # record, one syscall) for all of them instead of one each.

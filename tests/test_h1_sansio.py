@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from edgecorn.connection import _check_headers as check_headers
 from edgecorn.protocol.events import (
     Body,
     EndBody,
@@ -867,34 +868,11 @@ BAD_HEADERS = {
 }
 
 
+# The connection checks an app's fields (headers and trailers) once, for every protocol;
+# the adapters trust their caller, as h2's and h3's do (tests/test_perf_h1.py sends these
+# from an app, end to end).
 @pytest.mark.parametrize("case", sorted(BAD_HEADERS))
-def test_response_header_injection_raises(make: Factory, case: str) -> None:
-    adapter = make()
-    adapter.receive_data(GET)
+def test_response_header_injection_raises(case: str) -> None:
     with pytest.raises(ValueError):
-        adapter.send_response(1, 200, BAD_HEADERS[case], b"body", True)
-    assert adapter.data_to_send() == b""
-
-
-def test_rejected_response_headers_leave_the_stream_usable(
-    make: Factory, parser: str, request: pytest.FixtureRequest
-) -> None:
-    adapter = make()
-    adapter.receive_data(GET)
-    with pytest.raises(ValueError):
-        adapter.send_response(1, 200, [(b"x-a", b"ok\r\nSet-Cookie: evil=1")], b"", True)
-    adapter.send_response(1, 500, [], b"error", True)
-    response = one_response(adapter.data_to_send())
-    assert (response.status, response.body) == (500, b"error")
-    assert adapter.idle
-
-
-def test_response_trailer_injection_raises(
-    make: Factory, parser: str, request: pytest.FixtureRequest
-) -> None:
-    adapter = make()
-    adapter.receive_data(GET)
-    adapter.send_response(1, 200, [], b"a", False)
-    with pytest.raises(ValueError):
-        adapter.send_trailers(1, [(b"x-t", b"ok\r\nSet-Cookie: evil=1")])
-    assert b"evil" not in adapter.data_to_send()
+        check_headers(BAD_HEADERS[case])
+    check_headers([(b"x-a", b"ok; evil=1"), (b"x-b", b"")])  # what is fine stays fine

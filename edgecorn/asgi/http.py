@@ -189,8 +189,10 @@ class HTTPStream:
                 raise RuntimeError("http.response.trailers needs trailers=True and a sent body")
             if message.get("more_trailers", False) or self.done or self.disconnected:
                 return
-            self.done = True
+            # Done only once sent: trailers the connection refuses (a CR or LF in a field)
+            # must still reset the stream, or an HTTP/1 peer waits for the chunked end.
             self.conn.send_trailers(self.stream_id, list(message.get("headers", ())))
+            self.done = True
             self._log()
             self._wake()
         elif kind == "http.response.early_hint":

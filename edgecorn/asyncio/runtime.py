@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
+
+# Eager start (Python 3.12+): the app runs at once, inside a Task, up to its first real
+# suspension, so a response that needs no I/O goes out in this loop turn. On 3.11 the
+# coroutine could only be stepped by hand outside any Task, and then current_task() is
+# None in that part: sniffio/anyio (Starlette, FastAPI) and asyncio.timeout() fail there.
+EAGER_TASKS = sys.version_info >= (3, 12)
 
 
 class AsyncioRuntime:
@@ -23,6 +30,11 @@ class AsyncioRuntime:
         return self.loop.create_future()
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = self.loop.create_task(coro)
+        if EAGER_TASKS:
+            task = asyncio.Task(coro, loop=self.loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+            if task.done():
+                return  # finished in its eager part: nothing for the drain to wait for
+        else:
+            task = self.loop.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)

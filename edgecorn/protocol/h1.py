@@ -18,8 +18,6 @@ from .events import Body, EndBody, Event, H2CUpgrade, Headers, ProtocolError, Re
 # backlog, so a flood of tiny requests pauses reading like a big body does.
 PENDING_REQUEST_COST = 4096
 
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_BAD_VALUE = re.compile(rb"[\x00\r\n]")
 # A duplicate Content-Length in a raw head (h11 folds equal duplicates into one).
 _CONTENT_LENGTH_LINE = re.compile(rb"\ncontent-length[ \t]*:", re.IGNORECASE)
 
@@ -91,7 +89,7 @@ class H1Adapter(ABC):
         self.max_head = max_head
         self.max_requests = max_requests
         self.allow_h2c = allow_h2c
-        self.out: list[bytes] = []
+        self.out: list[bytes] = []  # bytes waiting for the connection, in order
         self.events: list[Event] = []
         self.pending: deque[Event] = deque()
         self.pending_bytes = 0
@@ -106,7 +104,9 @@ class H1Adapter(ABC):
         self.expect_continue = False
         self.draining = False
         self.unacked = 0
-        self._closing = False
+        # The connection should close once `out` is written. A plain attribute, like `out`:
+        # the connection reads both after every event (a flush) without a call.
+        self.closing = False
         self._pending_keep_alive: deque[bool] = deque()
         # After a WebSocket upgrade request, the connection's bytes are that stream's body.
         self.tunnel = False
@@ -120,10 +120,6 @@ class H1Adapter(ABC):
         # Held pipelined requests count too, so a flood of them pauses reading.
         held = len(self._pending_keep_alive) * PENDING_REQUEST_COST
         return self.unacked + self.pending_bytes + held
-
-    @property
-    def closing(self) -> bool:
-        return self._closing
 
     @property
     def idle(self) -> bool:
@@ -211,7 +207,7 @@ class H1Adapter(ABC):
         self.events.append(ProtocolError(str(exc)))
         if self.active and self.response_started:
             self.events.append(StreamReset(self.active))
-        elif not self._closing:
+        elif not self.closing:
             body = f"{exc.status} {HTTPStatus(exc.status).phrase}: {exc}\n".encode()
             self.out.append(
                 _STATUS_LINES[exc.status]
@@ -223,13 +219,13 @@ class H1Adapter(ABC):
                 self.events.append(StreamReset(self.active))
         self.active = 0
         self.pending.clear()
-        self._closing = True
+        self.closing = True
 
     def resume(self) -> list[Event]:
         """After a response: start the next pipelined request, if one is held."""
         events = self.events
         self.events = []
-        if self.active or self._closing:
+        if self.active or self.closing:
             return events
         while self.pending:
             event = self.pending[0]
@@ -255,7 +251,7 @@ class H1Adapter(ABC):
         else:
             if self.active:
                 self.events.append(StreamReset(self.active))
-            self._closing = True
+            self.closing = True
         events, self.events = self.events, []
         return events
 
@@ -295,13 +291,13 @@ class H1Adapter(ABC):
         # answer that one (with `connection: close`), or a client racing our
         # shutdown or a worker's recycling sees its request dropped.
         if self.active == 0 and self.requests and not self.pending and not linger:
-            self._closing = True
+            self.closing = True
 
     def reset(self, stream_id: int) -> None:
         # HTTP/1.1 has no stream reset: a response cut short can only end the connection.
         if stream_id == self.active:
             self.active = 0
-            self._closing = True
+            self.closing = True
 
     def _response_done(self) -> None:
         if not self.request_done and self.keep_alive:
@@ -310,11 +306,15 @@ class H1Adapter(ABC):
             self.discarding = self.active
         self.active = 0
         if not self.keep_alive:
-            self._closing = True
+            self.closing = True
             self.pending.clear()
 
     def _frame_headers(self, status: int, headers: Headers, body: bytes, end: bool) -> Headers:
-        """Decide body framing and connection persistence; returns the headers to send."""
+        """Decide body framing and connection persistence; returns the headers to send.
+
+        Like the h2 and h3 adapters, this one does not re-check the fields: the connection
+        checks what an app sends once, for every protocol (`connection._check_headers`),
+        and adds the cached Server/Date/Alt-Svc fields after that check."""
         has_length = False
         said_close = False
         for name, value in headers:
@@ -324,8 +324,6 @@ class H1Adapter(ABC):
             elif lname == b"connection" and b"close" in value.lower():
                 self.keep_alive = False
                 said_close = True
-            if not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value):
-                raise ValueError(f"invalid response header {name!r}: {value!r}")
         if self.expect_continue:
             # A final answer without 100 Continue: the client may never send the body.
             self.keep_alive = False
@@ -390,9 +388,6 @@ class H1Adapter(ABC):
             self._finish(None)
 
     def send_trailers(self, stream_id: int, headers: Headers) -> None:
-        for name, value in headers:
-            if not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value):
-                raise ValueError(f"invalid trailer {name!r}: {value!r}")
         if stream_id == self.active:
             self._finish(headers)
 
@@ -427,7 +422,7 @@ class HttptoolsAdapter(H1Adapter):
 
     @property
     def head_pending(self) -> bool:
-        return self.in_head and not self._closing
+        return self.in_head and not self.closing
 
     # httptools callbacks (called from inside feed_data)
     def on_message_begin(self) -> None:
@@ -465,7 +460,7 @@ class HttptoolsAdapter(H1Adapter):
         self._end_of_request(self.last_id, self.trailers or None)
 
     def receive_data(self, data: bytes) -> list[Event]:
-        if self._closing:
+        if self.closing:
             return []
         if self.tunnel:
             return self._tunnel_receive(data)
@@ -478,7 +473,7 @@ class HttptoolsAdapter(H1Adapter):
         if not data:
             if self.active and not self.request_done:
                 self.events.append(StreamReset(self.active))
-            self._closing = True
+            self.closing = True
             return self.resume()
         was_in_head = self.in_head
         completed = self.completed
@@ -543,7 +538,7 @@ class HttptoolsAdapter(H1Adapter):
         self.h2c = None
         body = b"".join(parts)
         self.events.append(H2CUpgrade(request, body, settings, data[left:]))
-        self._closing = True  # HTTP/2 takes the connection over
+        self.closing = True  # HTTP/2 takes the connection over
 
     def _find_request(self) -> Request | None:
         for event in self.events:
@@ -567,11 +562,11 @@ class H11Adapter(H1Adapter):
     def head_pending(self) -> bool:
         conn = self.conn
         return (
-            conn.their_state is self._h11.IDLE and bool(conn.trailing_data[0]) and not self._closing
+            conn.their_state is self._h11.IDLE and bool(conn.trailing_data[0]) and not self.closing
         )
 
     def receive_data(self, data: bytes) -> list[Event]:
-        if self._closing:
+        if self.closing:
             return []
         if self.tunnel:
             return self._tunnel_receive(data)
@@ -584,7 +579,7 @@ class H11Adapter(H1Adapter):
     def _next_events(self) -> None:
         h11 = self._h11
         conn = self.conn
-        while not self._closing:
+        while not self.closing:
             if conn.their_state is h11.MUST_CLOSE:
                 return  # RFC 9112 9.6: nothing after a `Connection: close` request counts
             if conn.their_state is h11.IDLE:
@@ -632,7 +627,7 @@ class H11Adapter(H1Adapter):
             elif isinstance(event, h11.ConnectionClosed):
                 if self.active and not self.request_done:
                     self.events.append(StreamReset(self.active))
-                self._closing = True
+                self.closing = True
                 return
 
     @property
@@ -651,7 +646,7 @@ class H11Adapter(H1Adapter):
             self.h2c = None
             trailing = bytes(self.conn.trailing_data[0])
             self.events.append(H2CUpgrade(request, b"".join(body), settings, trailing))
-            self._closing = True  # h11 is done with this connection; HTTP/2 takes it over
+            self.closing = True  # h11 is done with this connection; HTTP/2 takes it over
         else:
             self.h2c = None
             self._fail(BadRequest("connection closed during h2c upgrade"))
@@ -709,12 +704,12 @@ class H11Adapter(H1Adapter):
         try:
             self.out.append(self.conn.send(h11.EndOfMessage(headers=trailers or [])))
         except h11.LocalProtocolError:
-            self._closing = True  # a body shorter than its Content-Length
+            self.closing = True  # a body shorter than its Content-Length
         self._response_done()
-        if self._closing:
+        if self.closing:
             return
         if self.conn.our_state is h11.MUST_CLOSE:
-            self._closing = True
+            self.closing = True
             return
         self._next_cycle()
         self._next_events()

@@ -33,7 +33,9 @@ from aioquic.quic.events import QuicEvent, StreamDataReceived
 from aioquic.quic.events import StreamReset as QuicStreamReset
 from aioquic.quic.stream import QuicStream, QuicStreamSender
 from aioquic.tls import CipherSuite, Context, Epoch, SessionTicket, pull_client_hello
+from pylsqpack import DecompressionFailed, StreamBlocked
 
+from .qpack import Blocked, QpackSizes
 from .tickets import SealedTickets, TicketState
 
 TESTED = "1.7.2"  # pyproject.toml caps aioquic below the next minor release
@@ -77,6 +79,7 @@ HOOKS: list[tuple[Any, str]] = [
     (H3Connection.__init__, "_stream"),
     (H3Connection.__init__, "_encoder"),
     (H3Connection.__init__, "_decoder"),
+    (H3Connection.__init__, "_max_table_capacity"),
     (H3Connection.__init__, "_local_decoder_stream_id"),
     (H3Connection, "_receive_stream_data"),
     (H3Connection, "_handle_request_or_push_frame"),
@@ -402,6 +405,54 @@ class UnblockingEncoder:
         return data
 
 
+class SizedDecoder:
+    """pylsqpack's decoder (which cannot be subclassed) with the peer's dynamic-table
+    sizes followed beside it (qpack.py). EdgeH3Connection sizes a header block before it
+    is decoded; one that blocks is kept and sized when it resumes, and refused then with
+    QPACK_DECOMPRESSION_FAILED if it would expand past `stop` (aioquic's resume path has
+    no stream-level way out)."""
+
+    MAX_KEPT = 64  # blocked blocks kept; lsqpack itself allows 16 blocked streams
+
+    def __init__(self, decoder: Any, sizes: QpackSizes, stop: int) -> None:
+        self.decoder = decoder
+        self.sizes = sizes
+        self.stop = stop
+        self.blocked: dict[int, bytes] = {}
+
+    def feed_encoder(self, data: bytes) -> Any:
+        self.sizes.feed_encoder(data)
+        return self.decoder.feed_encoder(data)
+
+    def feed_header(self, stream_id: int, data: bytes) -> Any:
+        try:
+            return self.decoder.feed_header(stream_id, data)
+        except StreamBlocked:
+            if not self.stop:  # no header limit: nothing to size against
+                raise
+            if len(self.blocked) >= self.MAX_KEPT:  # streams reset while blocked
+                del self.blocked[next(iter(self.blocked))]
+            self.blocked[stream_id] = data
+            raise
+
+    def resume_header(self, stream_id: int) -> Any:
+        if not self.stop:
+            return self.decoder.resume_header(stream_id)
+        block = self.blocked.pop(stream_id, None)
+        try:
+            size = None if block is None else self.sizes.expanded_size(block, self.stop)
+        except Blocked:
+            size = None
+        if block is None or (size is not None and size > self.stop):
+            raise DecompressionFailed("header block would expand past the limit")
+        return self.decoder.resume_header(stream_id)
+
+    def cancel_stream(self, stream_id: int) -> bytes:
+        self.blocked.pop(stream_id, None)
+        data: bytes = self.decoder.cancel_stream(stream_id)
+        return data
+
+
 class EdgeH3Connection(H3Connection):
     """aioquic's HTTP/3 connection, where a malformed request is a stream error.
 
@@ -412,12 +463,25 @@ class EdgeH3Connection(H3Connection):
 
     `max_field_section_size` is advertised (RFC 9114 7.2.4.1), and a HEADERS frame
     longer than it is given up as soon as its length is read (`oversized`): aioquic
-    would hold the whole frame to decode it."""
+    would hold the whole frame to decode it. A HEADERS frame within it whose QPACK block
+    could expand past EXPANSION times the limit (references to large dynamic-table
+    entries: a decompression bomb) is refused the same way before it is decoded."""
+
+    # A request within the limit (name + value + 32 a field) sizes to at most 2.5x it
+    # here (Huffman strings count 8/5 of their length, a static entry 80 bytes for at
+    # least 32 counted): 4x never refuses one, and what is decoded stays within a few
+    # times the limit. The exact count, and the 431, are then the adapter's.
+    EXPANSION = 4
 
     def __init__(self, quic: QuicConnection, max_field_section_size: int = 0) -> None:
         self.max_field_section_size = max_field_section_size  # read by super().__init__
         super().__init__(quic)
         self._encoder = UnblockingEncoder(self._encoder)  # type: ignore[assignment]
+        self.qpack = QpackSizes(self._max_table_capacity)
+        self.expansion_stop = self.EXPANSION * max_field_section_size
+        self._decoder = SizedDecoder(  # type: ignore[assignment]
+            self._decoder, self.qpack, self.expansion_stop
+        )
         self.malformed: list[int] = []  # request streams reset here, for the adapter
         self.oversized: list[int] = []  # request streams whose HEADERS frame is too long
         self.ignored: set[int] = set()
@@ -464,21 +528,38 @@ class EdgeH3Connection(H3Connection):
             ):
                 stream.buffer = b""
                 stream.frame_type = stream.frame_size = None
-                # The client's encoder may count on an acknowledgement for this section
-                # (RFC 9204 4.4.2): say it is abandoned.
-                decoder_stream = self._local_decoder_stream_id
-                if decoder_stream is not None:
-                    decoder_stream_data = self._decoder.cancel_stream(sid)
-                    self._quic.send_stream_data(decoder_stream, decoder_stream_data)
-                self.oversized.append(sid)
-                self.ignored.add(sid)
+                self._refuse_section(sid)
         return events
+
+    def _refuse_section(self, sid: int) -> None:
+        """Give up a request's header section unread (the adapter answers 431)."""
+        # The client's encoder may count on an acknowledgement for this section
+        # (RFC 9204 4.4.2): say it is abandoned.
+        decoder_stream = self._local_decoder_stream_id
+        if decoder_stream is not None:
+            decoder_stream_data = self._decoder.cancel_stream(sid)
+            self._quic.send_stream_data(decoder_stream, decoder_stream_data)
+        self.oversized.append(sid)
+        self.ignored.add(sid)
 
     def _handle_request_or_push_frame(
         self, frame_type: int, frame_data: bytes | None, stream: Any, stream_ended: bool
     ) -> list[H3Event]:
         if stream.stream_id in self.ignored:
             return []
+        if (
+            frame_type == FrameType.HEADERS
+            and frame_data is not None
+            and self.expansion_stop
+            and stream_is_request_response(stream.stream_id)
+        ):
+            try:
+                size = self.qpack.expanded_size(frame_data, self.expansion_stop)
+            except Blocked:
+                size = None  # SizedDecoder sizes it when it resumes
+            if size is not None and size > self.expansion_stop:
+                self._refuse_section(stream.stream_id)
+                return []
         try:
             return super()._handle_request_or_push_frame(
                 frame_type, frame_data, stream, stream_ended

@@ -10,6 +10,7 @@ once per HTTP/2 engine with `both_http2_engines`, once per QUIC engine with `bot
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 import sys
@@ -34,6 +35,27 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"rep_{report.when}", report)
+
+
+@pytest.fixture(autouse=True)
+def _edgecorn_loggers_restored() -> Iterator[None]:
+    """A test that runs serve() in-process configures the "edgecorn" loggers (own handlers,
+    no propagation): put them back, so later tests' caplog still sees their records."""
+    names = ("edgecorn", "edgecorn.error", "edgecorn.access")
+    saved = [
+        (
+            logging.getLogger(n),
+            list(logging.getLogger(n).handlers),
+            logging.getLogger(n).propagate,
+            logging.getLogger(n).level,
+        )
+        for n in names
+    ]
+    yield
+    for logger, handlers, propagate, level in saved:
+        logger.handlers[:] = handlers
+        logger.propagate = propagate
+        logger.setLevel(level)
 
 
 @pytest.fixture(autouse=True)

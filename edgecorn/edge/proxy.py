@@ -1,4 +1,5 @@
-"""`proxy: URL | [URL, ...]`: a reverse proxy route to HTTP/1.1 upstreams.
+"""`proxy: URL | [URL, ...]`: a reverse proxy route to HTTP/1.1 upstreams, or HTTP/2 ones
+(`upstream_protocol: h2c`, h2upstream.py) whose streams look the same from here.
 
 Bodies stream both ways with back-pressure (the client's reads pace the upstream's, and the
 upstream's pace the client's upload); nothing is buffered whole. Errors answer 502 (refused,
@@ -18,6 +19,7 @@ from .. import metrics
 from ..asgi.types import Receive, Scope, Send, StreamAborted
 from ..config import Config
 from .answers import plain
+from .h2upstream import H2Stream
 from .headers import HOP_BY_HOP, response_headers
 from .spec import Route
 from .upstream import Connection, Upstream, UpstreamError
@@ -34,7 +36,9 @@ Headers = list[tuple[bytes, bytes]]
 class Proxy:
     def __init__(self, route: Route, config: Config) -> None:
         self.route = route
-        self.upstreams = [Upstream(url) for url in route.upstreams]
+        self.upstreams = [
+            Upstream(url, protocol=route.upstream_protocol) for url in route.upstreams
+        ]
         self.turn = count()
         self.trusted = [ipaddress.ip_network(cidr, strict=False) for cidr in config.trusted_proxies]
 
@@ -228,7 +232,7 @@ class Exchange:
         route = self.proxy.route
         for attempt in (1, 2):
             try:
-                conn, reused = await self.upstream.connect(
+                conn, reused = await self.upstream.request(
                     route.connect_timeout, route.max_response_header_size
                 )
             except UpstreamError as error:
@@ -238,9 +242,12 @@ class Exchange:
                 await self._exchange(conn, target, headers)
             except UpstreamError as error:
                 await conn.aclose()
-                stale = reused and not conn.received and not self.body_used
+                # A kept-alive connection the upstream had just closed, or an HTTP/2 stream
+                # it refused (GOAWAY, REFUSED_STREAM): it never saw the request.
+                stale = (reused or getattr(conn, "refused", False)) and not conn.received
+                stale = stale and not self.body_used
                 if stale and attempt == 1 and self.scope["method"] in IDEMPOTENT:
-                    continue  # a kept-alive connection the upstream had just closed
+                    continue
                 self.upstream.failed(str(error))
                 raise
             except BaseException:
@@ -250,10 +257,14 @@ class Exchange:
             await self.upstream.release(conn)
             return
 
-    async def _exchange(self, conn: Connection, target: bytes, headers: Headers) -> None:
+    async def _exchange(self, conn: Connection | H2Stream, target: bytes, headers: Headers) -> None:
         method = self.scope["method"]
         try:
-            await conn.send_head(method, target, headers)
+            if isinstance(conn, H2Stream):
+                bodiless = self.framing == "none" and not self.expect
+                await conn.send_head(method, target, headers, end=bodiless)
+            else:
+                await conn.send_head(method, target, headers)
         except (OSError, anyio.BrokenResourceError) as exc:
             raise UpstreamError(502, f"connection lost while sending the request: {exc}") from None
         self.sent_head = True
@@ -277,7 +288,7 @@ class Exchange:
         if self.gone:
             raise StreamAborted("client went away")
 
-    async def _upload(self, conn: Connection, scope: anyio.CancelScope) -> None:
+    async def _upload(self, conn: Connection | H2Stream, scope: anyio.CancelScope) -> None:
         """The client's body to the upstream, then wait for the client to go away."""
         assert self.go is not None
         if self.framing != "none":
@@ -307,7 +318,9 @@ class Exchange:
                     return
                 more = message.get("more_body", False)
                 try:
-                    if chunked:
+                    if isinstance(conn, H2Stream):  # HTTP/2 frames the body itself
+                        await conn.send(body, end=not more)
+                    elif chunked:
                         data = b"%x\r\n%s\r\n" % (len(body), body) if body else b""
                         await conn.send(data if more else data + b"0\r\n\r\n")
                     else:
@@ -317,6 +330,11 @@ class Exchange:
                 if not more:
                     conn.sent_all = True
                     break
+        elif isinstance(conn, H2Stream):
+            try:
+                await conn.send(b"", end=True)  # an `Expect` without a body
+            except anyio.BrokenResourceError:
+                return
         else:
             conn.sent_all = True
         while True:  # body done: a disconnect is the only thing left to hear
@@ -328,7 +346,7 @@ class Exchange:
                 scope.cancel()
                 return
 
-    async def _relay(self, conn: Connection) -> None:
+    async def _relay(self, conn: Connection | H2Stream) -> None:
         timeout = self.proxy.route.read_timeout
         scope = self.scope
         send = self.send
@@ -353,7 +371,7 @@ class Exchange:
                 elif kind == "head":
                     self._final()
                     waiting = "response body stalled"
-                    trailers = self._trailers(event[2])
+                    trailers = self._trailers(event[2], conn)
                     self.started = True
                     version = scope.get("http_version", "1.1")
                     await send(
@@ -380,10 +398,14 @@ class Exchange:
         if self.go is not None:
             self.go.set()
 
-    def _trailers(self, fields: Headers) -> bool:
+    def _trailers(self, fields: Headers, conn: Connection | H2Stream) -> bool:
         scope = self.scope
+        if isinstance(conn, H2Stream):
+            possible = conn.may_have_trailers(fields)
+        else:
+            possible = any(name == b"transfer-encoding" for name, _ in fields)
         return (
-            any(name == b"transfer-encoding" for name, _ in fields)
+            possible
             and any(
                 name == b"te" and b"trailers" in value.lower() for name, value in scope["headers"]
             )

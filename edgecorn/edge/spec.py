@@ -25,11 +25,14 @@ OPTIONS: dict[str, tuple[str, ...]] = {
         "read_timeout",
         "max_body_size",
         "max_response_header_size",
+        "upstream_protocol",
     ),
     "respond": (),
     "redirect": (),
 }
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+# h2c: HTTP/2 with prior knowledge on http:// upstreams; h2: over TLS (ALPN) on https:// ones.
+UPSTREAM_PROTOCOLS = ("http/1.1", "h2c", "h2")
 
 
 class ItemError(Exception):
@@ -62,6 +65,7 @@ class Route:
     read_timeout: float = 60.0
     max_body_size: int | None = None
     max_response_header_size: int = 64 * 1024
+    upstream_protocol: str = "http/1.1"
     base_dir: str = "."
 
     @property
@@ -141,6 +145,18 @@ def _route(index: int, item: Any, base_dir: str) -> Route:
     for key in OPTIONS[action]:
         if key in item:
             fields.update(_option(index, key, item[key], base_dir))
+    protocol = fields.get("upstream_protocol")
+    if protocol in ("h2c", "h2"):
+        scheme = "http" if protocol == "h2c" else "https"
+        for url in fields["upstreams"]:
+            if urlsplit(url).scheme != scheme:
+                other = "h2" if protocol == "h2c" else "h2c"
+                raise ItemError(
+                    f"{protocol} needs {scheme}:// upstreams ({url} is not; {other} is for "
+                    f"{'https' if scheme == 'http' else 'http'}://)",
+                    index,
+                    "upstream_protocol",
+                )
     return Route(**fields)
 
 
@@ -298,6 +314,12 @@ def _option(index: int, key: str, value: Any, base_dir: str) -> dict[str, Any]:
     if key in ("max_body_size", "max_response_header_size"):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ItemError(f"expected a number of bytes >= 0, got {value!r}", index, key)
+        return {key: value}
+    if key == "upstream_protocol":
+        if value not in UPSTREAM_PROTOCOLS:
+            raise ItemError(
+                f"expected one of {', '.join(UPSTREAM_PROTOCOLS)}, got {value!r}", index, key
+            )
         return {key: value}
     if key == "index":
         if not isinstance(value, str) or not value or "/" in value:

@@ -55,8 +55,11 @@ class Upstream:
     base_path: str = ""
     fails: int = 0
     down_until: float = 0.0
+    protocol: str = "http/1.1"  # or "h2c" (prior knowledge), "h2" (TLS with ALPN)
     idle: list[Connection] = field(default_factory=list)
+    muxes: list[Any] = field(default_factory=list)  # HTTP/2: h2upstream.Multiplex
     _tls: ssl.SSLContext | None = None
+    _h2_lock: anyio.Lock | None = None
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
@@ -75,6 +78,8 @@ class Upstream:
             return None
         if self._tls is None:
             self._tls = ssl.create_default_context()
+            if self.protocol == "h2":
+                self._tls.set_alpn_protocols(["h2"])
         return self._tls
 
     def failed(self, why: str) -> None:
@@ -94,12 +99,37 @@ class Upstream:
         self.down_until = 0.0
 
     async def connect(self, timeout: float, max_head: int = 64 * 1024) -> tuple[Connection, bool]:
-        """An idle kept-alive connection (reused=True) or a new one."""
+        """An idle kept-alive HTTP/1.1 connection (reused=True) or a new one."""
         while self.idle:
             conn = self.idle.pop()
             if conn.usable():
                 return conn, True
             await conn.aclose()
+        return Connection(await self._open(timeout), max_head), False
+
+    async def request(self, timeout: float, max_head: int = 64 * 1024) -> tuple[Any, bool]:
+        """Where the next request goes: a `Connection`, or a stream on an HTTP/2 connection
+        (reused=True when that connection was already open)."""
+        if self.protocol == "http/1.1":
+            return await self.connect(timeout, max_head)
+        from .h2upstream import Multiplex
+
+        if self._h2_lock is None:
+            self._h2_lock = anyio.Lock()
+        async with self._h2_lock:  # concurrent first requests share one new connection
+            for mux in list(self.muxes):
+                if mux.has_room():
+                    return mux.open(), True
+                if not mux.streams:
+                    self.muxes.remove(mux)
+                    await mux.aclose()
+                elif mux.error is not None or mux.goaway:
+                    self.muxes.remove(mux)  # closed by its last stream
+            mux = Multiplex(Connection(await self._open(timeout)), self.scheme, self.url)
+            self.muxes.append(mux)
+            return mux.open(), False
+
+    async def _open(self, timeout: float) -> Any:
         context = self.tls_context()
         stream: Any
         try:
@@ -130,10 +160,16 @@ class Upstream:
                 cause = inner[-1]
             reason = getattr(cause, "strerror", None) or str(cause) or type(cause).__name__
             raise UpstreamError(502, f"cannot connect to {self.url}: {reason}") from None
-        return Connection(stream, max_head), False
+        if self.protocol == "h2" and _alpn(stream) != "h2":
+            await stream.aclose()
+            raise UpstreamError(502, f"{self.url} did not agree to HTTP/2 (ALPN)")
+        return stream
 
-    async def release(self, conn: Connection) -> None:
+    async def release(self, conn: Any) -> None:
         """Keep `conn` for the next request if its exchange ended cleanly, else close it."""
+        if not isinstance(conn, Connection):
+            await conn.aclose()  # an HTTP/2 stream: its connection stays with the others
+            return
         idle = self.idle
         now = time.monotonic()
         # Oldest first: connections are taken from the end, so expired ones gather at the
@@ -333,6 +369,15 @@ class Connection:
                 await self.stream.aclose()
             except (OSError, anyio.BrokenResourceError, ssl.SSLError):
                 pass
+
+
+def _alpn(stream: Any) -> str | None:
+    transport = getattr(stream, "transport", None)  # asyncio/stream.py
+    if transport is not None:
+        ssl_object = transport.get_extra_info("ssl_object")
+        return ssl_object.selected_alpn_protocol() if ssl_object is not None else None
+    protocol: str | None = stream.extra(anyio.streams.tls.TLSAttribute.alpn_protocol, None)
+    return protocol
 
 
 def _on_asyncio() -> bool:

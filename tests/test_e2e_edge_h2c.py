@@ -8,12 +8,17 @@ On asyncio and trio (the edge's upstream side differs per loop).
 from __future__ import annotations
 
 import hashlib
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import h2.config
+import h2.connection
+import h2.events
 import pytest
 
 from tests.e2e_apps import MIB
@@ -95,6 +100,9 @@ routes:
     proxy: http://127.0.0.1:{dead}
     upstream_protocol: h2c
     connect_timeout: 1
+  - path: /goaway/
+    proxy: http://127.0.0.1:{goaway}
+    upstream_protocol: h2c
   - path: /mortal/
     proxy: http://127.0.0.1:{mortal}
     upstream_protocol: h2c
@@ -114,6 +122,69 @@ def pattern_sha(size: int) -> str:
     return digest.hexdigest()
 
 
+class GoawayUpstream:
+    """An HTTP/2 upstream (the h2 library in a thread, not edgecorn) whose first connection
+    answers the first request with GOAWAY(last_stream_id=0): that stream was never processed.
+    Later connections answer each request with the connection's number."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.port = int(self.sock.getsockname()[1])
+        self.connections = 0
+        self.stopped = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.sock.close()
+
+    def _serve(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            args = (conn, self.connections)
+            threading.Thread(target=self._handle, args=args, daemon=True).start()
+
+    def _handle(self, sock: socket.socket, number: int) -> None:
+        config = h2.config.H2Configuration(client_side=False, header_encoding=None)
+        conn = h2.connection.H2Connection(config)
+        conn.initiate_connection()
+        with sock:
+            sock.settimeout(10)
+            sock.sendall(conn.data_to_send())
+            while not self.stopped.is_set():
+                try:
+                    data = sock.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.DataReceived):
+                        conn.acknowledge_received_data(
+                            event.flow_controlled_length, event.stream_id
+                        )
+                    if not isinstance(event, h2.events.RequestReceived):
+                        continue
+                    if number == 1:
+                        conn.close_connection(last_stream_id=0)
+                        sock.sendall(conn.data_to_send())
+                        return
+                    body = f"connection {number}\n".encode()
+                    headers = [(b":status", b"200"), (b"content-length", b"%d" % len(body))]
+                    conn.send_headers(event.stream_id, headers)
+                    conn.send_data(event.stream_id, body, end_stream=True)
+                sock.sendall(conn.data_to_send())
+
+
 def start_hypercorn(directory: Path, logs: Path, name: str, port: int = 0) -> Proc:
     port = port or free_port()
     cmd = [sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}", "h2c_app:app"]
@@ -127,6 +198,7 @@ def start_hypercorn(directory: Path, logs: Path, name: str, port: int = 0) -> Pr
 class Lab:
     edge: Proc
     upstream: Proc
+    goaway: GoawayUpstream
     mortal_port: int  # an upstream each kill test starts there (its app exits mid-response)
     root: Path
     base: str
@@ -144,6 +216,7 @@ def lab(
     (root / "h2c_app.py").write_text(UPSTREAM_APP)
     logs = root / "logs"
     started: list[Proc] = []
+    goaway = GoawayUpstream()
     try:
         upstream = start_hypercorn(root, logs, "hypercorn")
         started.append(upstream)
@@ -158,6 +231,7 @@ def lab(
                 up=upstream.port,
                 dead=free_port(),
                 mortal=mortal,
+                goaway=goaway.port,
             )
         )
         edge = start_edge(config, port, logs, "-k", request.param, cwd=root)
@@ -165,10 +239,14 @@ def lab(
     except RuntimeError:
         for proc in reversed(started):
             proc.stop()
+        goaway.stop()
         raise
-    yield Lab(edge, upstream, mortal, root, f"https://localhost:{port}", certs[2], root / "tmp")
+    yield Lab(
+        edge, upstream, goaway, mortal, root, f"https://localhost:{port}", certs[2], root / "tmp"
+    )
     for proc in reversed(started):
         proc.stop()
+    goaway.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -250,3 +328,12 @@ def test_upstream_killed_mid_response_fails_the_transfer(lab: Lab, proto: str) -
         mortal.stop()
     assert reply.error, reply  # a reset or a truncation, never a clean short 200
     assert len(reply.body) < 8 * 64 * 1024 + 1
+
+
+def test_goaway_before_the_stream_retries_an_idempotent_request(lab: Lab) -> None:
+    before = lab.goaway.connections
+    reply = fetch("h2", f"{lab.base}/goaway/x", lab.cafile, lab.tmp)
+    assert reply.status == 200, reply
+    if before == 0:  # this edge's first request there met the GOAWAY, then a new connection
+        assert reply.body == b"connection 2\n"
+        assert lab.goaway.connections == 2

@@ -69,7 +69,8 @@ class Multiplex:
             return False
         if not self.streams:
             # Nobody has read it since the last stream: a GOAWAY or EOF may be waiting.
-            if time.monotonic() - self.idle_since > 4.0 or not self.link.usable():
+            self.link.idle_since = self.idle_since  # usable() checks IDLE_TIMEOUT from there
+            if not self.link.usable():
                 return False
         limit = self.h2.remote_settings.max_concurrent_streams
         return len(self.streams) < limit and self.h2.highest_outbound_stream_id < 2**31 - 64
@@ -85,7 +86,12 @@ class Multiplex:
             if data and self.error is None:
                 try:
                     await self.link.stream.send(data)
-                except (OSError, anyio.BrokenResourceError, ssl.SSLError) as exc:
+                except (
+                    OSError,
+                    anyio.BrokenResourceError,
+                    anyio.ClosedResourceError,
+                    ssl.SSLError,
+                ) as exc:
                     self._fail(f"connection lost while sending: {exc or type(exc).__name__}")
 
     async def wait(self, ready: Callable[[], bool]) -> None:
@@ -108,7 +114,13 @@ class Multiplex:
     async def _read_once(self) -> None:
         try:
             data = await self.link.stream.receive(READ_SIZE)
-        except (anyio.EndOfStream, anyio.BrokenResourceError, OSError, ssl.SSLError):
+        except (
+            anyio.EndOfStream,
+            anyio.BrokenResourceError,
+            anyio.ClosedResourceError,
+            OSError,
+            ssl.SSLError,
+        ):
             data = b""
         if not data:
             self._fail("closed the connection")
@@ -189,6 +201,7 @@ class Multiplex:
             self.idle_since = time.monotonic()
         if self.error is not None or (self.goaway and not self.streams):
             if not self.streams:
+                self._fail("closed")
                 await self.link.aclose()
             return
         with anyio.CancelScope(shield=True):
@@ -285,10 +298,14 @@ class H2Stream:
 
     async def read(self, timeout: float) -> list[tuple[Any, ...]]:
         """The stream's next events; TimeoutError after `timeout` s without any."""
-        if self.unacked:  # the relay took the last ones: let the upstream send as much again
+        if self.unacked and self.mux.error is None:
+            # The relay took the last ones: let the upstream send as much again.
             unacked, self.unacked = self.unacked, 0
-            self.mux.h2.acknowledge_received_data(unacked, self.id)
-            await self._flush()
+            try:
+                self.mux.h2.acknowledge_received_data(unacked, self.id)
+            except h2.exceptions.ProtocolError:
+                pass  # the connection is closing: no more windows to give
+            await self.mux.flush()
         with anyio.fail_after(timeout):
             if not self.has_events() and self.mux.error is None:
                 await self.mux.wait(self.has_events)

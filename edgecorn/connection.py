@@ -76,6 +76,8 @@ class Connection(ABC):
         self.advertise = secure  # Alt-Svc goes on https responses over TCP
         self.proto: Adapter | None = None
         self.h1: H1Adapter | None = None  # self.proto when it is HTTP/1 (the flush fast path)
+        self.extra: Headers = []  # the manager's Server/Date/Alt-Svc fields last seen ...
+        self.extra_names: frozenset[bytes] = frozenset()  # ... and their names
         self.sniffed = b""
         self.streams: dict[int, HTTPStream | WebSocketStream] = {}
         self.closed = False
@@ -342,11 +344,26 @@ class Connection(ABC):
     def response_headers(self, headers: Iterable[tuple[bytes, bytes]]) -> Headers:
         """The app's headers, checked, plus Server/Date/Alt-Svc unless the app set them."""
         result = list(headers)
-        _check_headers(result)
         extra = self.manager.extra_headers if self.advertise else self.manager.extra_headers_plain
-        if extra:
-            present = {name.lower() for name, _ in result}
-            result.extend(item for item in extra if item[0] not in present)
+        if not extra:
+            _check_headers(result)
+            return result
+        if extra is not self.extra:  # the manager rebuilds its list once a second
+            self.extra = extra
+            self.extra_names = frozenset(name for name, _ in extra)
+        names = self.extra_names
+        # One pass: check each field and note whether the app set one of ours itself.
+        own: set[bytes] | None = None
+        for name, value in result:
+            if not name or _BAD_NAME.search(name) or _BAD_VALUE.search(value):
+                raise ValueError(f"invalid response header {name!r}: {value!r}")
+            lname = name.lower()
+            if lname in names:
+                own = {lname} if own is None else own | {lname}
+        if own is None:
+            result += extra
+        else:
+            result += [item for item in extra if item[0] not in own]
         return result
 
     async def respond(
@@ -419,6 +436,19 @@ class Connection(ABC):
         assert self.proto is not None
         self.proto.send_informational(stream_id, status, headers)
         self.flush()
+
+    def push(self, stream_id: int, fields: Headers) -> None:
+        """http.response.push: a PUSH_PROMISE where the protocol and the peer allow one
+        (h2 with SETTINGS_ENABLE_PUSH); the promised GET then runs like any request.
+        Elsewhere (h1, h3, push disabled) ignored, as Hypercorn does."""
+        promise = getattr(self.proto, "push", None)
+        if promise is None or self.closed:
+            return
+        _check_headers([field for field in fields if field[0][:1] != b":"])
+        events = promise(stream_id, fields)
+        if events:
+            self.handle(events)
+            self.flush()
 
     def want_body(self, stream_id: int) -> None:
         assert self.proto is not None

@@ -39,10 +39,11 @@ class BadRequest(Exception):
         self.status = status
 
 
-def check_framing(request: Request, max_head: int) -> bool:
+def check_framing(request: Request, max_head: int) -> tuple[bool, bytes]:
     """Reject what would let two parsers disagree on where a request ends.
 
-    Returns whether the request asked for `Expect: 100-continue`.
+    Returns whether the request asked for `Expect: 100-continue`, and its Upgrade value
+    (b"" if none): one pass over the fields, whose names both parsers lower-case.
     """
     headers = request.headers
     size = len(request.raw_path)
@@ -50,21 +51,23 @@ def check_framing(request: Request, max_head: int) -> bool:
     chunked = False
     expect = False
     host = False
+    upgrade = b""
     for name, value in headers:
         size += len(name) + len(value) + 4
-        lname = name.lower()
-        if lname == b"content-length":
-            lengths += 1
-            if not value.isdigit():
-                raise BadRequest("invalid Content-Length")
-        elif lname == b"transfer-encoding":
-            chunked = True
-        elif lname == b"expect":
-            expect = value.lower() == b"100-continue"
-        elif lname == b"host":
+        if name == b"host":
             if host:
                 raise BadRequest("duplicate Host header")  # RFC 9112 3.2: routing depends on it
             host = True
+        elif name == b"content-length":
+            lengths += 1
+            if not value.isdigit():
+                raise BadRequest("invalid Content-Length")
+        elif name == b"transfer-encoding":
+            chunked = True
+        elif name == b"expect":
+            expect = value.lower() == b"100-continue"
+        elif name == b"upgrade" and not upgrade:
+            upgrade = value
     if size > max_head:
         raise BadRequest("request head too large", 431)
     if lengths > 1:
@@ -73,7 +76,7 @@ def check_framing(request: Request, max_head: int) -> bool:
         raise BadRequest("both Content-Length and Transfer-Encoding")
     if request.http_version == "1.1" and not host:
         raise BadRequest("missing Host header")
-    return expect
+    return expect, upgrade
 
 
 class H1Adapter(ABC):
@@ -180,12 +183,11 @@ class H1Adapter(ABC):
         if self.requests >= self.max_requests:
             self.keep_alive = False
         try:
-            self.expect_continue = check_framing(request, self.max_head)
+            self.expect_continue, upgrade = check_framing(request, self.max_head)
         except BadRequest as exc:
             self._fail(exc)
             return
-        upgrade = _header(request.headers, b"upgrade") or b""
-        if request.method == "GET" and b"websocket" in upgrade.lower():
+        if upgrade and request.method == "GET" and b"websocket" in upgrade.lower():
             request.protocol = "websocket"
             self.keep_alive = False  # accepted or denied, this connection ends with the stream
         self.request_protocol = request.protocol
@@ -355,8 +357,13 @@ class H1Adapter(ABC):
             return
         self.out.append(self._head(status, headers))
 
-    def _head(self, status: int, headers: Headers) -> bytes:
-        return (_STATUS_LINES.get(status) or _status_line(status)) + _header_block(headers)
+    def _head(self, status: int, headers: Headers, body: bytes = b"") -> bytes:
+        """Status line, fields and (a small) body in one join: one buffer, one write."""
+        parts = [_STATUS_LINES.get(status) or _status_line(status)]
+        for name, value in headers:
+            parts += (name, b": ", value, b"\r\n")
+        parts += (b"\r\n", body)
+        return b"".join(parts)
 
     def send_response(
         self, stream_id: int, status: int, headers: Headers, body: bytes, end: bool
@@ -366,13 +373,12 @@ class H1Adapter(ABC):
         headers = self._frame_headers(status, headers, body, end)
         self.response_started = True
         self.expect_continue = False
-        head = self._head(status, headers)
         if self.head_only or not body:
-            self.out.append(head)
+            self.out.append(self._head(status, headers))
         elif self.chunked:
-            self.out.append(head + b"%x\r\n" % len(body) + body + b"\r\n")
+            self.out.append(self._head(status, headers, b"%x\r\n%b\r\n" % (len(body), body)))
         else:
-            self.out.append(head + body)
+            self.out.append(self._head(status, headers, body))
         if end:
             self._finish(None)
 

@@ -437,6 +437,19 @@ class Connection(ABC):
         self.proto.send_informational(stream_id, status, headers)
         self.flush()
 
+    def push(self, stream_id: int, fields: Headers) -> None:
+        """http.response.push: a PUSH_PROMISE where the protocol and the peer allow one
+        (h2 with SETTINGS_ENABLE_PUSH); the promised GET then runs like any request.
+        Elsewhere (h1, h3, push disabled) ignored, as Hypercorn does."""
+        promise = getattr(self.proto, "push", None)
+        if promise is None or self.closed:
+            return
+        _check_headers([field for field in fields if field[0][:1] != b":"])
+        events = promise(stream_id, fields)
+        if events:
+            self.handle(events)
+            self.flush()
+
     def want_body(self, stream_id: int) -> None:
         assert self.proto is not None
         self.proto.want_body(stream_id)

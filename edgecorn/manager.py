@@ -61,6 +61,7 @@ class ConnectionManager:
         self.extensions: dict[str, dict[str, Any]] = {
             "http.response.trailers": {},
             "http.response.early_hint": {},
+            "http.response.pathsend": {},  # asgi/extensions.py
         }
         self.h1_class = http1_class(config.http1_parser)
         self.h2c = "h2" in config.alpn_protocols

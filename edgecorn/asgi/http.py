@@ -14,6 +14,7 @@ from urllib.parse import unquote
 from .. import metrics
 from ..forwarded import apply as apply_forwarded
 from ..protocol.events import Headers, Request
+from .extensions import push_fields, send_path, with_push
 from .host import StreamHost
 from .types import ASGIApp, Message, StreamAborted
 
@@ -207,6 +208,12 @@ class HTTPStream:
             if not self.started and not self.disconnected:
                 links = [(b"link", link) for link in message.get("links", ())]
                 self.conn.send_informational(self.stream_id, 103, links)
+        elif kind == "http.response.pathsend":
+            await send_path(self, message)
+        elif kind == "http.response.push":
+            if not self.done and not self.disconnected:
+                fields = push_fields(self.conn.scheme, self.scope["headers"], message)
+                self.conn.push(self.stream_id, fields)
         else:
             raise ValueError(f"unexpected ASGI message type {kind!r} on an http stream")
 
@@ -242,7 +249,8 @@ def build_scope(conn: StreamHost, request: Request) -> dict[str, Any]:
         "client": conn.client,
         "server": conn.server,
         "state": conn.state.copy(),
-        "extensions": conn.extensions,
+        # h2 marks the requests whose client allows push: only theirs list it
+        "extensions": with_push(conn.extensions) if request.push else conn.extensions,
     }
     proxies = conn.config.trusted_proxies
     if proxies:  # no work at all unless some peer is trusted

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from ..asgi.extensions import with_tls
 from ..connection import FLUSH_TIMEOUT, LINGER_TIMEOUT, Connection, unacked_bytes
 from ..manager import ConnectionManager
 from .runtime import AsyncioRuntime
@@ -37,6 +38,7 @@ class TCPProtocol(AsyncioRuntime, Connection, asyncio.Protocol):
         if self.secure:
             ssl_object = transport.get_extra_info("ssl_object")
             alpn = (ssl_object.selected_alpn_protocol() if ssl_object else None) or "http/1.1"
+            self.extensions = with_tls(self.extensions, ssl_object, self.config)
         self.use_protocol(alpn)
 
     # asyncio.Protocol callbacks are Connection's own handlers: no extra call per read.

@@ -25,6 +25,7 @@ class Request:
     protocol: str | None = None  # extended CONNECT's :protocol
     early_data: bool = False
     refuse: int = 0  # a status the server answers with itself (425 Too Early, 431)
+    push: bool = False  # h2: the client allows server push (http.response.push)
 
 
 @dataclass(frozen=True, slots=True)

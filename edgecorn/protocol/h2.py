@@ -188,7 +188,7 @@ class H2Adapter:
             elif isinstance(event, self.h2.events.TrailersReceived):
                 self.trailers[event.stream_id] = list(event.headers)
             elif isinstance(event, self.h2.events.StreamReset):
-                if event.stream_id in self.open:
+                if event.stream_id in self.open and event.stream_id % 2:  # not our pushes
                     self.cancelled += 1
                 self._drop(event.stream_id)
                 if event.stream_id in requested:
@@ -268,6 +268,7 @@ class H2Adapter:
                 pass  # already closed from the peer's side
             return
         request, _ = request_from_fields(sid, event.headers, "2")
+        request.push = bool(self.conn.remote_settings.enable_push)
         self.open.add(sid)
         self.requests += 1
         if request.method == "HEAD":
@@ -343,6 +344,29 @@ class H2Adapter:
         elif stream_id not in self.stalled:
             self.stalled[stream_id] = 0  # a response waits for the peer's window
         return window
+
+    def push(self, stream_id: int, fields: Headers) -> list[Event]:
+        """A PUSH_PROMISE on `stream_id` for the GET in `fields` (RFC 9113 8.4), and that
+        request as events; none where no push may be made: the client disabled push or is
+        at its stream limit, the stream is itself pushed or done, or we are going away."""
+        conn = self.conn
+        if (
+            stream_id not in self.open
+            or not stream_id % 2
+            or self.last_stream_id is not None
+            or self.terminated
+            or not conn.remote_settings.enable_push
+            or conn.open_outbound_streams >= conn.remote_settings.max_concurrent_streams
+        ):
+            return []
+        promised = conn.get_next_available_stream_id()
+        try:
+            conn.push_stream(stream_id, promised, fields)
+        except self.h2.exceptions.ProtocolError:
+            return []
+        request, _ = request_from_fields(promised, fields, "2")
+        self.open.add(promised)
+        return [request, EndBody(promised)]
 
     def reset(self, stream_id: int) -> None:
         if stream_id in self.open:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import metrics
+from ..asgi.extensions import quic_tls_extension
 from ..connection import Connection
 from . import engine
 from .engine import EdgeQuicConnection
@@ -74,6 +75,7 @@ class QUICConnection(Connection):
         self.cids: set[bytes] = set()
         self.handshaking = True
         self.handshake_bytes = 0  # its share of the endpoint's half-open estimate
+        self.tls_pending = True  # the ASGI `tls` extension waits for the cipher suite
         self.manager.add(self)
 
     # --- input -------------------------------------------------------------------
@@ -117,10 +119,21 @@ class QUICConnection(Connection):
             if metrics.recorder is not None:
                 metrics.recorder.quic_handshake(self, completed=True)
         if events:
+            if self.tls_pending:
+                self._add_tls()
             self.handle(events)
         if self.window_waiters:
             self._wake(self.window_waiters)  # acks free send buffer without any event
         self.flush()
+
+    def _add_tls(self) -> None:
+        """Before the first request (0-RTT ones too): the cipher suite is known once the
+        ClientHello has been answered."""
+        suite, certificate = engine.tls_facts(self.quic)
+        if suite is not None:
+            self.tls_pending = False
+            tls = quic_tls_extension(suite, certificate)
+            self.extensions = {**self.extensions, "tls": tls}
 
     # --- output ------------------------------------------------------------------
 

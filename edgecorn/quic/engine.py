@@ -371,6 +371,24 @@ def requests_delivered(quic: QuicConnection) -> bool:
     return all(stream.sender.is_finished for sid, stream in quic._streams.items() if sid % 4 == 0)
 
 
+def tls_facts(quic: Any) -> tuple[int | None, bytes | None]:
+    """The cipher suite a QUIC connection's TLS negotiated (None until the ClientHello is
+    processed) and the certificate we sent, as DER: aioquic's and qh3's Python TLS
+    contexts both keep them (for the ASGI `tls` extension)."""
+    tls = getattr(quic, "tls", None)
+    suite = getattr(getattr(tls, "key_schedule", None), "cipher_suite", None)
+    certificate = getattr(tls, "certificate", None)
+    der: bytes | None = None
+    if certificate is not None:
+        try:
+            from cryptography.hazmat.primitives.serialization import Encoding
+
+            der = certificate.public_bytes(Encoding.DER)
+        except TypeError:  # qh3's own Certificate: DER without an argument
+            der = certificate.public_bytes()
+    return (None if suite is None else int(suite)), der
+
+
 def terminated(quic: QuicConnection) -> bool:
     return quic._state.name == "TERMINATED"
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import trio
 
+from ..asgi.extensions import with_tls
 from ..connection import FLUSH_TIMEOUT, LINGER_TIMEOUT, Connection, unacked_bytes
 from ..manager import ConnectionManager
 from ..proxyproto import read_trio_stream
@@ -68,6 +69,7 @@ class TCPConnection(Connection):
                         return
                     await stream.do_handshake()
                     alpn = stream.selected_alpn_protocol() or "http/1.1"
+                    self.extensions = with_tls(self.extensions, stream, self.config)
                 if alpn is None:
                     self.aborted = True
                     return  # handshake timed out

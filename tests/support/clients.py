@@ -234,6 +234,7 @@ class H2Conn:
         if settings:
             self.conn.update_settings(settings)
         self.responses: dict[int, H2Response] = {}
+        self.pushes: list[Any] = []  # PushedStreamReceived events; responses[promised id]
         self.closed = False
         self.goaway: Any = None
         self.auto_ack = True
@@ -320,6 +321,9 @@ class H2Conn:
                 resp.ended = True
             elif isinstance(event, ev.ConnectionTerminated):
                 self.goaway = event
+            elif isinstance(event, ev.PushedStreamReceived):
+                self.pushes.append(event)
+                self.responses[event.pushed_stream_id] = H2Response()
         self.flush()
         return events
 

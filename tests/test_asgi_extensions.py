@@ -280,3 +280,99 @@ def test_push_ignored_elsewhere(ext_server: Any, curl: Any, cafile: str) -> None
     )
     out = proc.stdout.decode(errors="replace")
     assert "20 succeeded" in out and "20 2xx" in out, out
+
+
+def test_tls_over_wss(ext_server: Any, cafile: str) -> None:
+    """The TLS extension covers WebSockets over TLS too (and not ws://)."""
+    import ssl
+
+    from websockets.sync.client import connect
+
+    context = ssl.create_default_context(cafile=cafile)
+    with connect(f"wss://localhost:{ext_server.port}/ws", ssl=context, open_timeout=10) as ws:
+        report = json.loads(ws.recv(timeout=10))
+    assert report["tls"]["tls_version"] in (0x0303, 0x0304)
+    assert "websocket.http.response" in report["extensions"]
+    with connect(f"ws://127.0.0.1:{ext_server.insecure_port}/ws", open_timeout=10) as ws:
+        report = json.loads(ws.recv(timeout=10))
+    assert report["tls"] is None and "tls" not in report["extensions"]
+
+
+# --------------------------------------------------------------------------- push, sans-IO
+
+
+def h2_pair(enable_push: int = 1, max_streams: int | None = None) -> tuple[Any, Any]:
+    """Our adapter and an h2-library client, settled, with `GET /` open on stream 1."""
+    import h2.config
+    import h2.connection
+
+    from edgecorn.protocol.h2 import H2Adapter
+
+    server = H2Adapter(
+        max_concurrent_streams=100,
+        max_header_list_size=65536,
+        max_inbound_frame_size=16384,
+        max_requests=1000,
+    )
+    server.initiate()
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    settings = {0x2: enable_push}
+    if max_streams is not None:
+        settings[0x3] = max_streams
+    client.update_settings(settings)
+    client.send_headers(
+        1, [(":method", "GET"), (":scheme", "https"), (":authority", "a"), (":path", "/")]
+    )
+    events = server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    server.receive_data(client.data_to_send())  # the client's SETTINGS ack
+    assert events[-1].push == bool(enable_push)
+    return server, client
+
+
+FIELDS = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"a"), (b":path", b"/x")]
+
+
+def test_h2_adapter_push() -> None:
+    import h2.events
+
+    server, client = h2_pair()
+    events = server.push(1, FIELDS)
+    assert [type(e).__name__ for e in events] == ["Request", "EndBody"]
+    request = events[0]
+    assert (request.stream_id, request.method, request.raw_path, request.push) == (
+        2,
+        "GET",
+        b"/x",
+        False,
+    )
+    received = client.receive_data(server.data_to_send())
+    assert [type(e) for e in received] == [h2.events.PushedStreamReceived]
+    assert server.push(2, FIELDS) == []  # a pushed stream does not push
+    server.send_response(2, 200, [], b"ok", True)
+    received = client.receive_data(server.data_to_send())
+    assert {type(e) for e in received} >= {h2.events.ResponseReceived, h2.events.StreamEnded}
+    server.goaway()
+    assert server.push(1, FIELDS) == []  # nothing new after GOAWAY
+
+
+def test_h2_adapter_no_push() -> None:
+    server, _ = h2_pair(enable_push=0)
+    assert server.push(1, FIELDS) == [] and server.data_to_send() == b""
+    server, _ = h2_pair(max_streams=1)
+    assert len(server.push(1, FIELDS)) == 2
+    assert server.push(1, FIELDS) == []  # the client's stream limit is reached
+    assert server.push(99, FIELDS) == []  # no such stream
+
+
+def test_h2_cancelled_pushes_are_not_rapid_reset() -> None:
+    """Clients cancel pushes they have cached: that is not a flood."""
+    server, client = h2_pair()
+    for _ in range(300):
+        (request, _) = server.push(1, FIELDS)
+        client.receive_data(server.data_to_send())
+        client.reset_stream(request.stream_id, 0x8)
+        events = server.receive_data(client.data_to_send())
+        assert not any(type(e).__name__ == "ProtocolError" for e in events)
+    assert not server.terminated

@@ -107,10 +107,11 @@ class WebSocketStream:
         # build_scope's scheme: the connection's, or a trusted proxy's (forwarded.py)
         scope["scheme"] = "wss" if scope["scheme"] == "https" else "ws"
         scope.pop("method", None)
-        peer = scope["extensions"].get("edgecorn.peer")
+        kept = scope["extensions"]
         scope["extensions"] = {"websocket.http.response": {}}
-        if peer is not None:
-            scope["extensions"]["edgecorn.peer"] = peer
+        for key in ("edgecorn.peer", "tls"):  # the ASGI TLS extension covers wss:// too
+            if key in kept:
+                scope["extensions"][key] = kept[key]
         offered = _header(request.headers, b"sec-websocket-protocol")
         scope["subprotocols"] = (
             [p.strip() for p in offered.decode("latin-1").split(",") if p.strip()]

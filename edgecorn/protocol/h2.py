@@ -356,7 +356,7 @@ class H2Adapter:
             or self.last_stream_id is not None
             or self.terminated
             or not conn.remote_settings.enable_push
-            or conn.open_outbound_streams >= conn.remote_settings.max_concurrent_streams
+            or self._pushing() >= conn.remote_settings.max_concurrent_streams
         ):
             return []
         promised = conn.get_next_available_stream_id()
@@ -367,6 +367,12 @@ class H2Adapter:
         request, _ = request_from_fields(promised, fields, "2")
         self.open.add(promised)
         return [request, EndBody(promised)]
+
+    def _pushing(self) -> int:
+        """Our pushed streams not yet finished, promised ones included: h2 counts only
+        those already answered against the client's limit (reserved streams do not count,
+        RFC 9113 5.1.2), so unanswered promises would let the answers overrun it."""
+        return sum(1 for sid in self.open if not sid % 2)
 
     def reset(self, stream_id: int) -> None:
         if stream_id in self.open:

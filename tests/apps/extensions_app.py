@@ -16,6 +16,13 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "lifespan.shutdown.complete"})
         return
     extensions = scope["extensions"]
+    if scope["type"] == "websocket":
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        report = {"extensions": sorted(extensions), "tls": extensions.get("tls")}
+        await send({"type": "websocket.send", "text": json.dumps(report)})
+        await send({"type": "websocket.close", "code": 1000})
+        return
     path = scope["path"]
     if path == "/file":
         name = parse_qs(scope["query_string"].decode())["path"][0]

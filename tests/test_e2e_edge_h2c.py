@@ -117,6 +117,9 @@ routes:
   - path: /flow/
     proxy: http://127.0.0.1:{h2up}
     upstream_protocol: h2c
+  - path: /tls/
+    proxy: https://localhost:{tls}
+    upstream_protocol: h2
   - path: /mortal/
     proxy: http://127.0.0.1:{mortal}
     upstream_protocol: h2c
@@ -223,9 +226,13 @@ class H2Upstream:
                     conn.send_data(event.stream_id, body, end_stream=True)
 
 
-def start_hypercorn(directory: Path, logs: Path, name: str, port: int = 0) -> Proc:
+def start_hypercorn(
+    directory: Path, logs: Path, name: str, port: int = 0, tls: tuple[str, ...] = ()
+) -> Proc:
     port = port or free_port()
     cmd = [sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}", "h2c_app:app"]
+    if tls:
+        cmd += ["--certfile", tls[0], "--keyfile", tls[1]]
     proc = spawn(name, cmd, logs, cwd=directory)
     proc.port = port
     wait_tcp(proc, port)
@@ -259,6 +266,8 @@ def lab(
     try:
         upstream = start_hypercorn(root, logs, "hypercorn")
         started.append(upstream)
+        tls = start_hypercorn(root, logs, "hypercorn-tls", tls=certs)
+        started.append(tls)
         mortal = free_port()
         port = free_port()
         config = root / "edge.yaml"
@@ -271,9 +280,12 @@ def lab(
                 dead=free_port(),
                 mortal=mortal,
                 h2up=h2up.port,
+                tls=tls.port,
             )
         )
-        edge = start_edge(config, port, logs, "-k", request.param, cwd=root)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("SSL_CERT_FILE", certs[2])  # the edge trusts the TLS upstream's CA
+            edge = start_edge(config, port, logs, "-k", request.param, cwd=root)
         started.append(edge)
     except RuntimeError:
         for proc in reversed(started):
@@ -303,8 +315,10 @@ def one_client_on_trio(lab: Lab, proto: str) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _logs(request: pytest.FixtureRequest, lab: Lab) -> None:
-    print_logs_on_failure(request, lab.edge, lab.upstream)
+def _logs(request: pytest.FixtureRequest) -> None:
+    if "lab" in request.fixturenames:
+        lab: Lab = request.getfixturevalue("lab")
+        print_logs_on_failure(request, lab.edge, lab.upstream)
 
 
 @pytest.mark.parametrize("proto", ["h1", "h2", "h3"])
@@ -432,3 +446,28 @@ def test_websocket_through_an_h2c_route_uses_an_http1_upgrade(lab: Lab) -> None:
     with connect(url, ssl=context, open_timeout=10) as ws:
         ws.send("hello")
         assert ws.recv(timeout=10) == "1.1 hello"
+
+
+def test_https_upstream_with_h2_over_alpn(lab: Lab) -> None:
+    reply = fetch("h1", f"{lab.base}/tls/hello", lab.cafile, lab.tmp)
+    assert reply.status == 200, reply
+    assert reply.json()["version"] == "2"
+
+
+@pytest.mark.parametrize(
+    ("route", "message"),
+    [
+        ({"proxy": "http://a:1", "upstream_protocol": "h3"}, "expected one of http/1.1, h2c, h2"),
+        ({"proxy": "https://a:1", "upstream_protocol": "h2c"}, "h2c needs http:// upstreams"),
+        ({"proxy": ["http://a:1", "http://b:1"], "upstream_protocol": "h2"}, "h2 needs https://"),
+    ],
+)
+def test_upstream_protocol_is_checked(route: dict[str, object], message: str) -> None:
+    from edgecorn.edge.spec import ItemError, check_routes
+
+    with pytest.raises(ItemError) as caught:
+        check_routes([route], ".")
+    assert message in caught.value.message
+    assert caught.value.field == "upstream_protocol"
+    ok = check_routes([{"proxy": "http://a:1", "upstream_protocol": "h2c"}], ".")
+    assert ok[0].upstream_protocol == "h2c"

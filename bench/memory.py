@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import ssl
 import sys
 import tempfile
@@ -591,12 +592,11 @@ def _kib(value: float | None) -> str:
 
 
 def print_table(cells: list[Cell], totals: list[int]) -> None:
+    first_at = f"RSS@{totals[0]:,}" if totals else "RSS@first"
+    last_at = f"RSS@{totals[-1]:,}" if totals else "RSS@last"
     head = (
         f"{'server':<10} {'proto':<5} {'KiB/idle conn':>13} {'KiB/stream':>11} "
-        f"{'RSS@' + format(totals[0], ','):>13} {'RSS@' + format(totals[-1], ','):>14} "
-        f"{'growth':>8}"
-        if totals
-        else ""
+        f"{first_at:>13} {last_at:>14} {'growth':>8}"
     )
     print(head)
     for c in cells:
@@ -675,12 +675,8 @@ def main(argv: list[str] | None = None) -> int:
     setup = Setup(tmp, *ensure_dev_certs(tmp / "certs"))
     cells: list[Cell] = []
     started = time.time()
-    for proto in args.protocols:
-        for name in args.servers:
-            if proto in SPEAKS[name]:
-                cells.append(measure(name, proto, setup, args))
-    print_table(cells, args.requests)
-    if args.json:
+
+    def write_json() -> None:  # after every cell, so a run cut short keeps what it measured
         record = {
             "settings": {k: v for k, v in vars(args).items() if k != "json"},
             "started": started,
@@ -689,11 +685,23 @@ def main(argv: list[str] | None = None) -> int:
             "cells": [asdict(c) for c in cells],
         }
         Path(args.json).write_text(json.dumps(record, indent=2))
+
+    for proto in args.protocols:
+        for name in args.servers:
+            if proto in SPEAKS[name]:
+                cells.append(measure(name, proto, setup, args))
+                if args.json:
+                    write_json()
+    print_table(cells, args.requests)
     bad = any(
         c.errors
         or (c.growth and (c.growth["failed"] or c.growth["growth_percent"] > GROWTH_TARGET))
         for c in cells
     )
+    if any(c.errors for c in cells):
+        print(f"server logs kept in {tmp}", file=sys.stderr)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
     return 1 if bad else 0
 
 

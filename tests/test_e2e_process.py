@@ -287,6 +287,7 @@ def test_max_worker_rss_replaces_gracefully(server_factory: Any, h1: Any) -> Non
         seen |= children(server.pid)
         if (len(seen) >= 4 and len(statuses) >= 30) or time.monotonic() > deadline:
             break
+        time.sleep(0.03)  # the 300 requests span several replacements (about one a second)
     assert statuses == [(200, HELLO)] * len(statuses)
     assert len(seen) >= 3, (seen, server.describe())
     assert "max_worker_rss" in server.stderr()

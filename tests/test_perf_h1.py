@@ -133,6 +133,19 @@ EAGER_CHECK = textwrap.dedent(
         await asyncio.wait(list(host.tasks))
         assert seen[-1] == ("after", True, "mine") and not host.tasks
         assert var.get() == "unset"
+        # An app ending in its eager part starts the next pipelined one (stream_done):
+        # that one is a plain task, so a long pipeline is no deep recursion.
+        done = []
+
+        async def chain(n):
+            done.append(n)
+            if n:
+                host.spawn(chain(n - 1))
+
+        host.spawn(chain(3 * sys.getrecursionlimit()))
+        while host.tasks:
+            await asyncio.wait(list(host.tasks))
+        assert len(done) == 3 * sys.getrecursionlimit() + 1, len(done)
         print("ok")
 
     asyncio.run(main())

@@ -19,6 +19,7 @@ class AsyncioRuntime:
 
     loop: asyncio.AbstractEventLoop
     tasks: set[Any]  # app tasks, awaited (then cancelled) by the graceful drain
+    eager = False  # an eager start is running on this connection (or endpoint)
 
     def defer(self, callback: Callable[[], None]) -> None:
         self.loop.call_soon(callback)
@@ -30,8 +31,15 @@ class AsyncioRuntime:
         return self.loop.create_future()
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        if EAGER_TASKS:
-            task = asyncio.Task(coro, loop=self.loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+        if EAGER_TASKS and not self.eager:
+            # Not nested: an app that ends in its eager part lets the next pipelined
+            # request start (stream_done) inside that part, which would start the next
+            # one eagerly in turn - a deep pipeline would be a deep recursion.
+            self.eager = True
+            try:
+                task = asyncio.Task(coro, loop=self.loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+            finally:
+                self.eager = False
             if task.done():
                 return  # finished in its eager part: nothing for the drain to wait for
         else:

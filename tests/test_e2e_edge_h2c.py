@@ -216,6 +216,12 @@ class H2Upstream:
                         conn.close_connection(last_stream_id=0)
                         sock.sendall(conn.data_to_send())
                         return
+                    if path == b"/flow/trailers":
+                        conn.send_headers(event.stream_id, [(b":status", b"200")])
+                        conn.send_data(event.stream_id, b"body before trailers\n")
+                        trailers = [(b"x-checksum", b"c0ffee")]
+                        conn.send_headers(event.stream_id, trailers, end_stream=True)
+                        continue
                     if path == b"/flow/stream":
                         conn.send_headers(event.stream_id, [(b":status", b"200")])
                         pending[event.stream_id] = self.STREAM_SIZE
@@ -471,3 +477,17 @@ def test_upstream_protocol_is_checked(route: dict[str, object], message: str) ->
     assert caught.value.field == "upstream_protocol"
     ok = check_routes([{"proxy": "http://a:1", "upstream_protocol": "h2c"}], ".")
     assert ok[0].upstream_protocol == "h2c"
+
+
+@pytest.mark.parametrize("proto", ["h1", "h2"])
+def test_response_trailers_are_relayed(lab: Lab, proto: str) -> None:
+    cmd = ["curl", "-sS", "--cacert", lab.cafile, "--max-time", "20", "-D", "-"]
+    cmd += ["--http1.1" if proto == "h1" else "--http2", "-H", "TE: trailers"]
+    done = subprocess.run([*cmd, f"{lab.base}/flow/trailers"], capture_output=True, timeout=30)
+    out = done.stdout.decode("latin-1").replace("\r\n", "\n")
+    assert done.returncode == 0, done.stderr
+    head, _, rest = out.partition("\n\n")
+    assert head.split("\n")[0].split()[1] == "200", out
+    assert "x-checksum" not in head.lower()  # not a header: a trailer, after the body
+    assert rest.startswith("body before trailers\n"), out
+    assert "x-checksum: c0ffee" in rest.lower(), out

@@ -29,6 +29,7 @@ from .upstream import READ_SIZE, Connection, UpstreamError
 
 STREAM_WINDOW = 256 * 1024  # per stream: what one slow client can leave unread upstream
 CONNECTION_WINDOW = 32 * 1024 * 1024
+SEND_TIMEOUT = 30.0
 # HTTP/2 fields a request must not carry (RFC 9113 8.2.2); `te` only as "trailers".
 CONNECTION_SPECIFIC = frozenset(
     {b"host", b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
@@ -83,7 +84,12 @@ class Multiplex:
     async def flush(self) -> None:
         async with self.write_lock:
             data = self.h2.data_to_send()
-            if data and self.error is None:
+            if not data or self.error is not None:
+                return
+            # Frames taken from h2 must all go out: a send cut by one request's cancellation
+            # would corrupt the connection the others share. An upstream that stops reading
+            # for SEND_TIMEOUT fails the connection instead of blocking this task forever.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(SEND_TIMEOUT) as scope:
                 try:
                     await self.link.stream.send(data)
                 except (
@@ -93,6 +99,8 @@ class Multiplex:
                     ssl.SSLError,
                 ) as exc:
                     self._fail(f"connection lost while sending: {exc or type(exc).__name__}")
+            if scope.cancelled_caught:
+                self._fail(f"stopped reading for {SEND_TIMEOUT:g} s")
 
     async def wait(self, ready: Callable[[], bool]) -> None:
         """Until `ready()` (or the connection fails): read for everyone, or wait for who does.
@@ -176,6 +184,8 @@ class Multiplex:
     def _fail(self, why: str) -> None:
         if self.error is None:
             self.error = why
+            changed, self.changed = self.changed, anyio.Event()
+            changed.set()  # the streams waiting for a reader see the error now
         for stream in self.streams.values():
             if stream.error is None and not stream.complete:
                 stream.error = (

@@ -63,6 +63,7 @@ class Multiplex:
         self.write_lock = anyio.Lock()
         self.error: str | None = None  # the connection is gone: why
         self.goaway = False  # no new streams on it
+        self.failure_counted = False  # its loss counts once for passive health, not per stream
         self.idle_since = time.monotonic()
 
     def has_room(self) -> bool:
@@ -251,6 +252,14 @@ class H2Stream:
             return self.mux.h2.local_flow_control_window(self.id) > 0
         except h2.exceptions.ProtocolError:
             return True  # the stream is gone: the writer finds out itself
+
+    def counts_as_failure(self) -> bool:
+        """Whether this stream's error counts for passive health: a lost connection counts
+        once, however many streams it carried."""
+        if self.mux.error is None:
+            return True
+        counted, self.mux.failure_counted = self.mux.failure_counted, True
+        return not counted
 
     def may_have_trailers(self, fields: Headers) -> bool:
         # Any HTTP/2 response may end with trailers; one with a Content-Length rarely does.

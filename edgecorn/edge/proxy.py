@@ -248,7 +248,8 @@ class Exchange:
                 stale = stale and not self.body_used
                 if stale and attempt == 1 and self.scope["method"] in IDEMPOTENT:
                     continue
-                self.upstream.failed(str(error))
+                if not isinstance(conn, H2Stream) or conn.counts_as_failure():
+                    self.upstream.failed(str(error))
                 raise
             except BaseException:
                 await conn.aclose()

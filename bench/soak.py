@@ -22,6 +22,7 @@ a timeout. Not part of the test suite; results belong in the notes of the run.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import re
@@ -77,10 +78,42 @@ def _live_tasks() -> int:
     return len(asyncio.all_tasks())
 
 
+_SNAPSHOT: list[Any] = []  # the last tracemalloc snapshot /_soak took
+
+
+def _grown(top: int) -> list[str]:
+    """With PYTHONTRACEMALLOC set (soak.py --trace): the lines whose allocations grew
+    most since the previous call (the first call only takes the baseline)."""
+    import tracemalloc
+
+    if not tracemalloc.is_tracing():
+        return []
+    snapshot = tracemalloc.take_snapshot().filter_traces(
+        [tracemalloc.Filter(False, tracemalloc.__file__)]
+    )
+    previous = _SNAPSHOT[:1]
+    _SNAPSHOT[:] = [snapshot]
+    if not previous:
+        return []
+    stats = snapshot.compare_to(previous[0], "traceback")
+    return [
+        f"{stat.size_diff:+d} B {stat.count_diff:+d} blocks: "
+        + " <- ".join(f"{f.filename.rpartition('/')[2]}:{f.lineno}" for f in stat.traceback)
+        for stat in stats[:top]
+    ]
+
+
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "http" and scope["path"] == "/_soak":
         body = json.dumps(
-            {"tasks": _live_tasks(), "fds": len(os.listdir("/proc/self/fd"))}
+            {
+                "tasks": _live_tasks(),
+                "fds": len(os.listdir("/proc/self/fd")),
+                "grown": _grown(12),
+                # unreachable objects (connection cycles) gc had not yet freed; asked
+                # after the RSS sample, so the sample includes them
+                "garbage": gc.collect(),
+            }
         ).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -111,9 +144,9 @@ class Server:
     def fds(self) -> int:
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, Any]:
         """The app's view (tasks, fds), less the one connection that asks."""
-        with socket.create_connection((HOST, self.plain_port), timeout=10) as sock:
+        with socket.create_connection((HOST, self.plain_port), timeout=60) as sock:
             sock.sendall(b"GET /_soak HTTP/1.1\r\nHost: soak\r\nConnection: close\r\n\r\n")
             data = b""
             while len(data) < 65536:
@@ -121,7 +154,7 @@ class Server:
                 if not part:
                     break
                 data += part
-        stats: dict[str, int] = json.loads(data.partition(b"\r\n\r\n")[2])
+        stats: dict[str, Any] = json.loads(data.partition(b"\r\n\r\n")[2])
         stats["tasks"] -= 1  # the /_soak request's own task
         stats["fds"] -= 1  # ... and its socket
         return stats
@@ -136,7 +169,7 @@ class Server:
                 self.proc.wait(10)
 
 
-def start_server(worker_class: str, certdir: Path) -> Server:
+def start_server(worker_class: str, certdir: Path, trace: int = 0) -> Server:
     from edgecorn.certs import ensure_dev_certs
 
     certfile, keyfile, _ = ensure_dev_certs(certdir)
@@ -168,9 +201,14 @@ def start_server(worker_class: str, certdir: Path) -> Server:
         str(config),
     ]
     log = open(certdir / "server.log", "wb")  # noqa: SIM115 - lives as long as the server
-    proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    env = dict(os.environ)
+    if trace:
+        env["PYTHONTRACEMALLOC"] = str(trace)  # frames per traceback for /_soak's "grown"
+    proc = subprocess.Popen(
+        argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env
+    )
     server = Server(proc, tls_port, plain_port)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + (120 if trace else 30)
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"edgecorn exited: {(certdir / 'server.log').read_text()[-2000:]}")
@@ -309,6 +347,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--protocols", default="h1,h2,h3")
     parser.add_argument("-k", "--worker-class", default="auto")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument(
+        "--trace",
+        type=int,
+        default=0,
+        metavar="FRAMES",
+        help="run the server under tracemalloc and print what grew most",
+    )
     args = parser.parse_args(argv)
     if not 0 < args.requests <= 10_000_000:
         parser.error("--requests: 1..10000000")
@@ -322,13 +367,15 @@ def main(argv: list[str] | None = None) -> int:
     loads += [Load(p, False, new) for p in protocols if new]
 
     work = Path(tempfile.mkdtemp(prefix="edgecorn-soak-"))
-    server = start_server(args.worker_class, work)
+    server = start_server(args.worker_class, work, args.trace)
     try:
         warm = [Load(p, True, 2000) for p in protocols]
         for load in warm:  # imports, caches and pools settle before the baseline
             run_slice(load, server, load.total, work)
         time.sleep(KEEP_ALIVE_TIMEOUT + 2)
         before = {"rss_kib": server.rss_kib(), "proc_fds": server.fds(), **server.stats()}
+        before.pop("grown")
+        before.pop("garbage")
         print(
             f"edgecorn pid {server.proc.pid}, -k {args.worker_class}; before: {before}",
             file=sys.stderr,
@@ -361,9 +408,12 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"file descriptors: {before['fds']} before, {after['fds']} after (from outside, "
         f"/proc/PID/fd: {before['proc_fds']}, {after['proc_fds']}); "
-        f"tasks: {before['tasks']} before, {after['tasks']} after"
+        f"tasks: {before['tasks']} before, {after['tasks']} after; "
+        f"uncollected garbage at the end: {after['garbage']} objects"
     )
     print(f"server alive at the end: {alive}")
+    for line in after.get("grown", []):
+        print(f"grew: {line}")
     if args.json:
         record = {
             "requests": args.requests,

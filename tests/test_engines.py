@@ -136,7 +136,30 @@ def test_engine_reaches_the_adapter_through_config(http2_engine: str) -> None:
     manager = ConnectionManager(Config(http2_engine=http2_engine), None, {}, None)  # type: ignore[arg-type]
     adapter = manager.new_h2()
     assert adapter.h2.name == http2_engine
-    assert type(adapter.conn).__module__ == f"{http2_engine}.connection"
+    base = type(adapter.conn).__mro__[1]  # the engine's class, under our closed-stream bound
+    assert base.__module__ == f"{http2_engine}.connection"
+    assert adapter.conn.MAX_CLOSED_STREAMS == 2048
+
+
+@pytest.mark.parametrize("http2_engine", ["h2", "jh2"])
+def test_closed_streams_remembered_are_bounded(http2_engine: str) -> None:
+    """A long-lived connection's record of closed streams stays bounded (the libraries keep
+    2**16, ~10 MB, which the memory bench saw grow one request at a time)."""
+    from edgecorn.protocol.engines import h2_engine
+
+    engine = h2_engine(http2_engine)
+    client = engine.connection.H2Connection(engine.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    server = engine.H2Connection(engine.config.H2Configuration(client_side=False))
+    server.initiate_connection()
+    server.receive_data(client.data_to_send())
+    for stream_id in range(1, 2 * 3000, 2):
+        client.send_headers(stream_id, [(":method", "GET"), (":path", "/"), (":scheme", "http"),
+                                        (":authority", "x")], end_stream=True)
+        server.receive_data(client.data_to_send())
+        server.send_headers(stream_id, [(":status", "200")], end_stream=True)
+        client.receive_data(server.data_to_send())
+    assert len(server._closed_streams) <= 2048
 
 
 def test_missing_engine_asked_for_is_one_config_error(tmp_path: Path) -> None:

@@ -57,7 +57,7 @@ class H2Adapter:
             validate_outbound_headers=False,
             normalize_outbound_headers=False,
         )
-        self.conn = self.h2.connection.H2Connection(config)
+        self.conn = self.h2.H2Connection(config)
         codes, settings = self.h2.settings.SettingCodes, self.h2.settings.Settings
         # The window and HPACK table are named, not left to the engine: jh2's defaults are
         # a browser's (6 MiB stream windows, a 64 KiB table), h2's are RFC 9113's; every

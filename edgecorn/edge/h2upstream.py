@@ -25,7 +25,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from .upstream import READ_SIZE, Connection, UpstreamError
+from .errors import READ_SIZE, Link, UpstreamError
 
 STREAM_WINDOW = 256 * 1024  # per stream: what one slow client can leave unread upstream
 CONNECTION_WINDOW = 32 * 1024 * 1024
@@ -40,7 +40,7 @@ Headers = list[tuple[bytes, bytes]]
 class Multiplex:
     """One HTTP/2 connection to an upstream and its open streams."""
 
-    def __init__(self, link: Connection, scheme: str, url: str) -> None:
+    def __init__(self, link: Link, scheme: str, url: str) -> None:
         self.link = link  # the byte stream, its liveness check and its close
         self.scheme = scheme.encode()
         self.url = url

@@ -19,10 +19,11 @@ from .. import metrics
 from ..asgi.types import Receive, Scope, Send, StreamAborted
 from ..config import Config
 from .answers import plain
+from .errors import UpstreamError
 from .h2upstream import H2Stream
 from .headers import HOP_BY_HOP, response_headers
 from .spec import Route
-from .upstream import Connection, Upstream, UpstreamError
+from .upstream import Connection, Upstream
 
 log = logging.getLogger("edgecorn.error")
 

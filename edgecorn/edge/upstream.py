@@ -25,23 +25,16 @@ import anyio.streams.tls
 import h11
 import httptools
 
+from .errors import READ_SIZE, UpstreamError
+
 log = logging.getLogger("edgecorn.error")
 
-READ_SIZE = 64 * 1024
 # Enough idle connections for an h2/h3 client's concurrency (a smaller pool churned: every
 # request beyond it opened and closed a connection); idle ones past IDLE_TIMEOUT are swept.
 MAX_IDLE_PER_ORIGIN = 512
 IDLE_TIMEOUT = 4.0  # below the 5 s keep-alive most servers (Uvicorn, Hypercorn, nginx) use
 FAILS_BEFORE_DOWN = 3
 DOWN_FOR = 10.0
-
-
-class UpstreamError(Exception):
-    """The upstream could not be reached or broke the exchange; `status` is what to answer."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass

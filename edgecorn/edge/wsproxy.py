@@ -18,9 +18,10 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 from .. import metrics
 from ..asgi.types import Receive, Scope, Send
 from .answers import refuse_websocket
+from .errors import UpstreamError
 from .headers import response_headers
 from .spec import Route
-from .upstream import Connection, Upstream, UpstreamError
+from .upstream import Connection, Upstream
 
 
 class Proxy(Protocol):

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from edgecorn.protocol.events import Body, EndBody, Event, Request
 from edgecorn.protocol.h1 import H1Adapter, H11Adapter, HttptoolsAdapter
 from edgecorn.protocol.h2 import H2Adapter
+from tests.support.fuzz import chunks, mutate
 
 LONG = os.environ.get("EDGECORN_FUZZ") == "1"
 settings.register_profile(
@@ -37,28 +38,6 @@ REQUESTS = [
     b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
     b"GET /x HTTP/1.0\r\n\r\n",
 ]
-
-
-def mutate(data: bytes, edits: list[tuple[int, int, int]]) -> bytes:
-    """Flip, insert or delete single bytes (edit kind 0/1/2 at a position)."""
-    out = bytearray(data)
-    for kind, pos, value in edits:
-        if not out:
-            out.append(value)
-            continue
-        pos %= len(out)
-        if kind == 0:
-            out[pos] = value
-        elif kind == 1:
-            out.insert(pos, value)
-        else:
-            del out[pos]
-    return bytes(out)
-
-
-def chunks(data: bytes, cuts: list[int]) -> list[bytes]:
-    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
-    return [data[a:b] for a, b in zip(points, points[1:], strict=False)]
 
 
 edits = st.lists(st.tuples(st.integers(0, 2), st.integers(0, 10**6), st.integers(0, 255)))

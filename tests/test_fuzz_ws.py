@@ -31,6 +31,7 @@ from wsproto.extensions import PerMessageDeflate
 from edgecorn.asgi.websocket import WebSocketStream
 from edgecorn.config import Config
 from edgecorn.protocol.events import Headers, Request
+from tests.support.fuzz import chunks, mutate
 
 LONG = os.environ.get("EDGECORN_FUZZ") == "1"
 FUZZ = settings(
@@ -155,27 +156,6 @@ def close_codes(sent: bytes) -> list[int]:
     return codes
 
 
-def mutate(data: bytes, edits: list[tuple[int, int, int]]) -> bytes:
-    out = bytearray(data)
-    for kind, pos, value in edits:
-        if not out:
-            out.append(value)
-            continue
-        pos %= len(out)
-        if kind == 0:
-            out[pos] = value
-        elif kind == 1:
-            out.insert(pos, value)
-        else:
-            del out[pos]
-    return bytes(out)
-
-
-def pieces(data: bytes, cuts: list[int]) -> list[bytes]:
-    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
-    return [data[a:b] for a, b in zip(points, points[1:], strict=False)]
-
-
 def feed(stream: WebSocketStream, host: FakeHost, parts: list[bytes]) -> list[Any]:
     """Feed `parts`; after each, check the bounds. Returns the app's messages."""
     received: list[Any] = []
@@ -234,7 +214,7 @@ def test_framed_messages_arrive_whole_or_get_1009(
 ) -> None:
     stream, host = accepted_stream(deflate)
     wire = frames_for(client(deflate), plan)
-    got = payloads(feed(stream, host, pieces(wire, cut)))
+    got = payloads(feed(stream, host, chunks(wire, cut)))
     within = []
     for data, _ in plan:
         if size_of(data) > LIMIT:
@@ -254,7 +234,7 @@ def test_mutated_frames_never_raise_nor_overflow(
 ) -> None:
     stream, host = accepted_stream(deflate)
     wire = mutate(frames_for(client(deflate), plan), edit)
-    got = payloads(feed(stream, host, pieces(wire, cut)))
+    got = payloads(feed(stream, host, chunks(wire, cut)))
     # A mutation can split or join frames but never make more messages than bytes allow;
     # the per-message bound is checked in `feed`.
     assert len(got) <= len(plan) + len(edit)
@@ -264,7 +244,7 @@ def test_mutated_frames_never_raise_nor_overflow(
 @given(deflate=st.booleans(), data=st.binary(max_size=4096), cut=cuts)
 def test_random_bytes_never_raise(deflate: bool, data: bytes, cut: list[int]) -> None:
     stream, host = accepted_stream(deflate)
-    feed(stream, host, pieces(data, cut))
+    feed(stream, host, chunks(data, cut))
 
 
 @FUZZ
@@ -297,7 +277,7 @@ def test_inflated_size_is_what_counts(size: int, fragments: int, cut: list[int])
         return out
 
     deflate.frame_inbound_payload_data = watched
-    got = payloads(feed(stream, host, pieces(wire, cut)))
+    got = payloads(feed(stream, host, chunks(wire, cut)))
     # Never inflated past the limit (and the byte that tells it was passed), bomb or not.
     assert largest[0] <= LIMIT + 1
     if size <= LIMIT:

@@ -8,38 +8,15 @@ import os
 import signal
 import subprocess
 import time
-import urllib.request
 from typing import Any
 
 import pytest
 
 pytest.importorskip("prometheus_client")
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
-
 from tests.support.h3 import cffi_h3, wait_quic  # noqa: E402
+from tests.support.metrics import scrape, value  # noqa: E402
 from tests.support.net import free_port  # noqa: E402
-
-
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return samples
-
-
-def value(samples: dict[Any, float], name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-def workers_of(pid: int) -> list[int]:
-    children = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children") as fh:
-            children += [int(c) for c in fh.read().split()]
-    return children
+from tests.support.procs import children  # noqa: E402
 
 
 def test_scrape_sums_all_workers(server_factory: Any, cafile: str) -> None:
@@ -53,9 +30,9 @@ def test_scrape_sums_all_workers(server_factory: Any, cafile: str) -> None:
     )
     wait_quic(server)
     deadline = time.monotonic() + 10
-    while len(workers_of(server.pid)) < 2 and time.monotonic() < deadline:
+    while len(children(server.pid)) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert len(workers_of(server.pid)) == 2
+    assert len(children(server.pid)) == 2
 
     h1, h2, h3 = 7, 5, 3
     for _ in range(h1):  # a new connection each: the kernel spreads them over both workers
@@ -101,11 +78,11 @@ def test_scrape_sums_all_workers(server_factory: Any, cafile: str) -> None:
     assert out.stdout == b"404"
 
     # a worker killed outright: its counts stay, and the restart is counted
-    victim = workers_of(server.pid)[0]
+    victim = sorted(children(server.pid))[0]
     os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        alive = workers_of(server.pid)
+        alive = sorted(children(server.pid))
         if victim not in alive and len(alive) == 2:
             break
         time.sleep(0.1)

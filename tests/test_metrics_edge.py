@@ -6,12 +6,10 @@ accepted/refused as ngtcp2's client sees them. Plus the 0-RTT packet finder, fed
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,11 +18,11 @@ import pytest
 
 pytest.importorskip("prometheus_client")
 
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
-
 from edgecorn.metrics import has_0rtt  # noqa: E402
 from tests.support.h3 import cffi_h3, client_initial, gtlsclient, wait_quic  # noqa: E402
+from tests.support.metrics import scrape, value  # noqa: E402
 from tests.support.net import free_port  # noqa: E402
+from tests.support.procs import children  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -81,26 +79,6 @@ def upstream(tmp_path: Path) -> Iterator[int]:
         proc.wait(10)
 
 
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return samples
-
-
-def value(samples: dict[Any, float], name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-def workers_of(pid: int) -> list[int]:
-    children = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children") as fh:
-            children += [int(c) for c in fh.read().split()]
-    return children
 
 
 def curl(*args: str) -> str:
@@ -135,9 +113,9 @@ def test_routes_upstream_errors_and_open_connections(
     )
     wait_quic(server)
     deadline = time.monotonic() + 10
-    while len(workers_of(server.pid)) < 2 and time.monotonic() < deadline:
+    while len(children(server.pid)) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert len(workers_of(server.pid)) == 2
+    assert len(children(server.pid)) == 2
     https = ["--cacert", cafile, "--http2"]
 
     for _ in range(4):

@@ -66,11 +66,17 @@ class ConfigError(ValueError):
         where = "" if source is None else f"{source}:{line}: " if line else f"{source}: "
         super().__init__(f"{where}{'' if key is None else key + ': '}{message}")
 
-    def at(self, *, key: str | None = None, source: str | None = None,
-           line: int | None = None) -> ConfigError:
+    def at(
+        self, *, key: str | None = None, source: str | None = None, line: int | None = None
+    ) -> ConfigError:
         """The same error, located (key as the user wrote it, file, line)."""
-        return ConfigError(self.message, key=key or self.key, source=source or self.source,
-                           line=line or self.line, item=self.item)
+        return ConfigError(
+            self.message,
+            key=key or self.key,
+            source=source or self.source,
+            line=line or self.line,
+            item=self.item,
+        )
 
 
 class Config:
@@ -187,8 +193,14 @@ class Config:
     reload: bool = False
     reload_dirs: list[str] = []  # [] = the current directory
     reload_includes: list[str] = ["*.py"]
-    reload_excludes: list[str] = [".*", "*.py[cod]", "__pycache__", "*~", "node_modules",
-                                  "site-packages"]
+    reload_excludes: list[str] = [
+        ".*",
+        "*.py[cod]",
+        "__pycache__",
+        "*~",
+        "node_modules",
+        "site-packages",
+    ]
     reload_poll: bool = False  # poll instead of inotify (Docker bind mounts, NFS, ...)
     reload_delay: float = 0.25  # quiet time after a change before reloading
 
@@ -242,19 +254,25 @@ class Config:
 
     # Loaders. All of them end in _update(), which ends in validate().
 
-    def _update(self, entries: Iterable[tuple[Any, Any, int | None]], source: str | None,
-                line_of: Callable[[Any], int | None] | None = None) -> None:
+    def _update(
+        self,
+        entries: Iterable[tuple[Any, Any, int | None]],
+        source: str | None,
+        line_of: Callable[[Any], int | None] | None = None,
+    ) -> None:
         seen: dict[str, str] = {}
         for raw, value, line in entries:
             if not isinstance(raw, str):
-                raise ConfigError(f"option names must be strings, got {raw!r}",
-                                  source=source, line=line)
+                raise ConfigError(
+                    f"option names must be strings, got {raw!r}", source=source, line=line
+                )
             key = raw.replace("-", "_")
             if key not in _SPECS and key not in _ALIASES:
                 raise ConfigError(_unknown(raw), key=raw, source=source, line=line)
             if key in seen:
-                raise ConfigError(f"given twice (also as {seen[key]!r})", key=raw,
-                                  source=source, line=line)
+                raise ConfigError(
+                    f"given twice (also as {seen[key]!r})", key=raw, source=source, line=line
+                )
             seen[key] = raw
             try:
                 setattr(self, key, value)
@@ -265,8 +283,9 @@ class Config:
                 shown = raw if exc.item is None or exc.key == key else exc.key
                 raise exc.at(key=shown, source=source, line=item_line) from None
             if source is not None:  # for errors found later (a missing certificate file)
-                self.__dict__.setdefault("_origins", {})[key] = \
+                self.__dict__.setdefault("_origins", {})[key] = (
                     f"{source}:{line}" if line else source
+                )
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any] | None = None, **kwargs: Any) -> Config:
@@ -283,8 +302,11 @@ class Config:
             data = loader.construct_document(node) if node is not None else None
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
-            raise ConfigError(f"invalid YAML: {exc.problem or exc.context}", source=name,
-                              line=mark.line + 1 if mark else None) from None
+            raise ConfigError(
+                f"invalid YAML: {exc.problem or exc.context}",
+                source=name,
+                line=mark.line + 1 if mark else None,
+            ) from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"invalid YAML: {exc}", source=name) from None
         finally:
@@ -294,8 +316,12 @@ class Config:
             for key_node, value_node in node.value:
                 line = key_node.start_mark.line + 1
                 if isinstance(key_node, yaml.ScalarNode) and key_node.value in lines:
-                    raise ConfigError(f"given twice (first on line {lines[key_node.value]})",
-                                      key=key_node.value, source=name, line=line)
+                    raise ConfigError(
+                        f"given twice (first on line {lines[key_node.value]})",
+                        key=key_node.value,
+                        source=name,
+                        line=line,
+                    )
                 lines[key_node.value] = line
                 _item_lines(key_node.value, value_node, lines)
         return cls._from_data(data, name, lines.get, base_dir=os.path.dirname(name))
@@ -308,8 +334,9 @@ class Config:
         except tomllib.TOMLDecodeError as exc:
             match = re.search(r"\s*\(at line (\d+), column \d+\)", str(exc))
             message = str(exc)[: match.start()] if match else str(exc)
-            raise ConfigError(f"invalid TOML: {message}", source=name,
-                              line=int(match.group(1)) if match else None) from None
+            raise ConfigError(
+                f"invalid TOML: {message}", source=name, line=int(match.group(1)) if match else None
+            ) from None
         return cls._from_data(data, name, _line_finder(text), base_dir=os.path.dirname(name))
 
     @classmethod
@@ -319,12 +346,19 @@ class Config:
         try:
             namespace = runpy.run_path(os.fspath(path), run_name="__edgecorn_config__")
         except Exception as exc:
-            frames = [f for f in traceback.extract_tb(exc.__traceback__)
-                      if os.path.abspath(f.filename) == os.path.abspath(path)]
-            line = exc.lineno if isinstance(exc, SyntaxError) else (
-                frames[-1].lineno if frames else None)
-            raise ConfigError(f"running it raised {type(exc).__name__}: {exc}",
-                              source=name, line=line) from None
+            frames = [
+                f
+                for f in traceback.extract_tb(exc.__traceback__)
+                if os.path.abspath(f.filename) == os.path.abspath(path)
+            ]
+            line = (
+                exc.lineno
+                if isinstance(exc, SyntaxError)
+                else (frames[-1].lineno if frames else None)
+            )
+            raise ConfigError(
+                f"running it raised {type(exc).__name__}: {exc}", source=name, line=line
+            ) from None
         return cls._from_data(_public_names(namespace), name, _line_finder(text))
 
     @classmethod
@@ -340,22 +374,37 @@ class Config:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Config:
         suffix = os.path.splitext(os.fspath(path))[1].lower()
-        loader = {".yaml": cls.from_yaml, ".yml": cls.from_yaml, ".toml": cls.from_toml,
-                  ".py": cls.from_pyfile}.get(suffix)
+        loader = {
+            ".yaml": cls.from_yaml,
+            ".yml": cls.from_yaml,
+            ".toml": cls.from_toml,
+            ".py": cls.from_pyfile,
+        }.get(suffix)
         if loader is None:
-            raise ConfigError(f"unsupported config file type {suffix or '(no suffix)'!r}; "
-                              "use .yaml, .yml, .toml or .py", source=os.fspath(path))
+            raise ConfigError(
+                f"unsupported config file type {suffix or '(no suffix)'!r}; "
+                "use .yaml, .yml, .toml or .py",
+                source=os.fspath(path),
+            )
         return loader(path)
 
     @classmethod
-    def _from_data(cls, data: Any, source: str | None,
-                   line_of: Callable[[Any], int | None] = lambda _: None,
-                   base_dir: str | None = None) -> Config:
+    def _from_data(
+        cls,
+        data: Any,
+        source: str | None,
+        line_of: Callable[[Any], int | None] = lambda _: None,
+        base_dir: str | None = None,
+    ) -> Config:
         if data is None:
             data = {}
         if not isinstance(data, Mapping):
-            raise ConfigError("the top level must be a mapping of option names to values, "
-                              f"got {type(data).__name__}", source=source, line=1)
+            raise ConfigError(
+                "the top level must be a mapping of option names to values, "
+                f"got {type(data).__name__}",
+                source=source,
+                line=1,
+            )
         config = cls()
         if base_dir is not None:
             object.__setattr__(config, "_base_dir", os.path.abspath(base_dir or "."))
@@ -374,8 +423,9 @@ _UNSET: Any = object()
 
 
 class _Invalid(Exception):
-    def __init__(self, expected: str, hint: str = "", got: Any = _UNSET,
-                 index: int | None = None) -> None:
+    def __init__(
+        self, expected: str, hint: str = "", got: Any = _UNSET, index: int | None = None
+    ) -> None:
         super().__init__(expected)
         self.expected, self.hint, self.got = expected, hint, got
         self.index = index  # which item of a list value, so a file error names its line
@@ -392,8 +442,9 @@ def validate(key: str, value: Any) -> Any:
         got = value if exc.got is _UNSET else exc.got
         hint = f" ({exc.hint})" if exc.hint else ""
         item = None if exc.index is None else (exc.index,)
-        raise ConfigError(f"expected {exc.expected}, got {_show(got)}{hint}", key=key,
-                          item=item) from None
+        raise ConfigError(
+            f"expected {exc.expected}, got {_show(got)}{hint}", key=key, item=item
+        ) from None
 
 
 def _located(key: str, check: Callable[[Any], Any], value: Any) -> Any:
@@ -450,17 +501,23 @@ def _unknown(key: str) -> str:
 
 
 def _int(minimum: int = 0, maximum: int | None = None, *, optional: bool = False) -> Validator:
-    expected = f"an integer >= {minimum}" if maximum is None else \
-        f"an integer from {minimum} to {maximum}"
+    expected = (
+        f"an integer >= {minimum}" if maximum is None else f"an integer from {minimum} to {maximum}"
+    )
     expected += " or null" if optional else ""
 
     def check(value: Any) -> Any:
         if value is None and optional:
             return None
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum \
-                or (maximum is not None and value > maximum):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or value < minimum
+            or (maximum is not None and value > maximum)
+        ):
             raise _Invalid(expected, _unquote_hint(value))
         return value
+
     return check
 
 
@@ -471,10 +528,16 @@ def _seconds(*, positive: bool = False, optional: bool = False) -> Validator:
     def check(value: Any) -> Any:
         if value is None and optional:
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not math.isfinite(value) or value < 0 or (positive and value == 0):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value < 0
+            or (positive and value == 0)
+        ):
             raise _Invalid(expected, _unquote_hint(value))
         return float(value)
+
     return check
 
 
@@ -495,6 +558,7 @@ def _str(*, optional: bool = False, path: bool = False) -> Validator:
         if not isinstance(value, str) or not value:
             raise _Invalid(expected)
         return value
+
     return check
 
 
@@ -507,6 +571,7 @@ def _choice(choices: tuple[str, ...], *, upper: bool = False) -> Validator:
         if normal not in choices:
             raise _Invalid(expected)
         return normal
+
     return check
 
 
@@ -522,21 +587,27 @@ def _installed_choice(choices: tuple[str, ...]) -> Validator:
         if problem:
             raise _Invalid("an installed one of " + ", ".join(map(repr, choices)), problem)
         return value
+
     return check
 
 
 def _on_off(check: Validator) -> Validator:
     """YAML 1.1 reads `on`/`off` as true/false: take the booleans for those choices."""
+
     def on_off(value: Any) -> Any:
         if isinstance(value, bool):
             value = "on" if value else "off"
         return check(value)
+
     return on_off
 
 
 def _str_list(allowed: tuple[str, ...] | None = None) -> Validator:
-    expected = "a list of strings" if allowed is None else \
-        "a list of " + ", ".join(repr(a) for a in allowed)
+    expected = (
+        "a list of strings"
+        if allowed is None
+        else "a list of " + ", ".join(repr(a) for a in allowed)
+    )
 
     def check(value: Any) -> Any:
         if not isinstance(value, (list, tuple)):
@@ -545,6 +616,7 @@ def _str_list(allowed: tuple[str, ...] | None = None) -> Validator:
             if not isinstance(item, str) or not item or (allowed and item not in allowed):
                 raise _Invalid(expected, got=item)
         return list(value)
+
     return check
 
 
@@ -603,8 +675,11 @@ def _default_port(bind: str) -> str:
 
 
 def _id_or_name(value: Any) -> int | str | None:
-    if value is None or (isinstance(value, str) and value) or \
-            (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+    if (
+        value is None
+        or (isinstance(value, str) and value)
+        or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)
+    ):
         return value
     raise _Invalid("a numeric id >= 0, a name, or null")
 
@@ -660,8 +735,9 @@ def _cidrs(value: Any) -> list[str]:
         try:
             ipaddress.ip_network(item, strict=False)
         except (TypeError, ValueError):
-            raise _Invalid("an address or CIDR network like '10.0.0.0/8' or '::1'",
-                           got=item) from None
+            raise _Invalid(
+                "an address or CIDR network like '10.0.0.0/8' or '::1'", got=item
+            ) from None
     return [str(item) for item in value]
 
 
@@ -682,8 +758,11 @@ def _text(value: Any) -> str:
 
 
 def _statsd_host(value: Any) -> str | None:
-    if value is None or (isinstance(value, str) and value.rpartition(":")[2].isdigit()
-                         and value.rpartition(":")[0].strip("[]")):
+    if value is None or (
+        isinstance(value, str)
+        and value.rpartition(":")[2].isdigit()
+        and value.rpartition(":")[0].strip("[]")
+    ):
         return value
     raise _Invalid("'HOST:PORT' of a StatsD server, e.g. '127.0.0.1:8125'")
 
@@ -714,33 +793,44 @@ def _import_object(dotted: str) -> object:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
             missing = exc.name or ""
-            if not attr and missing and (module_name + ".").startswith(missing + ".") \
-                    and "." in module_name:
+            if (
+                not attr
+                and missing
+                and (module_name + ".").startswith(missing + ".")
+                and "." in module_name
+            ):
                 module_name, _, attr = module_name.rpartition(".")
                 continue
             if missing and (module_name + ".").startswith(missing + "."):
-                raise ConfigError(f"cannot import {dotted!r}: no module named {missing!r} "
-                                  f"(from {os.getcwd()} or sys.path)") from None
-            raise ConfigError(f"importing {module_name!r} raised ModuleNotFoundError: "
-                              f"{exc}") from None
+                raise ConfigError(
+                    f"cannot import {dotted!r}: no module named {missing!r} "
+                    f"(from {os.getcwd()} or sys.path)"
+                ) from None
+            raise ConfigError(
+                f"importing {module_name!r} raised ModuleNotFoundError: {exc}"
+            ) from None
         except Exception as exc:  # the config module itself is broken
-            raise ConfigError(f"importing {module_name!r} raised {type(exc).__name__}: "
-                              f"{exc}") from None
+            raise ConfigError(
+                f"importing {module_name!r} raised {type(exc).__name__}: {exc}"
+            ) from None
         if not attr:
             return module
         try:
             return getattr(module, attr)
         except AttributeError:
-            raise ConfigError(f"cannot import {dotted!r}: module {module_name!r} has no "
-                              f"attribute {attr!r}") from None
+            raise ConfigError(
+                f"cannot import {dotted!r}: module {module_name!r} has no attribute {attr!r}"
+            ) from None
     raise AssertionError("unreachable")
 
 
 def _public_names(namespace: Mapping[str, Any]) -> dict[str, Any]:
     """Lowercase, non-underscore names that are not modules, classes or functions."""
     return {
-        key: value for key, value in namespace.items()
-        if key.islower() and not key.startswith("_")
+        key: value
+        for key, value in namespace.items()
+        if key.islower()
+        and not key.startswith("_")
         and not (inspect.ismodule(value) or inspect.isclass(value) or callable(value))
     }
 
@@ -757,6 +847,7 @@ def _read(path: str | os.PathLike[str]) -> tuple[str, str]:
 
 def _line_finder(text: str) -> Callable[[str], int | None]:
     """The first line with `key = ...`, `[key]` (TOML) or `key: T = ...` (Python)."""
+
     def line_of(key: str) -> int | None:
         if not isinstance(key, str):  # a list item's (key, index): not found by this search
             return None
@@ -766,14 +857,19 @@ def _line_finder(text: str) -> Callable[[str], int | None]:
             if pattern.match(line):
                 return number
         return None
+
     return line_of
 
 
 _FILE_RELATIVE = ("certfile", "keyfile", "ca_certs", "quic_ticket_key_file")
 
-_HYPERCORN_ONLY = frozenset({  # see the README's migration table for each one's replacement
-    "daemon", "h11_pass_raw_headers", "logger_class",
-})
+_HYPERCORN_ONLY = frozenset(
+    {  # see the README's migration table for each one's replacement
+        "daemon",
+        "h11_pass_raw_headers",
+        "logger_class",
+    }
+)
 _PLAIN_ATTRS = frozenset({"base_dir"})  # attributes that are not options
 
 _ALT_SVC = re.compile(r'h3(?:-\d+)?=":(\d+)"(?:\s*;\s*ma=(\d+))?(?:\s*;.*)?')
@@ -815,61 +911,110 @@ def _alias(name: str, value: Any) -> dict[str, Any]:
     except _Invalid as exc:
         got = value if exc.got is _UNSET else exc.got
         raise ConfigError(f"expected {exc.expected}, got {_show(got)}", key=name) from None
-    print(f"edgecorn: note: {name} is Hypercorn's name; mapped to {preferred} "
-          "(the edgecorn name is preferred)", file=sys.stderr)
+    print(
+        f"edgecorn: note: {name} is Hypercorn's name; mapped to {preferred} "
+        "(the edgecorn name is preferred)",
+        file=sys.stderr,
+    )
     return mapped
 
+
 _SPECS: dict[str, Validator] = {
-    "bind": _binds, "insecure_bind": _binds, "quic_bind": _binds, "backlog": _int(0),
+    "bind": _binds,
+    "insecure_bind": _binds,
+    "quic_bind": _binds,
+    "backlog": _int(0),
     "redirect_https": _binds,
-    "certfile": _str(optional=True, path=True), "keyfile": _str(optional=True, path=True),
-    "keyfile_password": _str(optional=True), "ca_certs": _str(optional=True, path=True),
-    "verify_mode": _verify_mode, "ciphers": _str(), "alpn_protocols": _str_list(ALPN_PROTOCOLS),
+    "certfile": _str(optional=True, path=True),
+    "keyfile": _str(optional=True, path=True),
+    "keyfile_password": _str(optional=True),
+    "ca_certs": _str(optional=True, path=True),
+    "verify_mode": _verify_mode,
+    "ciphers": _str(),
+    "alpn_protocols": _str_list(ALPN_PROTOCOLS),
     "ssl_handshake_timeout": _seconds(positive=True),
     "ssl_keylog_file": _str(optional=True, path=True),
-    "keep_alive_timeout": _seconds(), "keep_alive_max_requests": _int(1),
-    "read_timeout": _seconds(positive=True, optional=True), "graceful_timeout": _seconds(),
-    "header_timeout": _seconds(positive=True), "body_timeout": _seconds(positive=True),
+    "keep_alive_timeout": _seconds(),
+    "keep_alive_max_requests": _int(1),
+    "read_timeout": _seconds(positive=True, optional=True),
+    "graceful_timeout": _seconds(),
+    "header_timeout": _seconds(positive=True),
+    "body_timeout": _seconds(positive=True),
     "send_timeout": _seconds(positive=True),
-    "max_connections": _int(1), "max_concurrent_requests": _int(1),
-    "h11_max_incomplete_size": _int(1), "http1_parser": _choice(HTTP1_PARSERS),
+    "max_connections": _int(1),
+    "max_concurrent_requests": _int(1),
+    "h11_max_incomplete_size": _int(1),
+    "http1_parser": _choice(HTTP1_PARSERS),
     "http2_engine": _installed_choice(H2_ENGINES),
-    "h2_max_concurrent_streams": _int(1), "h2_max_header_list_size": _int(1),
+    "h2_max_concurrent_streams": _int(1),
+    "h2_max_header_list_size": _int(1),
     "h2_max_inbound_frame_size": _int(2**14, 2**24 - 1),
-    "include_server_header": _bool, "include_date_header": _bool,
-    "server_names": _str_list(), "root_path": _root_path, "max_app_queue_size": _int(1),
-    "wsgi_max_body_size": _int(0), "alt_svc": _bool, "alt_svc_max_age": _int(0),
-    "alt_svc_port": _int(1, 65535, optional=True), "alt_svc_persist": _bool,
-    "quic_on_tls_binds": _bool, "quic_retry": _on_off(_choice(QUIC_RETRY_MODES)),
-    "quic_retry_threshold": _int(0), "quic_max_handshakes": _int(1),
-    "quic_handshake_memory": _int(1), "quic_early_data": _bool, "quic_early_data_unsafe": _bool,
+    "include_server_header": _bool,
+    "include_date_header": _bool,
+    "server_names": _str_list(),
+    "root_path": _root_path,
+    "max_app_queue_size": _int(1),
+    "wsgi_max_body_size": _int(0),
+    "alt_svc": _bool,
+    "alt_svc_max_age": _int(0),
+    "alt_svc_port": _int(1, 65535, optional=True),
+    "alt_svc_persist": _bool,
+    "quic_on_tls_binds": _bool,
+    "quic_retry": _on_off(_choice(QUIC_RETRY_MODES)),
+    "quic_retry_threshold": _int(0),
+    "quic_max_handshakes": _int(1),
+    "quic_handshake_memory": _int(1),
+    "quic_early_data": _bool,
+    "quic_early_data_unsafe": _bool,
     "quic_ticket_key_file": _str(optional=True, path=True),
-    "quic_idle_timeout": _seconds(positive=True), "quic_max_datagram_size": _int(1200, 1452),
-    "quic_engine": _installed_choice(QUIC_ENGINES), "h3_max_concurrent_streams": _int(1),
-    "h3_max_header_list_size": _int(1), "qlog_dir": _str(optional=True, path=True),
+    "quic_idle_timeout": _seconds(positive=True),
+    "quic_max_datagram_size": _int(1200, 1452),
+    "quic_engine": _installed_choice(QUIC_ENGINES),
+    "h3_max_concurrent_streams": _int(1),
+    "h3_max_header_list_size": _int(1),
+    "qlog_dir": _str(optional=True, path=True),
     "quic_alpn_protocols": _str_list(QUIC_ALPN_PROTOCOLS),
     "quic_ciphers": _str_list(QUIC_CIPHERS),
     "websocket_max_message_size": _int(1),
     "websocket_ping_interval": _seconds(positive=True, optional=True),
     "websocket_permessage_deflate": _bool,
-    "application_path": _str(optional=True), "factory": _bool,
-    "lifespan": _on_off(_choice(LIFESPAN_MODES)), "startup_timeout": _seconds(),
+    "application_path": _str(optional=True),
+    "factory": _bool,
+    "lifespan": _on_off(_choice(LIFESPAN_MODES)),
+    "startup_timeout": _seconds(),
     "shutdown_timeout": _seconds(),
-    "access_log_format": _str(), "accesslog": _str(optional=True, path=True),
-    "errorlog": _str(optional=True, path=True), "loglevel": _choice(LOG_LEVELS, upper=True),
-    "workers": _int(0), "worker_class": _installed_choice(WORKER_CLASSES),
-    "pid_path": _str(optional=True, path=True), "max_requests": _max_requests,
-    "max_requests_jitter": _int(0), "max_worker_rss": _int(1, optional=True),
-    "umask": _int(0, 0o777, optional=True), "user": _id_or_name, "group": _id_or_name,
-    "logconfig": _str(optional=True), "logconfig_dict": _dict_or_none, "debug": _bool,
+    "access_log_format": _str(),
+    "accesslog": _str(optional=True, path=True),
+    "errorlog": _str(optional=True, path=True),
+    "loglevel": _choice(LOG_LEVELS, upper=True),
+    "workers": _int(0),
+    "worker_class": _installed_choice(WORKER_CLASSES),
+    "pid_path": _str(optional=True, path=True),
+    "max_requests": _max_requests,
+    "max_requests_jitter": _int(0),
+    "max_worker_rss": _int(1, optional=True),
+    "umask": _int(0, 0o777, optional=True),
+    "user": _id_or_name,
+    "group": _id_or_name,
+    "logconfig": _str(optional=True),
+    "logconfig_dict": _dict_or_none,
+    "debug": _bool,
     "verify_flags": _verify_flags,
-    "reload": _bool, "reload_dirs": _str_list(), "reload_includes": _str_list(),
-    "reload_excludes": _str_list(), "reload_poll": _bool, "reload_delay": _seconds(),
+    "reload": _bool,
+    "reload_dirs": _str_list(),
+    "reload_includes": _str_list(),
+    "reload_excludes": _str_list(),
+    "reload_poll": _bool,
+    "reload_delay": _seconds(),
     "routes": lambda value: value,  # checked by edge.spec.check_routes in __setattr__
     "certificates": lambda value: value,  # checked by certificates.check_certificates too
     "trusted_proxies": _cidrs,
-    "proxy_protocol": _bool, "metrics": _metrics,
-    "statsd_host": _statsd_host, "statsd_prefix": _text, "dogstatsd_tags": _text,
-    "quic_lb_server_id": _server_id, "quic_lb_config_id": _int(0, 6),
+    "proxy_protocol": _bool,
+    "metrics": _metrics,
+    "statsd_host": _statsd_host,
+    "statsd_prefix": _text,
+    "dogstatsd_tags": _text,
+    "quic_lb_server_id": _server_id,
+    "quic_lb_config_id": _int(0, 6),
 }
 OPTIONS: tuple[str, ...] = tuple(_SPECS)

@@ -99,8 +99,10 @@ def _ticket_keys_unusable(config: Config) -> bool:
         read_key_file(str(config.quic_ticket_key_file))
     except TicketKeyError as exc:
         where = config.origin("quic_ticket_key_file")
-        print(f"edgecorn: error: {where + ': ' if where else ''}quic_ticket_key_file: {exc}",
-              file=sys.stderr)
+        print(
+            f"edgecorn: error: {where + ': ' if where else ''}quic_ticket_key_file: {exc}",
+            file=sys.stderr,
+        )
         return True
     if config.ssl_enabled:
         log.warning(

@@ -67,8 +67,9 @@ def load_path(
         try:
             app = app()
         except Exception as error:
-            raise AppLoadError(f"factory '{where}' raised {type(error).__name__}: {error}") \
-                from error
+            raise AppLoadError(
+                f"factory '{where}' raised {type(error).__name__}: {error}"
+            ) from error
         if inspect.isawaitable(app):
             _close(app)
             raise AppLoadError(f"factory '{where}' returned an awaitable; it must return the app")

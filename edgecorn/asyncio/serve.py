@@ -75,9 +75,7 @@ async def serve(
         for sock in sockets.redirect:  # cleartext listeners whose every answer is a 308
             factory = _redirect_factory(manager, tasks, redirect)
             timeout = config.ssl_handshake_timeout
-            servers.append(
-                Listener(sock, factory, None, timeout, config.backlog, tasks, manager)
-            )
+            servers.append(Listener(sock, factory, None, timeout, config.backlog, tasks, manager))
         announce_tcp(sockets)
         announce_redirects(sockets)
         quic_listeners = await _start_quic(loop, manager, sockets, tasks)

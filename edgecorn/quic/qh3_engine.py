@@ -47,7 +47,7 @@ from qh3.tls import (
     pull_client_hello,
 )
 
-from .engine import CID_LENGTH, missing_hooks, tagged_cid
+from .engine import missing_hooks, tagged_cid
 
 log = logging.getLogger("edgecorn.error")
 
@@ -178,37 +178,19 @@ def convert_certificate(certificate: Certificate) -> Certificate:
 
 def qh3_configuration(config: Config, default_certificate: Certificate) -> QuicConfiguration:
     """The qh3 twin of configuration.quic_configuration (same keys, qh3's objects)."""
-    import os
+    from qh3.quic.logger import QuicFileLogger
 
-    from .routing import SUPPORTED_VERSIONS
+    from .configuration import finish, server_options
 
-    configuration = QuicConfiguration(
-        is_client=False,
-        alpn_protocols=list(config.quic_alpn_protocols),
-        connection_id_length=CID_LENGTH,
-        idle_timeout=config.quic_idle_timeout,
-        supported_versions=list(SUPPORTED_VERSIONS),
-        max_datagram_frame_size=65536,
-        max_datagram_size=config.quic_max_datagram_size,
+    configuration = QuicConfiguration(**server_options(config))
+    result: QuicConfiguration = finish(
+        configuration,
+        config,
+        convert_certificate(default_certificate),
+        CipherSuite,
+        QuicFileLogger,
     )
-    if config.quic_ciphers:
-        configuration.cipher_suites = [CipherSuite[name] for name in config.quic_ciphers]
-    leaf, chain, key = convert_certificate(default_certificate)
-    configuration.certificate, configuration.certificate_chain = leaf, chain
-    configuration.private_key = key
-    if config.ca_certs:
-        configuration.load_verify_locations(cafile=config.ca_certs)
-    if config.verify_mode is not None:
-        configuration.verify_mode = config.verify_mode
-    keylog = config.ssl_keylog_file or os.environ.get("SSLKEYLOGFILE")
-    if keylog:
-        configuration.secrets_log_file = open(keylog, "a", buffering=1)  # noqa: SIM115
-    if config.qlog_dir:
-        from qh3.quic.logger import QuicFileLogger
-
-        os.makedirs(config.qlog_dir, exist_ok=True)
-        configuration.quic_logger = QuicFileLogger(config.qlog_dir)
-    return configuration
+    return result
 
 
 # --- the QUIC connection ----------------------------------------------------------------------

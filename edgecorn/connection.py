@@ -21,6 +21,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
+from .asgi.host import ConnectionContext
 from .asgi.http import HTTPStream
 from .asgi.websocket import WebSocketStream
 from .protocol.events import (
@@ -60,17 +61,18 @@ _BAD_VALUE = re.compile(rb"[\x00\r\n]")
 
 
 class Connection(ABC):
+    # What the backend learns before the first byte (addresses, PROXY header, TLS)...
     scheme = "http"
     client: tuple[str, int] | None = None
     server: tuple[str, int | None] | None = None
+    # ... frozen into the streams' context once it is all known (`use_protocol`).
+    context: ConnectionContext
 
     def __init__(self, manager: ConnectionManager, secure: bool) -> None:
         self.manager = manager
         self.config = manager.config
         self.app = manager.app
-        self.state = manager.state
-        self.access_log = manager.access_log
-        self.extensions = manager.extensions
+        self.extensions = manager.extensions  # a backend adds `tls` after its handshake
         self.server_names = frozenset(n.lower() for n in self.config.server_names)  # {}: any
         self.scheme = "https" if secure else "http"
         self.advertise = secure  # Alt-Svc goes on https responses over TCP
@@ -136,8 +138,24 @@ class Connection(ABC):
 
     # --- protocol choice --------------------------------------------------------------
 
+    def make_context(self) -> ConnectionContext:
+        manager = self.manager
+        return ConnectionContext(
+            scheme=self.scheme,
+            client=self.client,
+            server=self.server,
+            root_path=self.config.root_path,
+            state=manager.state,
+            extensions=self.extensions,
+            access_log=manager.access_log,
+            trusted_proxies=self.config.trusted_proxies,
+            limits=manager.limits,
+        )
+
     def use_protocol(self, alpn: str | None) -> None:
-        """TLS: ALPN decides. Cleartext (alpn None): wait for the first bytes."""
+        """After the handshake (addresses, TLS and ALPN known): the streams' context.
+        TLS: ALPN decides the protocol. Cleartext (alpn None): wait for the first bytes."""
+        self.context = self.make_context()
         if alpn == "h2":
             self.proto = self.manager.new_h2()
             self.batch_writes = True

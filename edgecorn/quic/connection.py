@@ -76,6 +76,7 @@ class QUICConnection(Connection):
         self.handshaking = True
         self.handshake_bytes = 0  # its share of the endpoint's half-open estimate
         self.tls_pending = True  # the ASGI `tls` extension waits for the cipher suite
+        self.context = self.make_context()  # made again once, with `tls` (`_add_tls`)
         self.manager.add(self)
 
     # --- input -------------------------------------------------------------------
@@ -134,6 +135,7 @@ class QUICConnection(Connection):
             self.tls_pending = False
             tls = quic_tls_extension(suite, certificate)
             self.extensions = {**self.extensions, "tls": tls}
+            self.context = self.make_context()
 
     # --- output ------------------------------------------------------------------
 

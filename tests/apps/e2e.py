@@ -1,4 +1,4 @@
-"""ASGI and WSGI apps served by the end-to-end tests (`tests.e2e_apps:app`).
+"""ASGI and WSGI apps served by the end-to-end tests (`tests.apps.e2e:app`).
 
 One ASGI3 app routes by path; every route is small and deterministic so the
 tests can check exactly what came back. The apps run inside the server process,

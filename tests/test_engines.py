@@ -128,8 +128,11 @@ def test_closed_streams_remembered_are_bounded(http2_engine: str) -> None:
     server.initiate_connection()
     server.receive_data(client.data_to_send())
     for stream_id in range(1, 2 * 3000, 2):
-        client.send_headers(stream_id, [(":method", "GET"), (":path", "/"), (":scheme", "http"),
-                                        (":authority", "x")], end_stream=True)
+        client.send_headers(
+            stream_id,
+            [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "x")],
+            end_stream=True,
+        )
         server.receive_data(client.data_to_send())
         server.send_headers(stream_id, [(":status", "200")], end_stream=True)
         client.receive_data(server.data_to_send())

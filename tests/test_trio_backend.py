@@ -131,8 +131,9 @@ def test_10mib_echo_checksum(trio_server: Any, curl: Any, tmp_path: Path, mode: 
         "h2-tls": (tls, "--http2"),
         "h2c": (f"{trio_server.http}/echo", "--http2-prior-knowledge"),
     }[mode]
-    r = curl(flag, "--data-binary", f"@{upload}", "-H", "content-type: application/octet-stream",
-             url)
+    r = curl(
+        flag, "--data-binary", f"@{upload}", "-H", "content-type: application/octet-stream", url
+    )
     assert len(r.stdout) == len(data)
     assert sha256(r.stdout) == sha256(data)
     r = curl(flag, "--data-binary", f"@{upload}", url.replace("/echo", "/body"))
@@ -180,8 +181,12 @@ def test_websocket_echo_h1(trio_server: Any, cafile: str, tls: bool, tmp_path: P
         async with connect(url, ssl=ctx, max_size=None) as ws:
             info = json.loads(await ws.recv())
             seen = {k: info[k] for k in ("type", "http_version", "scheme", "path")}
-            assert seen == {"type": "websocket", "http_version": "1.1",
-                            "scheme": "wss" if tls else "ws", "path": "/scope"}
+            assert seen == {
+                "type": "websocket",
+                "http_version": "1.1",
+                "scheme": "wss" if tls else "ws",
+                "path": "/scope",
+            }
             await ws.send("héllo")
             assert await ws.recv() == "héllo"
             blob = os.urandom(MIB)
@@ -233,12 +238,14 @@ def test_http3_curl_cffi(trio_server: Any, cafile: str) -> None:
     r = requests.get(f"{base}/", http_version=CurlHttpVersion.V3ONLY, verify=cafile, timeout=30)
     assert (r.status_code, r.content) == (200, HELLO)
     assert r.http_version == CurlHttpVersion.V3
-    r = requests.get(f"{base}/backend", http_version=CurlHttpVersion.V3ONLY, verify=cafile,
-                     timeout=30)
+    r = requests.get(
+        f"{base}/backend", http_version=CurlHttpVersion.V3ONLY, verify=cafile, timeout=30
+    )
     assert r.content == b"trio"
     data = os.urandom(10 * MIB)
-    r = requests.post(f"{base}/echo", data=data, http_version=CurlHttpVersion.V3ONLY,
-                      verify=cafile, timeout=60)
+    r = requests.post(
+        f"{base}/echo", data=data, http_version=CurlHttpVersion.V3ONLY, verify=cafile, timeout=60
+    )
     assert r.status_code == 200 and sha256(r.content) == sha256(data)
     assert_clean(trio_server)
 
@@ -282,8 +289,7 @@ def test_graceful_shutdown_finishes_request(server_factory: Any, curl: Any, tmp_
     assert_clean(srv)
 
 
-def test_graceful_shutdown_h2_and_websocket(server_factory: Any, curl: Any,
-                                            tmp_path: Path) -> None:
+def test_graceful_shutdown_h2_and_websocket(server_factory: Any, curl: Any, tmp_path: Path) -> None:
     """SIGTERM: an h2 request in flight still completes (after GOAWAY) and a WebSocket
     gets close code 1001."""
     from websockets.asyncio.client import connect
@@ -323,9 +329,21 @@ def test_graceful_shutdown_h2_and_websocket(server_factory: Any, curl: Any,
 
 
 def test_startup_failure_exit_code(server_factory: Any) -> None:
-    srv = server_factory.spawn(["tests.apps.e2e:failing_lifespan_app", "--workers", "0",
-                                "-k", "trio", "--insecure-bind", "127.0.0.1:0",
-                                "--bind", "127.0.0.1:0", "--lifespan", "on"])
+    srv = server_factory.spawn(
+        [
+            "tests.apps.e2e:failing_lifespan_app",
+            "--workers",
+            "0",
+            "-k",
+            "trio",
+            "--insecure-bind",
+            "127.0.0.1:0",
+            "--bind",
+            "127.0.0.1:0",
+            "--lifespan",
+            "on",
+        ]
+    )
     assert srv.proc.wait(15) == 3, srv.describe()
     assert e2e_apps.STARTUP_FAILURE in srv.stderr()
 
@@ -337,8 +355,12 @@ def test_workers_two_trio_with_quic(server_factory: Any, curl: Any, cafile: str)
     srv = start(server_factory, "--workers", "2")
     for _ in range(6):
         assert curl("--http1.1", f"{srv.http}/backend").text == "trio"
-        r = requests.get(f"https://localhost:{srv.port}/backend",
-                         http_version=CurlHttpVersion.V3ONLY, verify=cafile, timeout=30)
+        r = requests.get(
+            f"https://localhost:{srv.port}/backend",
+            http_version=CurlHttpVersion.V3ONLY,
+            verify=cafile,
+            timeout=30,
+        )
         assert (r.status_code, r.content, r.http_version) == (200, b"trio", CurlHttpVersion.V3)
 
 
@@ -365,8 +387,14 @@ def test_serve_api_with_shutdown_trigger(certs: tuple[str, str, str]) -> None:
     from edgecorn.trio import serve
 
     certfile, keyfile, cafile = certs
-    config = Config(bind=["127.0.0.1:0"], insecure_bind=["127.0.0.1:0"], certfile=certfile,
-                    keyfile=keyfile, quic_on_tls_binds=False, graceful_timeout=5)
+    config = Config(
+        bind=["127.0.0.1:0"],
+        insecure_bind=["127.0.0.1:0"],
+        certfile=certfile,
+        keyfile=keyfile,
+        quic_on_tls_binds=False,
+        graceful_timeout=5,
+    )
     sockets = create_sockets(config)
     tls_port = sockets.secure[0].getsockname()[1]
     port = sockets.insecure[0].getsockname()[1]
@@ -383,8 +411,13 @@ def test_serve_api_with_shutdown_trigger(certs: tuple[str, str, str]) -> None:
         stop = trio.Event()
         async with trio.open_nursery() as nursery:
             await nursery.start(
-                lambda task_status: serve(app, config, sockets=sockets,
-                                          shutdown_trigger=stop.wait, task_status=task_status)
+                lambda task_status: serve(
+                    app,
+                    config,
+                    sockets=sockets,
+                    shutdown_trigger=stop.wait,
+                    task_status=task_status,
+                )
             )
             seen["plain"] = await trio.to_thread.run_sync(get, f"http://127.0.0.1:{port}/backend")
             ctx = ssl.create_default_context(cafile=cafile)
@@ -404,7 +437,6 @@ def test_serve_api_with_shutdown_trigger(certs: tuple[str, str, str]) -> None:
     assert seen["stop_time"] < 3.0
     with pytest.raises(OSError):  # the listeners are closed
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
-
 
 
 # --------------------------------------------------------------------------- the runtime

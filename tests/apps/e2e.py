@@ -328,9 +328,7 @@ async def failing_lifespan_app(scope: Scope, receive: Receive, send: Send) -> No
     await hello(scope, receive, send)
 
 
-def wsgi_app(
-    environ: dict[str, Any], start_response: Callable[..., Any]
-) -> Iterable[bytes]:
+def wsgi_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     length = int(environ.get("CONTENT_LENGTH") or 0)
     body = environ["wsgi.input"].read(length) if length else environ["wsgi.input"].read()
     info = {

@@ -10,12 +10,9 @@ plus a flush. A backend subclass supplies the four I/O primitives: `write`,
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import math
 import re
-import struct
-import termios
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Iterable
 from http import HTTPStatus
@@ -45,13 +42,6 @@ log = logging.getLogger("edgecorn.error")
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # Unconsumed request body beyond this pauses reading from an HTTP/1 peer.
 READ_BACKLOG = 1024 * 1024
-# A graceful close first waits until the peer has acknowledged every byte we wrote (as
-# long as it makes progress: FLUSH_TIMEOUT without any ends the wait), then shuts down
-# writing and reads and discards (up to LINGER_TIMEOUT) until the peer closes: closing a
-# socket with unread input makes the kernel send RST and drop whatever the peer has not
-# yet received (nginx's lingering_close). The graceful timeout or a forced close cut it.
-FLUSH_TIMEOUT = 10.0
-LINGER_TIMEOUT = 2.0
 # Draining: an idle HTTP/1.1 connection stays open this long, so that a request the
 # client sent before it could see our close is still answered (`connection: close`).
 DRAIN_WINDOW = 0.75
@@ -578,17 +568,6 @@ class Connection(ABC):
         proto = self.proto
         if not self.closed and proto is not None and proto.idle and not self.streams:
             self.end()
-
-
-def unacked_bytes(sock: Any) -> int:
-    """Bytes written to a TCP socket that the peer has not acknowledged (Linux SIOCOUTQ);
-    0 where that cannot be asked."""
-    try:
-        out = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
-    except (OSError, ValueError, AttributeError):
-        return 0
-    count: int = struct.unpack("i", out)[0]
-    return count
 
 
 def _check_headers(headers: Headers) -> None:

@@ -27,6 +27,7 @@ from wsproto.events import (
 from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol
 
+from ..headers import first
 from ..protocol.events import Headers, Request
 from .host import StreamHost
 from .http import build_scope
@@ -40,13 +41,6 @@ _DENIED = b"403 Forbidden\n"
 
 def accept_key(key: bytes) -> bytes:
     return base64.b64encode(hashlib.sha1(key.strip() + _GUID).digest())
-
-
-def _header(headers: Headers, name: bytes) -> bytes | None:
-    for key, value in headers:
-        if key == name:
-            return value
-    return None
 
 
 class BoundedDeflate(PerMessageDeflate):
@@ -112,15 +106,15 @@ class WebSocketStream:
         for key in ("edgecorn.peer", "tls"):  # the ASGI TLS extension covers wss:// too
             if key in kept:
                 scope["extensions"][key] = kept[key]
-        offered = _header(request.headers, b"sec-websocket-protocol")
+        offered = first(request.headers, b"sec-websocket-protocol")
         scope["subprotocols"] = (
             [p.strip() for p in offered.decode("latin-1").split(",") if p.strip()]
             if offered
             else []
         )
         self.scope = scope
-        self.key = _header(request.headers, b"sec-websocket-key")
-        self.offered_extensions = _header(request.headers, b"sec-websocket-extensions")
+        self.key = first(request.headers, b"sec-websocket-key")
+        self.offered_extensions = first(request.headers, b"sec-websocket-extensions")
         config = conn.config
         self.max_message = config.websocket_max_message_size
         self.max_queue = max(1, config.max_app_queue_size)
@@ -140,7 +134,7 @@ class WebSocketStream:
         self.valid = self.key is not None or not self.h1
         # RFC 6455 4.4: only version 13 exists; anything else (or none, over HTTP/1.1)
         # is answered 426 naming it. Extended CONNECT may leave the header out.
-        version = _header(request.headers, b"sec-websocket-version")
+        version = first(request.headers, b"sec-websocket-version")
         self.version_ok = version == b"13" if self.h1 else version in (None, b"13")
         self.app_told = False  # websocket.disconnect is queued for the app
         self._deny_status = 200

@@ -2,9 +2,12 @@
 
 asyncio's Server drops a connection accepted in the loop turn in which the
 server is closed (its task asserts the server is still open), so a worker that
-retires or restarts would cut a client off now and then. Here the listener
-only stops reading the socket: whatever was accepted is served, whatever is
-still queued in the kernel goes to another worker.
+retires or restarts would cut a client off now and then. Here closing the
+listener stops reading and closes this process's descriptor of the socket:
+whatever was accepted is served; while the supervisor or other workers hold
+the same socket, what is still queued in the kernel goes to them, and when
+this was the last holder (`--workers 0`, a full stop) new connects are refused
+at once instead of waiting in a backlog nobody reads (as on trio).
 """
 
 from __future__ import annotations
@@ -141,10 +144,12 @@ class Listener:
             self.loop.add_reader(self.sock.fileno(), self._accept)
 
     def close(self) -> None:
-        """Stop accepting; the socket itself belongs to whoever made it."""
+        """Stop accepting and close our descriptor (the socket lives on in any other
+        process that holds it: the supervisor, the other workers)."""
         if not self.closed:
             self.closed = True
             self.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
 
 
 async def _read_proxy_header(conn: socket.socket, protocol: Any, config: Any) -> None:

@@ -10,12 +10,8 @@ plus a flush. A backend subclass supplies the four I/O primitives: `write`,
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import math
-import re
-import struct
-import termios
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Iterable
 from http import HTTPStatus
@@ -23,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from .asgi.http import HTTPStream
 from .asgi.websocket import WebSocketStream
+from .headers import BAD_NAME, BAD_VALUE
+from .headers import check_fields as _check_headers
 from .protocol.events import (
     Body,
     EndBody,
@@ -30,6 +28,7 @@ from .protocol.events import (
     H2CUpgrade,
     Headers,
     ProtocolError,
+    Refused,
     Request,
     StreamReset,
 )
@@ -45,18 +44,9 @@ log = logging.getLogger("edgecorn.error")
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # Unconsumed request body beyond this pauses reading from an HTTP/1 peer.
 READ_BACKLOG = 1024 * 1024
-# A graceful close first waits until the peer has acknowledged every byte we wrote (as
-# long as it makes progress: FLUSH_TIMEOUT without any ends the wait), then shuts down
-# writing and reads and discards (up to LINGER_TIMEOUT) until the peer closes: closing a
-# socket with unread input makes the kernel send RST and drop whatever the peer has not
-# yet received (nginx's lingering_close). The graceful timeout or a forced close cut it.
-FLUSH_TIMEOUT = 10.0
-LINGER_TIMEOUT = 2.0
 # Draining: an idle HTTP/1.1 connection stays open this long, so that a request the
 # client sent before it could see our close is still answered (`connection: close`).
 DRAIN_WINDOW = 0.75
-_BAD_NAME = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
-_BAD_VALUE = re.compile(rb"[\x00\r\n]")
 
 
 class Connection(ABC):
@@ -232,8 +222,10 @@ class Connection(ABC):
                 self._upgrade_h2c(event)  # type: ignore[arg-type]
             elif kind is ProtocolError:
                 log.debug("protocol error from %s: %s", self.client, event.message)  # type: ignore[union-attr]
+            elif kind is Refused:
+                self._request(event.request, event.status)  # type: ignore[union-attr]
 
-    def _request(self, request: Request) -> None:
+    def _request(self, request: Request, refuse: int = 0) -> None:
         stream: HTTPStream | WebSocketStream
         if request.protocol == "websocket":
             stream = WebSocketStream(self, request)
@@ -250,7 +242,6 @@ class Connection(ABC):
         manager.active_requests += 1  # until stream_done
         if manager.request_limit is not None:
             manager.count_request()
-        refuse = request.refuse
         if not refuse and manager.active_requests > manager.max_active_requests:
             refuse = 503  # max_concurrent_requests: this worker is full, try again later
         if not refuse and self.server_names and not host_allowed(self.server_names, request):
@@ -360,7 +351,7 @@ class Connection(ABC):
         # One pass: check each field and note whether the app set one of ours itself.
         own: set[bytes] | None = None
         for name, value in result:
-            if not name or _BAD_NAME.search(name) or _BAD_VALUE.search(value):
+            if not name or BAD_NAME.search(name) or BAD_VALUE.search(value):
                 raise ValueError(f"invalid response header {name!r}: {value!r}")
             lname = name.lower()
             if lname in names:
@@ -618,24 +609,6 @@ class Connection(ABC):
         proto = self.proto
         if not self.closed and proto is not None and proto.idle and not self.streams:
             self.end()
-
-
-def unacked_bytes(sock: Any) -> int:
-    """Bytes written to a TCP socket that the peer has not acknowledged (Linux SIOCOUTQ);
-    0 where that cannot be asked."""
-    try:
-        out = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
-    except (OSError, ValueError, AttributeError):
-        return 0
-    count: int = struct.unpack("i", out)[0]
-    return count
-
-
-def _check_headers(headers: Headers) -> None:
-    """App-supplied fields go onto the wire: refuse what would split or smuggle them."""
-    for name, value in headers:
-        if not name or _BAD_NAME.search(name) or _BAD_VALUE.search(value):
-            raise ValueError(f"invalid response header {name!r}: {value!r}")
 
 
 def status_app(status: int) -> Any:

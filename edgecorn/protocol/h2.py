@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from dataclasses import replace
 from typing import Any
 
 from .engines import H2Engine, h2_engine
@@ -153,9 +154,7 @@ class H2Adapter:
         """Stream 1 of an h2c upgrade: the HTTP/1.1 request that asked for it."""
         self.requests += 1
         self.open.add(1)
-        request.stream_id = 1
-        request.http_version = "2"
-        events: list[Event] = [request]
+        events: list[Event] = [replace(request, stream_id=1, http_version="2")]
         if body:
             events.append(Body(1, body))
         events.append(EndBody(1))
@@ -275,8 +274,8 @@ class H2Adapter:
             except self.h2.exceptions.ProtocolError:
                 pass  # already closed from the peer's side
             return
-        request, _ = request_from_fields(sid, event.headers, "2")
-        request.push = bool(self.conn.remote_settings.enable_push)
+        push = bool(self.conn.remote_settings.enable_push)
+        request, _ = request_from_fields(sid, event.headers, "2", push)
         self.open.add(sid)
         self.requests += 1
         if request.method == "HEAD":

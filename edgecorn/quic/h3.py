@@ -17,7 +17,7 @@ from aioquic.quic import events as quic_events
 from aioquic.quic.connection import QuicConnection
 
 from ..protocol import hq
-from ..protocol.events import Body, EndBody, Event, Headers, Request, StreamReset
+from ..protocol.events import Body, EndBody, Event, Headers, Refused, Request, StreamReset
 from ..protocol.fields import request_from_fields, response_fields
 from . import engine
 from .engine import EdgeH3Connection
@@ -222,16 +222,17 @@ class H3Adapter:
         # The event leaves with its final values (a copy only in these rare cases).
         if size > self.max_header_list_size:
             # answered by the server itself, never by the app
-            request = replace(request, refuse=431, early_data=early)
+            events.append(Refused(replace(request, early_data=early), 431))
         elif early:
-            unsafe = request.method not in IDEMPOTENT and not self.early_data_unsafe
             request = replace(
-                request,
-                refuse=425 if unsafe else 0,  # RFC 8470 5.2: retried after the handshake
-                early_data=True,
-                headers=[*request.headers, (b"early-data", b"1")],
+                request, early_data=True, headers=[*request.headers, (b"early-data", b"1")]
             )
-        events.append(request)
+            if request.method not in IDEMPOTENT and not self.early_data_unsafe:
+                events.append(Refused(request, 425))  # RFC 8470 5.2: retried after the handshake
+            else:
+                events.append(request)
+        else:
+            events.append(request)
         if ended:
             events.append(EndBody(sid))
         else:

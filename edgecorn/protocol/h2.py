@@ -130,6 +130,14 @@ class H2Adapter:
         """The peer's preface (SETTINGS) has not come yet: the caller times it out."""
         return not self.settled and not self.terminated
 
+    @property
+    def header_block(self) -> object | None:
+        """The first frame of a header block whose CONTINUATIONs have not all come, or
+        None: the engine holds the frames until END_HEADERS, so no event tells of it
+        (the caller times it out; the same frame object while it is the same block)."""
+        pending = getattr(self.conn.incoming_buffer, "_headers_buffer", None)
+        return pending[0] if pending else None
+
     def time_out(self) -> list[Event]:
         """No SETTINGS in time: it never acknowledged ours either (RFC 9113 6.5.3)."""
         return self._fail(SETTINGS_TIMEOUT, "no SETTINGS from the peer")

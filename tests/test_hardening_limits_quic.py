@@ -14,9 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aioquic.h3.connection import H3_ALPN
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import ConnectionTerminated
-from aioquic.quic.packet import QuicErrorCode
+from aioquic.quic.packet import QuicErrorCode, QuicProtocolVersion
 
+from edgecorn.quic.routing import new_route, refusal
 from tests.support.h3 import gtls_start, gtlsclient, wait_quic
 from tests.support.quic_peer import CLIENT
 from tests.support.wait import wait_until
@@ -61,6 +65,30 @@ def test_the_initial_past_max_connections_is_refused_without_state(
         assert fourth.response(sid)[1] == b"3 https GET /after 0"
 
     run(main())
+
+
+@pytest.mark.parametrize(
+    "version", [QuicProtocolVersion.VERSION_1, QuicProtocolVersion.VERSION_2], ids=["v1", "v2"]
+)
+def test_a_refusal_is_understood_in_the_clients_version(version: int) -> None:
+    configuration = QuicConfiguration(
+        is_client=True, alpn_protocols=H3_ALPN, server_name="localhost"
+    )
+    configuration.original_version = version
+    client = QuicConnection(configuration=configuration)
+    client.connect(("127.0.0.1", 4433), 0.0)
+    (initial, _), *_ = client.datagrams_to_send(0.0)
+    route = new_route(initial, CLIENT, None, False, no_room=True)
+    assert route is not None and route.refuse and not route.accept
+    client.receive_datagram(refusal(route), ("127.0.0.1", 4433), 0.1)
+    timer = client.get_timer()
+    assert timer is not None
+    client.handle_timer(timer)
+    events = []
+    while (event := client.next_event()) is not None:
+        events.append(event)
+    closes = [e for e in events if isinstance(e, ConnectionTerminated)]
+    assert [c.error_code for c in closes] == [QuicErrorCode.CONNECTION_REFUSED], events
 
 
 def test_refusals_are_rate_limited_per_address(certs: tuple[str, str, str]) -> None:

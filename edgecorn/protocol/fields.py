@@ -80,9 +80,12 @@ def malformed_trailers(fields: Headers) -> str:
     return ""
 
 
-def request_from_fields(stream_id: int, fields: Headers, http_version: str) -> tuple[Request, int]:
+def request_from_fields(
+    stream_id: int, fields: Headers, http_version: str, push: bool = False
+) -> tuple[Request, int]:
     """The Request for a field section with pseudo-headers, and the section's size as
-    RFC 9114 4.2.2 counts it (name + value + 32 per field)."""
+    RFC 9114 4.2.2 counts it (name + value + 32 per field). `push`: h2's peer allows
+    server push on this connection."""
     method = path = b""
     scheme = authority = protocol = None
     headers: Headers = []
@@ -105,7 +108,15 @@ def request_from_fields(stream_id: int, fields: Headers, http_version: str) -> t
     if authority is not None and not any(name == b"host" for name, _ in headers):
         headers.insert(0, (b"host", authority))  # apps written for HTTP/1.1 read Host
     request = Request(
-        stream_id, method.decode("ascii"), path, headers, http_version, scheme, authority, protocol
+        stream_id,
+        method.decode("ascii"),
+        path,
+        headers,
+        http_version,
+        scheme,
+        authority,
+        protocol,
+        push=push,
     )
     return request, size
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from .engines import H2Engine, h2_engine
@@ -130,6 +131,14 @@ class H2Adapter:
         """The peer's preface (SETTINGS) has not come yet: the caller times it out."""
         return not self.settled and not self.terminated
 
+    @property
+    def header_block(self) -> object | None:
+        """The first frame of a header block whose CONTINUATIONs have not all come, or
+        None: the engine holds the frames until END_HEADERS, so no event tells of it
+        (the caller times it out; the same frame object while it is the same block)."""
+        pending = getattr(self.conn.incoming_buffer, "_headers_buffer", None)
+        return pending[0] if pending else None
+
     def time_out(self) -> list[Event]:
         """No SETTINGS in time: it never acknowledged ours either (RFC 9113 6.5.3)."""
         return self._fail(SETTINGS_TIMEOUT, "no SETTINGS from the peer")
@@ -146,9 +155,7 @@ class H2Adapter:
         """Stream 1 of an h2c upgrade: the HTTP/1.1 request that asked for it."""
         self.requests += 1
         self.open.add(1)
-        request.stream_id = 1
-        request.http_version = "2"
-        events: list[Event] = [request]
+        events: list[Event] = [replace(request, stream_id=1, http_version="2")]
         if body:
             events.append(Body(1, body))
         events.append(EndBody(1))
@@ -279,8 +286,8 @@ class H2Adapter:
             self.cancelled += 1
             self._refuse_malformed(sid)
             return
-        request, _ = request_from_fields(sid, event.headers, "2")
-        request.push = bool(self.conn.remote_settings.enable_push)
+        push = bool(self.conn.remote_settings.enable_push)
+        request, _ = request_from_fields(sid, event.headers, "2", push)
         self.open.add(sid)
         self.requests += 1
         if request.method == "HEAD":

@@ -181,7 +181,7 @@ class QUICEndpoint(ABC):
         retransmitting into silence until its idle timeout."""
         if self.resets is None:
             return
-        reply = self.resets.reset(data, dcid, self.now())
+        reply = self.resets.reset(data, dcid, addr, self.now())
         if reply is not None:
             self.send([(reply, addr)])
 

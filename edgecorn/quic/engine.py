@@ -22,6 +22,7 @@ from aioquic.h3.connection import (
     ErrorCode,
     FrameType,
     H3Connection,
+    H3Stream,
     MessageError,
     ProtocolError,
     Setting,
@@ -31,7 +32,7 @@ from aioquic.h3.events import H3Event
 from aioquic.quic.connection import Limit, QuicConnection, QuicConnectionId
 from aioquic.quic.events import QuicEvent, StreamDataReceived
 from aioquic.quic.events import StreamReset as QuicStreamReset
-from aioquic.quic.stream import QuicStream, QuicStreamSender
+from aioquic.quic.stream import QuicStream, QuicStreamReceiver, QuicStreamSender
 from aioquic.tls import CipherSuite, Context, Epoch, SessionTicket, pull_client_hello
 from pylsqpack import DecompressionFailed, StreamBlocked
 
@@ -69,6 +70,10 @@ HOOKS: list[tuple[Any, str]] = [
     (Limit.__init__, "value"),
     (Limit.__init__, "sent"),
     (QuicStream.__init__, "sender"),
+    (QuicStream.__init__, "receiver"),
+    (QuicStreamReceiver.__init__, "is_finished"),
+    (H3Stream.__init__, "headers_recv_state"),
+    (H3Stream.__init__, "receiving_ended"),
     (QuicStreamSender.__init__, "_buffer_start"),
     (QuicStreamSender.__init__, "_buffer_stop"),
     (QuicStreamSender.__init__, "is_finished"),
@@ -391,6 +396,27 @@ def tls_facts(quic: Any) -> tuple[int | None, bytes | None]:
 
 def terminated(quic: QuicConnection) -> bool:
     return quic._state.name == "TERMINATED"
+
+
+def waiting_requests(quic: QuicConnection, h3: H3Connection) -> list[int]:
+    """The peer's request streams whose HEADERS frame has not been read whole: part of
+    it came, or nothing at all (opening a stream opens every lower one, RFC 9000 2.1),
+    or its QPACK block waits on the encoder stream. Streams we stopped reading are left
+    out. qh3 keeps its QUIC streams in its compiled core: there only streams that sent
+    some bytes are seen."""
+    if isinstance(quic, QuicConnection):
+        sids = [s for s, st in quic._streams.items() if s % 4 == 0 and not st.receiver.is_finished]
+    else:  # another engine (qh3_engine.py): its h3 connection's streams
+        sids = [s for s in h3._stream if s % 4 == 0]
+    ignored: set[int] = getattr(h3, "ignored", set())
+    waiting = []
+    for sid in sids:
+        stream = h3._stream.get(sid)
+        if sid in ignored or (stream is not None and stream.receiving_ended):
+            continue
+        if stream is None or stream.headers_recv_state.name == "INITIAL":
+            waiting.append(sid)
+    return waiting
 
 
 def control_stream_id(h3: H3Connection) -> int | None:

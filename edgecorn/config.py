@@ -87,7 +87,7 @@ class Config:
     redirect_https: list[str] = []  # cleartext listeners answering 308 to https (redirect.py)
     quic_bind: list[str] = []
     backlog: int = 100
-    max_connections: int = 10000  # per worker; past it, new TCP connections wait in the backlog
+    max_connections: int = 10000  # per worker; past it, TCP waits in the backlog, QUIC is refused
 
     # TLS
     certfile: str | None = None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -25,7 +26,7 @@ from urllib.parse import parse_qs
 import anyio
 import pytest
 from aioquic.quic.events import StreamReset as QuicStreamReset
-from hyperframe.frame import DataFrame, Frame, GoAwayFrame, HeadersFrame
+from hyperframe.frame import ContinuationFrame, DataFrame, Frame, GoAwayFrame, HeadersFrame
 
 from tests.support.clients import H2Conn
 from tests.support.h3 import RawH3Client, RawResponse, wait_quic
@@ -78,17 +79,25 @@ def _h2_wait(conn: H2Conn, seconds: float) -> None:
         conn.sock.settimeout(10)
 
 
-def _h2_frames_until_closed(conn: H2Conn) -> list[Any]:
+def _h2_frames_until_closed(conn: H2Conn, drip: Callable[[], None] | None = None) -> list[Any]:
     """Every frame the server sends until it closes, parsed here: the h2 client stops
-    at a GOAWAY, while the streams it leaves in are still answered after it."""
+    at a GOAWAY, while the streams it leaves in are still answered after it. `drip`,
+    if given, is called before each read (reads then wait 0.25 s, not 10 s)."""
     data = b""
-    conn.sock.settimeout(10)  # each read bounded
+    conn.sock.settimeout(10 if drip is None else 0.25)  # each read bounded
     for _ in range(200):
+        if drip is not None:
+            try:
+                drip()
+            except OSError:  # the server is done reading
+                drip = None
         try:
             part = conn.sock.recv(65536)
         except ConnectionResetError:
             part = b""
         except TimeoutError:
+            if drip is not None:
+                continue
             raise AssertionError(f"the server kept the connection open: {data!r}") from None
         if not part:
             break
@@ -194,6 +203,66 @@ def test_h2_stalled_continuation_gets_goaway_and_close(
     assert any("END_STREAM" in f.flags for f in frames if f.stream_id == accepted), frames
 
 
+@pytest.mark.both_http2_engines
+def test_h2_adapter_shows_an_open_header_block(http2_engine: str) -> None:
+    """Sans-IO: the engine holds HEADERS + CONTINUATIONs until END_HEADERS; the adapter
+    names the pending block (the same frame while it is the same block), and no longer
+    once it ends."""
+    import h2.config
+    import h2.connection
+
+    from edgecorn.protocol.engines import h2_engine
+    from edgecorn.protocol.events import Request
+    from edgecorn.protocol.h2 import H2Adapter
+
+    server = H2Adapter(
+        max_concurrent_streams=100,
+        max_header_list_size=65536,
+        max_inbound_frame_size=16384,
+        max_requests=100,
+        engine=h2_engine(http2_engine),
+    )
+    server.initiate()
+    client = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=True, header_encoding=None)
+    )
+    client.initiate_connection()
+    assert server.receive_data(client.data_to_send()) == []
+    client.receive_data(server.data_to_send())
+    block = client.encoder.encode(
+        [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"x"), (b":path", b"/")]
+    )
+    assert server.header_block is None
+    head = HeadersFrame(1, data=block[:3], flags=["END_STREAM"]).serialize()
+    assert server.receive_data(client.data_to_send() + head) == []
+    first = server.header_block
+    assert first is not None
+    assert server.receive_data(ContinuationFrame(1, data=block[3:5]).serialize()) == []
+    assert server.header_block is first
+    end = ContinuationFrame(1, data=block[5:], flags=["END_HEADERS"]).serialize()
+    events = server.receive_data(end)
+    assert [type(e) for e in events][:1] == [Request] and server.header_block is None
+
+
+def test_h2_trickled_continuations_get_goaway(server_factory: Any, h2conn: Any) -> None:
+    """A header block kept alive by an empty CONTINUATION every 0.25 s is still one
+    block: header_timeout bounds the whole of it, not the pauses."""
+    server = server_factory.start(app=APP, config=CONFIG)
+    conn = h2conn(server.port)
+    for _ in range(20):
+        if conn.conn.remote_settings.max_concurrent_streams == 100:
+            break
+        _h2_wait(conn, 0.5)
+    conn.flush = lambda: None  # type: ignore[method-assign]
+    block = conn.conn.encoder.encode([(b":method", b"GET"), (b":path", b"/")])
+    conn.sock.sendall(HeadersFrame(1, data=block, flags=["END_STREAM"]).serialize())
+    continuation = ContinuationFrame(1, data=b"").serialize()
+    frames = _h2_frames_until_closed(conn, drip=lambda: conn.sock.sendall(continuation))
+    goaways = [(f.error_code, f.last_stream_id) for f in frames if isinstance(f, GoAwayFrame)]
+    assert goaways == [(0, 0)], frames
+    assert not [f for f in frames if f.stream_id == 1], frames
+
+
 # --------------------------------------------------------------------------- HTTP/3 header timeout
 
 
@@ -212,6 +281,42 @@ def test_h3_incomplete_and_empty_request_streams_are_reset(
     assert client.pump_until(lambda: {4, 8} <= client.resets.keys(), 15), client.resets
     assert client.resets[4] == client.resets[8] == H3_REQUEST_INCOMPLETE, client.resets
     assert client.get_ok() == b"200"  # the connection goes on
+
+
+def test_h3_request_blocked_on_qpack_forever_is_reset(server_factory: Any, h3client: Any) -> None:
+    """A header section that refers to a dynamic-table entry whose insert never comes
+    (the client's encoder stream withheld) never completes: reset like a partial one."""
+    server = server_factory.start(app=APP, config=CONFIG)
+    wait_quic(server)
+    client = h3client(server.port)
+    field = [(b"x-stall", b"v" * 40)]
+    encoder_stream = client.h3._local_encoder_stream_id
+    send = client.quic.send_stream_data
+    withheld: list[bytes] = []
+    holding = [False]  # only what the encoder writes for our requests' fields
+
+    def withhold(stream_id: int, data: bytes, end_stream: bool = False) -> None:
+        if holding[0] and stream_id == encoder_stream and data:
+            withheld.append(data)
+            return
+        send(stream_id, data, end_stream)
+
+    client.quic.send_stream_data = withhold  # type: ignore[method-assign]
+    assert client.get_ok() == b"200"  # the server's SETTINGS (QPACK table) are in
+    blocked = None
+    for _ in range(5):  # the encoder indexes the field once it has seen it used
+        holding[0] = True
+        sid = client.start("/", "GET", field)
+        holding[0] = False
+        client.h3.send_data(sid, b"", end_stream=True)  # a whole request: no body timeout
+        client._flush()
+        if withheld:
+            blocked = sid
+            break
+        assert client.pump_until(lambda s=sid: client.responses[s].ended, 10)
+    assert blocked is not None, "the client's encoder never used its dynamic table"
+    assert client.pump_until(lambda: blocked in client.resets, 15), client.resets
+    assert client.resets[blocked] == H3_REQUEST_INCOMPLETE, client.resets
 
 
 # --------------------------------------------------------------------------- HTTP/3 body timeout

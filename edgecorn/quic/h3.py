@@ -340,7 +340,7 @@ class H3Adapter:
         expired = [sid for sid, ticks in self.heads.items() if ticks >= limit]
         for sid in expired:
             del self.heads[sid]
-            h3.ignore(sid)  # what still comes for it is dropped unparsed
+            engine.abandon_head(h3, sid)  # what still comes for it is dropped unparsed
             for stop in (self.quic.reset_stream, self.quic.stop_stream):
                 try:
                     stop(sid, ErrorCode.H3_REQUEST_INCOMPLETE)

@@ -201,6 +201,15 @@ class Connection(ABC):
         self._wake(self.drain_waiters)
         self._wake(self.window_waiters)
         self.manager.discard(self)
+        self.release()
+
+    def release(self) -> None:
+        """The transport is gone: no more bytes in. Break the adapter's reference cycles
+        now, so that a closed connection is freed by refcounting, not by a full gc
+        (hundreds of closed TLS connections' objects would wait for one: RSS grew).
+        Streams still running may send; those commands stay harmless."""
+        if self.proto is not None:
+            self.proto.release()
 
     def handle(self, events: list[Event]) -> None:
         streams = self.streams
@@ -257,6 +266,8 @@ class Connection(ABC):
             b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
         )
         h2 = self.manager.new_h2(upgrade_settings=event.settings)
+        if self.proto is not None:
+            self.proto.release()  # the HTTP/1 adapter takes no more bytes
         self.proto = h2
         self.h1 = None
         self.batch_writes = True

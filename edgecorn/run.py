@@ -468,6 +468,9 @@ class Supervisor:
         log.info("Stopping: workers finish open requests (up to %ss)", self.config.graceful_timeout)
         self.stopping = True
         self.stop_deadline = time.monotonic() + self.config.graceful_timeout + 5.0
+        # No worker will be started again: our copies of the TCP listeners would only keep
+        # them open, so that connects made during the drain wait and are reset at exit.
+        self.sockets.close()
         self._kill_all(signal.SIGTERM)
 
     def _kill_all(self, sig: int) -> None:

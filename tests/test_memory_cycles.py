@@ -1,6 +1,6 @@
 """A closed connection is freed by refcounting alone (issue 14, the soak's RSS growth).
 
-The server (`tests.apps.gc_app`) runs with the cyclic gc off. Real clients open and close
+The server (`tests.apps.cycles`) runs with the cyclic gc off. Real clients open and close
 N connections per protocol; once the server holds no connection objects but the one that
 asks, `/_gc` collects once and reports what it found unreachable. A connection whose
 objects sit in a reference cycle (the httptools parser's callbacks, h2's frame dispatch
@@ -26,7 +26,7 @@ from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.both_backends, pytest.mark.timeout(60)]
 
-APP = "tests.apps.gc_app:app"
+APP = "tests.apps.cycles:app"
 N = 40  # connections per protocol: before the fix each left 7 to 40 objects in cycles
 CLIENT_TIMEOUT = 30.0
 

@@ -11,7 +11,7 @@ import pytest
 from aioquic.h3.connection import ErrorCode
 from aioquic.quic.configuration import QuicConfiguration
 
-from edgecorn.protocol.events import Body, EndBody, Event, Request, StreamReset
+from edgecorn.protocol.events import Body, EndBody, Event, Refused, Request, StreamReset
 from edgecorn.quic.configuration import quic_configuration
 from edgecorn.quic.engine import EdgeQuicConnection
 from edgecorn.quic.h3 import SEND_BUFFER, H3Adapter
@@ -108,6 +108,10 @@ def requests(events: list[Event]) -> list[Request]:
     return [e for e in events if isinstance(e, Request)]
 
 
+def refusals(events: list[Event]) -> list[Refused]:
+    return [e for e in events if isinstance(e, Refused)]
+
+
 def test_a_get_becomes_a_request_and_the_response_reaches_the_client(
     configuration: QuicConfiguration, cafile: str
 ) -> None:
@@ -118,7 +122,7 @@ def test_a_get_becomes_a_request_and_the_response_reaches_the_client(
     assert (request.stream_id, request.method, request.raw_path) == (sid, "GET", b"/path?q=1")
     assert request.http_version == "3" and request.scheme == "https"
     assert (b"x-test", b"yes") in request.headers
-    assert not request.early_data and not request.refuse
+    assert not request.early_data and not refusals(events)
     assert EndBody(sid) in events
     assert not pair.h3.idle
 
@@ -166,8 +170,10 @@ def test_oversized_header_list_is_refused_by_the_server_not_the_app(
     # small on the wire, over the limit as counted (32 bytes per field): a HEADERS frame
     # itself longer than the limit is answered 431 unread (test_quic_hardening.py)
     pair.peer.request("GET", "/", headers=[(b"x-%d" % i, b"") for i in range(40)])
-    (request,) = requests(pair.pump())
-    assert request.refuse == 431
+    events = pair.pump()
+    (refused,) = refusals(events)
+    assert refused.status == 431 and refused.request.method == "GET"
+    assert not requests(events)  # the app never sees it
 
 
 def test_after_goaway_a_later_request_is_rejected(
@@ -287,10 +293,14 @@ def test_tagged_connection_ids_all_start_with_the_worker_tag(
 
 
 def resumed(
-    configuration: QuicConfiguration, cafile: str, first_early: bool, second_early: bool
+    configuration: QuicConfiguration,
+    cafile: str,
+    first_early: bool,
+    second_early: bool,
+    method: str = "GET",
 ) -> tuple[Pair, Pair, int]:
     """A first connection hands out a ticket; a second resumes with it and sends a GET
-    in 0-RTT before the handshake finishes."""
+    (or `method`) in 0-RTT before the handshake finishes."""
     tickets = TicketStore()
     first = Pair(configuration, cafile, early_data=first_early, tickets=tickets).start()
     sid = first.peer.request("GET", "/")
@@ -299,7 +309,7 @@ def resumed(
     first.pump()
     (ticket,) = first.peer.tickets
     peer = Peer(cafile, first.now, ticket=ticket)
-    early_sid = peer.request("GET", "/early")  # 0-RTT when the ticket allows it
+    early_sid = peer.request(method, "/early")  # 0-RTT when the ticket allows it
     second = Pair(configuration, cafile, early_data=second_early, tickets=tickets, peer=peer)
     second.start()
     return first, second, early_sid
@@ -320,7 +330,17 @@ def test_early_data_on_accepts_an_idempotent_0rtt_request(
     assert first.peer.tickets[0].max_early_data_size
     (request,) = requests(second.events)
     assert request.stream_id == early_sid and request.early_data
-    assert (b"early-data", b"1") in request.headers and not request.refuse
+    assert (b"early-data", b"1") in request.headers and not refusals(second.events)
+
+
+def test_a_non_idempotent_0rtt_request_is_refused_with_425_not_given_to_the_app(
+    configuration: QuicConfiguration, cafile: str
+) -> None:
+    first, second, early_sid = resumed(configuration, cafile, True, True, method="POST")
+    (refused,) = refusals(second.events)
+    assert refused.status == 425 and refused.request.stream_id == early_sid
+    assert refused.request.early_data and (b"early-data", b"1") in refused.request.headers
+    assert not requests(second.events)
 
 
 def test_early_data_off_refuses_the_0rtt_key_even_for_a_ticket_that_offered_it(

@@ -14,7 +14,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from edgecorn.protocol.events import Body, Event, StreamReset
 from edgecorn.quic.configuration import quic_configuration
 from tests.support.quic_peer import CLIENT, server_config
-from tests.test_quic_adapter import OK, Pair, requests
+from tests.test_quic_adapter import OK, Pair, refusals, requests
 
 
 @pytest.fixture(scope="module")
@@ -236,5 +236,5 @@ def test_header_count_is_bounded_by_the_same_limit(
     2000 empty fields are over a 16 KiB limit: 431 from the server, not the app."""
     pair = Pair(configuration, cafile, max_header_list_size=16384).start()
     pair.peer.request("GET", "/", headers=[(b"x-%d" % i, b"") for i in range(2000)])
-    (request,) = requests(pair.pump())
-    assert request.refuse == 431
+    (refused,) = refusals(pair.pump())
+    assert refused.status == 431

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import zlib
 from collections import deque
+from enum import Enum
 from typing import Any
 
 from wsproto.connection import Connection as WSConnection
@@ -27,6 +28,7 @@ from wsproto.events import (
 from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol
 
+from ..headers import first
 from ..protocol.events import Headers, Request
 from .host import StreamHost
 from .http import build_scope
@@ -40,13 +42,6 @@ _DENIED = b"403 Forbidden\n"
 
 def accept_key(key: bytes) -> bytes:
     return base64.b64encode(hashlib.sha1(key.strip() + _GUID).digest())
-
-
-def _header(headers: Headers, name: bytes) -> bytes | None:
-    for key, value in headers:
-        if key == name:
-            return value
-    return None
 
 
 class BoundedDeflate(PerMessageDeflate):
@@ -97,7 +92,39 @@ class BoundedDeflate(PerMessageDeflate):
         return tail
 
 
+class Phase(Enum):
+    """Where the stream is, seen from the server's side.
+
+    HANDSHAKE -> OPEN (websocket.accept) -> CLOSING (our close frame sent) -> CLOSED
+    HANDSHAKE -> DENIAL (websocket.http.response.start) -> DENIAL_BODY (its head sent)
+              -> CLOSED, or HANDSHAKE -> CLOSED (a refusal or error answered in one piece)
+    OPEN -> CLOSED without CLOSING: the peer's close frame answered, or a dead peer.
+    CLOSED: nothing more is sent on the stream; the app's `run` may end.
+    """
+
+    HANDSHAKE = "handshake"
+    OPEN = "open"
+    CLOSING = "closing"
+    DENIAL = "denial"
+    DENIAL_BODY = "denial-body"
+    CLOSED = "closed"
+
+
 class WebSocketStream:
+    """One WebSocket for an ASGI app: the phase above, plus three flags that are not
+    phases because they change independently of it:
+
+    - `disconnected`: the peer's side is over (reset, close frame, end of a denial, a
+      dead peer). It can happen in any phase — during the handshake, while OPEN, while
+      our close waits for its answer — and only stops input and the app's sends.
+    - `app_told`: websocket.disconnect is queued for the app; once per stream, whichever
+      side closed first.
+    - `pong_due`: the keep-alive ping's own two-step cycle (sent, answered), ticking
+      beside the OPEN phase.
+
+    Whether the handshake was accepted is `ws is not None` (wsproto exists from accept on).
+    """
+
     def __init__(self, conn: StreamHost, request: Request) -> None:
         self.conn = conn
         self.stream_id = request.stream_id
@@ -112,40 +139,41 @@ class WebSocketStream:
         for key in ("edgecorn.peer", "tls"):  # the ASGI TLS extension covers wss:// too
             if key in kept:
                 scope["extensions"][key] = kept[key]
-        offered = _header(request.headers, b"sec-websocket-protocol")
+        offered = first(request.headers, b"sec-websocket-protocol")
         scope["subprotocols"] = (
             [p.strip() for p in offered.decode("latin-1").split(",") if p.strip()]
             if offered
             else []
         )
         self.scope = scope
-        self.key = _header(request.headers, b"sec-websocket-key")
-        self.offered_extensions = _header(request.headers, b"sec-websocket-extensions")
-        config = conn.config
-        self.max_message = config.websocket_max_message_size
-        self.max_queue = max(1, config.max_app_queue_size)
+        self.key = first(request.headers, b"sec-websocket-key")
+        self.offered_extensions = first(request.headers, b"sec-websocket-extensions")
+        limits = conn.context.limits
+        self.max_message = limits.max_message_size
+        self.max_queue = limits.max_app_queue_size
         self.ws: WSConnection | None = None
         self.inbox: deque[dict[str, Any]] = deque([{"type": "websocket.connect"}])
         self.waiter: Any = None
-        self.accepted = False
-        self.denying = False  # a websocket.http.response is being sent
-        self.done = False  # the stream is finished for the app
-        self.closed_sent = False
+        self.phase = Phase.HANDSHAKE
         self.disconnected = False
         self.unacked = 0
         self.parts: list[bytes | str] = []
         self.part_size = 0
         self.pong_due = False
         self.ping_timer: Any = None
-        self.valid = self.key is not None or not self.h1
-        # RFC 6455 4.4: only version 13 exists; anything else (or none, over HTTP/1.1)
-        # is answered 426 naming it. Extended CONNECT may leave the header out.
-        version = _header(request.headers, b"sec-websocket-version")
-        self.version_ok = version == b"13" if self.h1 else version in (None, b"13")
+        # What is wrong with the handshake request itself, answered before any app runs:
+        # HTTP/1.1 needs a key; RFC 6455 4.4: only version 13 exists, and anything else
+        # (or none, over HTTP/1.1) is answered 426 naming it. Extended CONNECT may leave
+        # the version out.
+        version = first(request.headers, b"sec-websocket-version")
+        self.bad_handshake = 0
+        if self.key is None and self.h1:
+            self.bad_handshake = 400
+        elif version != b"13" and (self.h1 or version is not None):
+            self.bad_handshake = 426
         self.app_told = False  # websocket.disconnect is queued for the app
         self._deny_status = 200
         self._deny_headers: Headers = []
-        self._deny_started = False
 
     # --- stream events from the connection -----------------------------------
 
@@ -233,33 +261,34 @@ class WebSocketStream:
 
     async def run(self, app: ASGIApp) -> None:
         try:
-            if not self.valid:
+            if self.bad_handshake == 400:
                 await self._respond(400, b"missing Sec-WebSocket-Key\n")
                 return
-            if not self.version_ok:
+            if self.bad_handshake == 426:
                 version = [(b"sec-websocket-version", b"13")]
                 await self._respond(426, b"426 Upgrade Required: WebSocket version 13\n", version)
                 return
             await app(self.scope, self.receive, self.send)
         except Exception:
             log.exception("error in ASGI websocket app for %s", self.scope["path"])
-            if self.accepted:
+            if self.ws is not None:
                 self._close(CloseReason.INTERNAL_ERROR, "")
-            elif not self.denying:
+            elif self.phase is Phase.HANDSHAKE:
                 await self._respond(500, b"500 Internal Server Error\n")
         else:
-            if not self.accepted and not self.denying and not self.disconnected:
+            if self.phase is Phase.HANDSHAKE and not self.disconnected:
                 await self._respond(403, _DENIED)  # returned without accepting
-            elif self.accepted:
+            elif self.ws is not None:
                 self._close(CloseReason.NORMAL_CLOSURE, "")
         finally:
             self._cancel_ping()
-            if self.accepted:
-                while not self.done:  # the closing handshake (bounded by the close timer)
+            if self.ws is not None:
+                # the closing handshake (bounded by the close timer)
+                while self.phase is not Phase.CLOSED:
                     self.waiter = self.conn.create_future()
                     await self.waiter
-            elif not self.done:
-                self.done = True
+            elif self.phase is not Phase.CLOSED:
+                self.phase = Phase.CLOSED
                 self.conn.abort(self.stream_id)
             self.conn.stream_done(self)
 
@@ -275,11 +304,10 @@ class WebSocketStream:
     async def send(self, message: dict[str, Any]) -> None:
         kind = message["type"]
         if kind == "websocket.send":
-            if not self.accepted:
+            if self.ws is None:
                 raise RuntimeError("websocket.send before websocket.accept")
-            if self.disconnected or self.closed_sent:
-                return  # ASGI: sends after a disconnect are dropped
-            assert self.ws is not None
+            if self.disconnected or self.phase is not Phase.OPEN:
+                return  # ASGI: sends after a disconnect (or our close) are dropped
             text = message.get("text")
             payload = (
                 self.ws.send(TextMessage(data=text))
@@ -290,43 +318,43 @@ class WebSocketStream:
         elif kind == "websocket.accept":
             await self._accept(message)
         elif kind == "websocket.close":
-            if self.accepted:
+            if self.ws is not None:
                 self._close(int(message.get("code", 1000)), message.get("reason") or "")
-            elif not self.denying:
+            elif self.phase is Phase.HANDSHAKE:
                 await self._respond(403, _DENIED)
         elif kind == "websocket.http.response.start":
-            if self.accepted or self.denying:
+            if self.phase is not Phase.HANDSHAKE:
                 raise RuntimeError("websocket.http.response.start after the handshake")
-            self.denying = True
+            self.phase = Phase.DENIAL
             headers = self.conn.response_headers(message.get("headers", ()))
             self._deny_status = int(message["status"])
             self._deny_headers = headers
-            self._deny_started = False
         elif kind == "websocket.http.response.body":
-            if not self.denying or self.done:
+            phase = self.phase
+            if phase is not Phase.DENIAL and phase is not Phase.DENIAL_BODY:
                 raise RuntimeError("websocket.http.response.body without a response start")
             body = message.get("body", b"")
             end = not message.get("more_body", False)
-            if not self._deny_started:
-                self._deny_started = True
+            if phase is Phase.DENIAL:
+                self.phase = Phase.DENIAL_BODY
                 status, headers = self._deny_status, self._deny_headers
                 await self.conn.respond(self.stream_id, status, headers, body, end)
             else:
                 await self.conn.send_body(self.stream_id, body, end)
             if end:
-                self.done = True
+                self.phase = Phase.CLOSED
                 self.disconnected = True
         else:
             raise ValueError(f"unexpected ASGI message type {kind!r} on a websocket")
 
     async def _accept(self, message: dict[str, Any]) -> None:
-        if self.accepted or self.denying:
+        if self.phase is not Phase.HANDSHAKE:
             raise RuntimeError("websocket.accept sent twice or after a denial")
         if self.disconnected:
             return
         headers: Headers = [(name.lower(), value) for name, value in message.get("headers", ())]
         extensions: list[Extension] = []
-        if self.offered_extensions and self.conn.config.websocket_permessage_deflate:
+        if self.offered_extensions and self.conn.context.limits.permessage_deflate:
             deflate = BoundedDeflate(self.max_message)
             for offer in self.offered_extensions.decode("latin-1").split(","):
                 if offer.strip().startswith(deflate.name):
@@ -354,7 +382,7 @@ class WebSocketStream:
                 # answer without Sec-WebSocket-Accept; harmless for the others.
                 headers.append((b"sec-websocket-accept", accept_key(self.key)))
         self.ws = WSConnection(ConnectionType.SERVER, extensions)
-        self.accepted = True
+        self.phase = Phase.OPEN
         headers = self.conn.response_headers(headers)
         await self.conn.respond(self.stream_id, status, headers, b"", False)
         self._schedule_ping()
@@ -364,20 +392,20 @@ class WebSocketStream:
             [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
             + (extra or [])
         )
-        self.denying = True
-        self.done = True
+        self.phase = Phase.CLOSED  # a denial in one piece
         await self.conn.respond(self.stream_id, status, headers, body, True)
 
     def _send_frames(self, data: bytes) -> None:
         # Control frames (pong, close) are small: queue them without waiting for room.
-        if data and not self.done:
+        if data and self.phase is not Phase.CLOSED:
             self.conn.write_body(self.stream_id, data)
 
     def _close(self, code: int, reason: str) -> None:
-        if self.ws is None or self.closed_sent or self.disconnected:
+        if self.phase is not Phase.OPEN or self.disconnected:
             return
+        assert self.ws is not None
         if self.ws.state is ConnectionState.OPEN:
-            self.closed_sent = True
+            self.phase = Phase.CLOSING
             self._send_frames(self.ws.send(CloseConnection(code=code, reason=reason)))
             self._tell_app(code, reason)
             self._wake()
@@ -386,8 +414,8 @@ class WebSocketStream:
             self.conn.call_later(5.0, self._finish)
 
     def _finish(self) -> None:
-        if not self.done:
-            self.done = True
+        if self.phase is not Phase.CLOSED:
+            self.phase = Phase.CLOSED
             self.disconnected = True
             self._tell_app(CloseReason.ABNORMAL_CLOSURE, "")
             self._cancel_ping()
@@ -396,23 +424,23 @@ class WebSocketStream:
 
     def going_away(self) -> None:
         """Graceful shutdown: 1001, the peer answers, the stream ends."""
-        if self.accepted:
+        if self.ws is not None:
             self._close(CloseReason.GOING_AWAY, "server shutting down")
 
     # --- keep-alive pings ------------------------------------------------------------
 
     def _schedule_ping(self) -> None:
-        interval = self.conn.config.websocket_ping_interval
+        interval = self.conn.context.limits.ping_interval
         if interval:
             self.ping_timer = self.conn.call_later(interval, self._ping)
 
     def _ping(self) -> None:
         self.ping_timer = None
-        if self.done or self.disconnected or self.ws is None:
+        if self.phase is Phase.CLOSED or self.disconnected or self.ws is None:
             return
         if self.pong_due:  # no answer to the last ping in a whole interval: a dead peer
             self._disconnect(CloseReason.ABNORMAL_CLOSURE, "ping timeout")
-            self.done = True
+            self.phase = Phase.CLOSED
             self.conn.abort(self.stream_id)
             self._wake()
             return

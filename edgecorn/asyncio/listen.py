@@ -2,15 +2,17 @@
 
 asyncio's Server drops a connection accepted in the loop turn in which the
 server is closed (its task asserts the server is still open), so a worker that
-retires or restarts would cut a client off now and then. Here the listener
-only stops reading the socket: whatever was accepted is served, whatever is
-still queued in the kernel goes to another worker.
+retires or restarts would cut a client off now and then. Here closing the
+listener stops reading and closes this process's descriptor of the socket:
+whatever was accepted is served; while the supervisor or other workers hold
+the same socket, what is still queued in the kernel goes to them, and when
+this was the last holder (`--workers 0`, a full stop) new connects are refused
+at once instead of waiting in a backlog nobody reads (as on trio).
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import socket
 import ssl
@@ -19,11 +21,9 @@ from typing import Any
 
 from ..proxyproto import ProxyHeaderError, read_asyncio, trusted_peer
 from ..redirect import PEEK_SIZE, PLAIN_HTTP_LINGER, answer_plain_http, is_plain_http
+from ..tcp import ACCEPT_BACK_OFF, Accept, AcceptErrors
 
 log = logging.getLogger("edgecorn.error")
-
-# Out of file descriptors: stop accepting for a moment instead of spinning.
-_RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
 class Listener:
@@ -46,6 +46,7 @@ class Listener:
         self.tasks = tasks
         self.manager = manager  # its max_connections stops and resumes accepting
         self.closed = False
+        self.errors = AcceptErrors()
         self.loop.add_reader(sock.fileno(), self._accept)
 
     def _accept(self) -> None:
@@ -59,14 +60,19 @@ class Listener:
                 return
             try:
                 conn, _ = self.sock.accept()
-            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-                return
             except OSError as exc:
-                if exc.errno in _RESOURCE_ERRORS:
-                    log.error("cannot accept connections (%s): pausing for a second", exc)
-                    self.loop.remove_reader(self.sock.fileno())
-                    self.loop.call_later(1.0, self._resume)
+                action, line = self.errors.decide(exc, self.loop.time())
+                if line is not None:
+                    log.error(line)
+                if action is Accept.RETRY:
+                    continue
+                if action is Accept.WAIT:
                     return
+                self.loop.remove_reader(self.sock.fileno())  # never spin on a failing accept
+                if action is Accept.BACK_OFF:
+                    self.loop.call_later(ACCEPT_BACK_OFF, self._resume)
+                    return
+                self.closed = True  # the loop's exception handler logs what follows
                 raise
             conn.setblocking(False)
             task = self.loop.create_task(self._connect(conn))
@@ -138,10 +144,12 @@ class Listener:
             self.loop.add_reader(self.sock.fileno(), self._accept)
 
     def close(self) -> None:
-        """Stop accepting; the socket itself belongs to whoever made it."""
+        """Stop accepting and close our descriptor (the socket lives on in any other
+        process that holds it: the supervisor, the other workers)."""
         if not self.closed:
             self.closed = True
             self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()  # also after a failed accept() closed the listener (idempotent)
 
 
 async def _read_proxy_header(conn: socket.socket, protocol: Any, config: Any) -> None:

@@ -6,8 +6,9 @@ import asyncio
 from typing import Any
 
 from ..asgi.extensions import with_tls
-from ..connection import FLUSH_TIMEOUT, LINGER_TIMEOUT, Connection, unacked_bytes
+from ..connection import Connection
 from ..manager import ConnectionManager
+from ..tcp import FLUSH_TIMEOUT, LINGER_TIMEOUT, addresses, unacked_bytes
 from .runtime import AsyncioRuntime
 
 
@@ -29,14 +30,13 @@ class TCPProtocol(AsyncioRuntime, Connection, asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         inner = getattr(getattr(transport, "_ssl_protocol", None), "_transport", None)
         self.socket_transport = inner or transport
-        peer = transport.get_extra_info("peername")
-        local = transport.get_extra_info("sockname")
-        if isinstance(peer, tuple) and self.client is None:  # None: no PROXY header named one
-            self.client = (peer[0], peer[1])
-        if isinstance(local, tuple):
-            self.server = (local[0], local[1])
-        elif local:
-            self.server = (str(local), None)
+        client, server = addresses(
+            transport.get_extra_info("peername"), transport.get_extra_info("sockname")
+        )
+        if self.client is None:  # None: no PROXY header named one
+            self.client = client
+        if server is not None:
+            self.server = server
         alpn = None
         if self.secure:
             ssl_object = transport.get_extra_info("ssl_object")

@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections import deque
+from dataclasses import replace
 from http import HTTPStatus
 
+from ..headers import first
 from .events import Body, EndBody, Event, H2CUpgrade, Headers, ProtocolError, Request, StreamReset
 
 # A pipelined request held while another is served counts as this many bytes of
@@ -188,7 +190,7 @@ class H1Adapter(ABC):
             self._fail(exc)
             return
         if upgrade and request.method == "GET" and b"websocket" in upgrade.lower():
-            request.protocol = "websocket"
+            request = replace(request, protocol="websocket")  # the event leaves complete
             self.keep_alive = False  # accepted or denied, this connection ends with the stream
         self.request_protocol = request.protocol
         self.events.append(request)
@@ -527,7 +529,7 @@ class HttptoolsAdapter(H1Adapter):
         if request is None and self.pending:
             self._fail(BadRequest("an Upgrade request cannot be pipelined"))
             return
-        settings = None if request is None else _header(request.headers, b"http2-settings")
+        settings = None if request is None else first(request.headers, b"http2-settings")
         if request is None or settings is None or not self.allow_h2c:
             # Served as a plain request; llhttp stays paused, so the connection ends after it.
             self.keep_alive = False
@@ -535,8 +537,8 @@ class HttptoolsAdapter(H1Adapter):
         if not _wants_h2c(request.headers):
             self.keep_alive = False
             return
-        length = _header(request.headers, b"content-length")
-        if _header(request.headers, b"transfer-encoding") is not None:
+        length = first(request.headers, b"content-length")
+        if first(request.headers, b"transfer-encoding") is not None:
             self._fail(BadRequest("h2c upgrade with a chunked body"))
             return
         self.events = []
@@ -623,7 +625,7 @@ class H11Adapter(H1Adapter):
                 headers = list(event.headers)
                 version = event.http_version.decode()
                 self.http11 = version == "1.1"
-                settings = _header(headers, b"http2-settings")
+                settings = first(headers, b"http2-settings")
                 if self.allow_h2c and settings is not None and _wants_h2c(headers):
                     # Read the upgrade request's body whole, then hand over to HTTP/2.
                     self.last_id += 1
@@ -748,20 +750,13 @@ def _header_block(headers: Headers) -> bytes:
     return b"".join([name + b": " + value + b"\r\n" for name, value in headers]) + b"\r\n"
 
 
-def _header(headers: Headers, name: bytes) -> bytes | None:
-    for key, value in headers:
-        if key.lower() == name:
-            return value
-    return None
-
-
 def _wants_h2c(headers: Headers) -> bool:
-    upgrade = _header(headers, b"upgrade")
+    upgrade = first(headers, b"upgrade")
     return upgrade is not None and upgrade.strip().lower() == b"h2c"
 
 
 def _keep_alive(headers: Headers, version: str) -> bool:
-    connection = (_header(headers, b"connection") or b"").lower()
+    connection = (first(headers, b"connection") or b"").lower()
     if version == "1.0":
         return b"keep-alive" in connection
     return b"close" not in connection

@@ -17,7 +17,7 @@ from aioquic.quic import events as quic_events
 from aioquic.quic.connection import QuicConnection
 
 from ..protocol import hq
-from ..protocol.events import Body, EndBody, Event, Headers, Request, StreamReset
+from ..protocol.events import Body, EndBody, Event, Headers, Refused, Request, StreamReset
 from ..protocol.fields import request_from_fields, response_fields
 from . import engine
 from .engine import EdgeH3Connection
@@ -64,6 +64,7 @@ class H3Adapter:
         self.now = 0.0
         self.cid_changes: list[tuple[bool, bytes]] = []  # (issued?, cid) for the router
         self.pending: list[Event] = []  # stream events seen while sending, for the next input
+        self.heads: dict[int, int] = {}  # request streams without a whole HEADERS: ticks
 
     # --- state ---------------------------------------------------------------
 
@@ -221,16 +222,17 @@ class H3Adapter:
         # The event leaves with its final values (a copy only in these rare cases).
         if size > self.max_header_list_size:
             # answered by the server itself, never by the app
-            request = replace(request, refuse=431, early_data=early)
+            events.append(Refused(replace(request, early_data=early), 431))
         elif early:
-            unsafe = request.method not in IDEMPOTENT and not self.early_data_unsafe
             request = replace(
-                request,
-                refuse=425 if unsafe else 0,  # RFC 8470 5.2: retried after the handshake
-                early_data=True,
-                headers=[*request.headers, (b"early-data", b"1")],
+                request, early_data=True, headers=[*request.headers, (b"early-data", b"1")]
             )
-        events.append(request)
+            if request.method not in IDEMPOTENT and not self.early_data_unsafe:
+                events.append(Refused(request, 425))  # RFC 8470 5.2: retried after the handshake
+            else:
+                events.append(request)
+        else:
+            events.append(request)
         if ended:
             events.append(EndBody(sid))
         else:
@@ -324,6 +326,27 @@ class H3Adapter:
                 self.quic.stop_stream(stream_id, code)
             except ValueError:
                 pass  # the stream is already finished in that direction
+
+    def time_out_heads(self, limit: int) -> list[int]:
+        """Once a tick (`header_timeout`): request streams whose HEADERS frame has not
+        come whole within `limit` ticks are reset, and the client asked to stop, with
+        H3_REQUEST_INCOMPLETE (RFC 9114 8.1): each holds one of the peer's concurrent
+        streams and, for a partial frame, our buffer. No app has seen them. Returns them."""
+        h3 = self.h3
+        if h3 is None or self.terminated:
+            return []  # hq-interop: a request is one line, bounded by the idle timeout
+        heads = self.heads
+        self.heads = {sid: heads.get(sid, 0) + 1 for sid in engine.waiting_requests(self.quic, h3)}
+        expired = [sid for sid, ticks in self.heads.items() if ticks >= limit]
+        for sid in expired:
+            del self.heads[sid]
+            engine.abandon_head(h3, sid)  # what still comes for it is dropped unparsed
+            for stop in (self.quic.reset_stream, self.quic.stop_stream):
+                try:
+                    stop(sid, ErrorCode.H3_REQUEST_INCOMPLETE)
+                except ValueError:
+                    pass  # that direction is already finished
+        return expired
 
     def goaway(self, last_stream_id: int | None = None) -> None:
         """RFC 9114 5.2: name the first request stream we will not process."""

@@ -1,4 +1,4 @@
-"""A test app for tests/test_memory_cycles.py: the server process runs with the cyclic
+"""The app of tests/test_memory_cycles.py: the server process runs with the cyclic
 gc off, so what a closed connection leaves in reference cycles stays until `/_gc` asks.
 
 `/_gc` collects once (DEBUG_SAVEALL keeps what it found in gc.garbage instead of freeing

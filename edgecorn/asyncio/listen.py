@@ -149,7 +149,7 @@ class Listener:
         if not self.closed:
             self.closed = True
             self.loop.remove_reader(self.sock.fileno())
-            self.sock.close()
+        self.sock.close()  # also after a failed accept() closed the listener (idempotent)
 
 
 async def _read_proxy_header(conn: socket.socket, protocol: Any, config: Any) -> None:

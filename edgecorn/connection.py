@@ -170,6 +170,16 @@ class Connection(ABC):
         for stream in list(self.streams.values()):
             stream.on_reset()
         self.manager.discard(self)
+        self.release()
+
+    def release(self) -> None:
+        """The transport is gone: no more bytes in. Break the adapter's reference cycles
+        now, so that a closed connection is freed by refcounting, not by a full gc
+        (hundreds of closed TLS connections' objects would wait for one: RSS grew).
+        Streams still running may send; those commands stay harmless."""
+        if self.proto is not None:
+            self.proto.release()
+        self.sender.release()  # it refers back to this connection (transport, loop)
 
     def handle(self, events: list[Event]) -> None:
         streams = self.streams
@@ -227,7 +237,10 @@ class Connection(ABC):
         """HTTP/1.1 `Upgrade: h2c`: the h1 adapter has queued its 101 answer; the sender
         writes that before anything of the HTTP/2 adapter's."""
         h2 = self.manager.new_h2(upgrade_settings=event.settings)
-        self.use(h2)
+        h1 = self.proto
+        self.use(h2)  # writes the 101 the h1 adapter holds
+        if h1 is not None:
+            h1.release()  # the HTTP/1 adapter takes no more bytes
         self.handle(h2.upgrade_request(event.request, event.body))
         if event.trailing:
             self.handle(h2.receive_data(event.trailing))

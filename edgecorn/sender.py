@@ -43,6 +43,32 @@ class Transport(Protocol):
         """Close gracefully: flush, wait for the peer's acks, half-close, linger."""
 
 
+class Gone:
+    """A released sender's transport and loop: the connection is closed, so nothing is
+    written and nothing scheduled (the sender no longer refers back to it)."""
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def close_transport(self) -> None:
+        pass
+
+    def end_transport(self) -> None:
+        pass
+
+    def defer(self, callback: Callable[[], None]) -> None:
+        pass
+
+    def create_future(self) -> Any:
+        raise RuntimeError("a released sender waits for nothing")
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        coro.close()
+
+
+GONE = Gone()
+
+
 def wake(waiters: list[Any]) -> None:
     for waiter in waiters:
         if not waiter.done():
@@ -112,6 +138,13 @@ class Sender:
         self.closed = True
         wake(self.drain_waiters)
         wake(self.window_waiters)
+
+    def release(self) -> None:
+        """After `lost`: drop the references back to the connection (its transport and
+        event loop are the connection object itself on the TCP backends), so that a
+        closed connection is freed by refcounting. A stream still running may flush;
+        a closed sender writes nothing and waits for nothing."""
+        self.loop = GONE
 
     async def drain(self) -> None:
         while self.write_paused and not self.closed:
@@ -240,6 +273,11 @@ class StreamSender(Sender):
             self.write(data)
         if proto.closing:
             self.end()
+
+    def release(self) -> None:
+        super().release()
+        self.transport = GONE
+        self.write = GONE.write
 
     def close(self) -> None:
         if not self.closed or self.ending:

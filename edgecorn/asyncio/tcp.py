@@ -24,9 +24,12 @@ class TCPProtocol(AsyncioRuntime, StreamConnection, asyncio.Protocol):
         self.end_deadline = 0.0
         self.end_left = 0  # bytes still unflushed when last measured
         self.end_timer: asyncio.TimerHandle | None = None
+        self.socket_transport: Any = None  # TLS: the transport under the SSL layer
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        inner = getattr(getattr(transport, "_ssl_protocol", None), "_transport", None)
+        self.socket_transport = inner or transport
         client, server = addresses(
             transport.get_extra_info("peername"), transport.get_extra_info("sockname")
         )
@@ -55,6 +58,12 @@ class TCPProtocol(AsyncioRuntime, StreamConnection, asyncio.Protocol):
         if self.end_timer is not None:
             self.end_timer.cancel()
         self.on_lost()
+        # asyncio's selector transport keeps its read callback as a bound method of
+        # itself (set_protocol): a cycle, with the socket in it, until a full gc. Nothing
+        # reads from a lost transport. (uvloop's transports have no such attribute.)
+        state = getattr(self.socket_transport, "__dict__", None)
+        if state is not None and "_read_ready_cb" in state:
+            state["_read_ready_cb"] = None
 
     # backend primitives
     def write(self, data: bytes) -> None:

@@ -414,6 +414,12 @@ class H2Adapter:
         frame = self.h2.GoAwayFrame(0, last_stream_id=last_stream_id, error_code=0)
         self.extra += frame.serialize()
 
+    def release(self) -> None:
+        # h2's and jh2's H2Connection keeps a table of its own bound methods to dispatch
+        # received frames: a cycle holding the whole connection (settings, HPACK tables,
+        # streams) until a full gc. Only receive_data uses it, and no bytes come now.
+        vars(self.conn).pop("_frame_dispatch_table", None)
+
     def _done(self, stream_id: int) -> None:
         self._drop(stream_id)
 

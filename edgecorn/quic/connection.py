@@ -57,6 +57,10 @@ class Endpoint(Protocol):
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None: ...
 
 
+def _nothing() -> None:
+    pass
+
+
 class QUICSender(Sender):
     """Output is datagrams, sent once per loop turn for all streams; closing is QUIC's
     CONNECTION_CLOSE (the connection stays routable until aioquic reports it terminated,
@@ -64,7 +68,7 @@ class QUICSender(Sender):
 
     def __init__(self, endpoint: Endpoint, conn: QUICConnection) -> None:
         super().__init__(endpoint)
-        self.conn = conn
+        self.send = conn.send_datagrams
         self.batch = True
 
     def flush_stream(self) -> None:
@@ -74,10 +78,15 @@ class QUICSender(Sender):
 
     def flush_now(self) -> None:
         self.flush_pending = False
-        self.conn.send_datagrams()
+        self.send()
+
+    def release(self) -> None:
+        super().release()
+        self.send = _nothing
 
     def close(self) -> None:
-        h3 = self.conn.h3
+        h3 = self.proto
+        assert isinstance(h3, H3Adapter)
         if not h3.terminated:
             h3.close()
             self.flush()

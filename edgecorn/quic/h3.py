@@ -370,6 +370,9 @@ class H3Adapter:
     def close(self) -> None:
         self.quic.close(error_code=ErrorCode.H3_NO_ERROR)
 
+    def release(self) -> None:
+        """The connection has terminated. (aioquic's own cycles are not broken here.)"""
+
     def _done(self, stream_id: int) -> None:
         """The response is complete. If the request body is not, we will not read the
         rest: RFC 9114 4.1 asks the client to stop sending it, with H3_NO_ERROR (an

@@ -99,6 +99,7 @@ class TCPConnection(StreamConnection):
             else:
                 self.on_lost()
                 await self._close_stream()
+            _release_stream(stream)
 
     async def _close_stream(self) -> None:
         if self.aborted:
@@ -278,6 +279,15 @@ class TCPConnection(StreamConnection):
         self.runtime.spawn(coro)
 
 
+def _release_stream(stream: trio.abc.Stream) -> None:
+    """A closed stream: trio's SSLStream keeps its handshake as a bound method of itself
+    (`_Once(self._do_handshake)`), a cycle holding the TLS objects and buffers until a
+    full gc. Nothing uses a closed stream's handshake."""
+    state = getattr(stream, "__dict__", None)
+    if state is not None and "_handshook" in state:
+        state["_handshook"] = None
+
+
 async def _refused_plain_http(raw: trio.abc.Stream) -> bool:
     """A cleartext HTTP request on this TLS port: answer 400 and read what follows for a
     moment (closing with unread input would reset the answer away). See redirect.py."""
@@ -342,5 +352,6 @@ async def serve_tcp(
             if app is not None:
                 conn.app = app
             nursery.start_soon(conn.run, timeout)
+            del conn, stream, accepted  # or this frame keeps the last one alive until the next
     finally:
         listening.close()

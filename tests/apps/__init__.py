@@ -12,5 +12,6 @@
 - `hardening`: a slow answer for the drain tests, a body reader for the slow-client tests;
   `cycles`: the memory-cycle tests' apps;
 - upstreams that are not edgecorn: `upstream` (Uvicorn), `raw_upstream` (http.server),
-  `ws_upstream` (`websockets`); `site/`: the `demo`/`legacy` modules of the edge example.
+  `ws_upstream` (`websockets`); `site/`: the `demo`/`legacy` modules of the edge example;
+- `common`: what they share (ASGI types, `query()`, a lifespan that completes).
 """

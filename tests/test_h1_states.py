@@ -6,7 +6,9 @@ changed after, with a fast __init__ that keeps the dataclass's signature."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import pickle
 
 import pytest
 
@@ -38,6 +40,7 @@ def h1(request: pytest.FixtureRequest) -> H1Adapter:
 
 
 def states(h1: H1Adapter) -> tuple[State, State]:
+    assert h1.closing == (h1.our is CLOSED)  # the plain attribute the connection reads
     return h1.their, h1.our
 
 
@@ -155,3 +158,5 @@ def test_the_request_event_is_frozen_and_replace_builds_a_new_one() -> None:
         early_data=True,
         push=True,
     )
+    assert copy.copy(full) == full == pickle.loads(pickle.dumps(full))
+    assert copy.deepcopy(full) == full and type(copy.copy(full)) is Request

@@ -138,6 +138,7 @@ class H1Adapter(ABC):
         self.requests = 0
         self.their = IDLE
         self.our = IDLE
+        self.closing = False  # our is CLOSED (see _close)
         self.chunked = False
         self.head_only = False
         self.keep_alive = True
@@ -150,10 +151,13 @@ class H1Adapter(ABC):
 
     # --- state the connection reads ---------------------------------------
 
-    @property
-    def closing(self) -> bool:
-        """The connection should close once `out` is written."""
-        return self.our is CLOSED
+    def _close(self) -> None:
+        """To CLOSED, which is final: the connection closes once `out` is written."""
+        self.our = CLOSED
+        # `closing` mirrors it as a plain attribute, like `out`: the connection reads both
+        # after every event and command (a flush), and a property call there costs more
+        # than the rest of the check. Only this method sets either.
+        self.closing = True
 
     @property
     def backlog(self) -> int:
@@ -259,7 +263,7 @@ class H1Adapter(ABC):
                 self.events.append(StreamReset(self.active))
         self.active = 0
         self.pending.clear()
-        self.our = CLOSED
+        self._close()
 
     def resume(self) -> list[Event]:
         """After a response: start the next pipelined request, if one is held."""
@@ -291,7 +295,7 @@ class H1Adapter(ABC):
         else:
             if self.active:
                 self.events.append(StreamReset(self.active))
-            self.our = CLOSED
+            self._close()
         events, self.events = self.events, []
         return events
 
@@ -331,13 +335,13 @@ class H1Adapter(ABC):
         # answer that one (with `connection: close`), or a client racing our
         # shutdown or a worker's recycling sees its request dropped.
         if self.active == 0 and self.requests and not self.pending and not linger:
-            self.our = CLOSED
+            self._close()
 
     def reset(self, stream_id: int) -> None:
         # HTTP/1.1 has no stream reset: a response cut short can only end the connection.
         if stream_id == self.active:
             self.active = 0
-            self.our = CLOSED
+            self._close()
 
     def _response_done(self) -> None:
         their = self.their
@@ -349,7 +353,7 @@ class H1Adapter(ABC):
             self.their = IDLE
         self.active = 0
         if not self.keep_alive:
-            self.our = CLOSED
+            self._close()
             self.pending.clear()
         elif self.our is not CLOSED:
             self.our = IDLE
@@ -522,7 +526,7 @@ class HttptoolsAdapter(H1Adapter):
         if not data:
             if self.active and self.their is BODY:
                 self.events.append(StreamReset(self.active))
-            self.our = CLOSED
+            self._close()
             return self.resume()
         was_in_head = self.in_head
         completed = self.completed
@@ -587,7 +591,7 @@ class HttptoolsAdapter(H1Adapter):
         self.h2c = None
         body = b"".join(parts)
         self.events.append(H2CUpgrade(request, body, settings, data[left:]))
-        self.our = CLOSED  # HTTP/2 takes the connection over
+        self._close()  # HTTP/2 takes the connection over
 
     def _find_request(self) -> Request | None:
         for event in self.events:
@@ -678,7 +682,7 @@ class H11Adapter(H1Adapter):
             elif isinstance(event, h11.ConnectionClosed):
                 if self.active and self.their is BODY:
                     self.events.append(StreamReset(self.active))
-                self.our = CLOSED
+                self._close()
                 return
 
     @property
@@ -697,7 +701,7 @@ class H11Adapter(H1Adapter):
             self.h2c = None
             trailing = bytes(self.conn.trailing_data[0])
             self.events.append(H2CUpgrade(request, b"".join(body), settings, trailing))
-            self.our = CLOSED  # h11 is done with this connection; HTTP/2 takes it over
+            self._close()  # h11 is done with this connection; HTTP/2 takes it over
         else:
             self.h2c = None
             self._fail(BadRequest("connection closed during h2c upgrade"))
@@ -755,12 +759,12 @@ class H11Adapter(H1Adapter):
         try:
             self.out.append(self.conn.send(h11.EndOfMessage(headers=trailers or [])))
         except h11.LocalProtocolError:
-            self.our = CLOSED  # a body shorter than its Content-Length
+            self._close()  # a body shorter than its Content-Length
         self._response_done()
         if self.our is CLOSED:
             return
         if self.conn.our_state is h11.MUST_CLOSE:
-            self.our = CLOSED
+            self._close()
             return
         self._next_cycle()
         self._next_events()

@@ -87,7 +87,7 @@ class Config:
     redirect_https: list[str] = []  # cleartext listeners answering 308 to https (redirect.py)
     quic_bind: list[str] = []
     backlog: int = 100
-    max_connections: int = 10000  # per worker; past it, new TCP connections wait in the backlog
+    max_connections: int = 10000  # per worker; past it, TCP waits in the backlog, QUIC is refused
 
     # TLS
     certfile: str | None = None
@@ -108,6 +108,7 @@ class Config:
     read_timeout: float | None = None
     header_timeout: float = 10 * SECONDS  # a request head must arrive whole within it (408)
     body_timeout: float = 30 * SECONDS  # longest pause inside a request body (408 / reset)
+    body_min_rate: int = 0  # bytes/s a request body must average after body_timeout (0: off)
     send_timeout: float = 60 * SECONDS  # h2: longest wait for the peer's window (reset)
     max_concurrent_requests: int = 10000  # per worker (all protocols); past it: 503
     graceful_timeout: float = 3 * SECONDS
@@ -940,6 +941,7 @@ _SPECS: dict[str, Validator] = {
     "graceful_timeout": _seconds(),
     "header_timeout": _seconds(positive=True),
     "body_timeout": _seconds(positive=True),
+    "body_min_rate": _int(0),
     "send_timeout": _seconds(positive=True),
     "max_connections": _int(1),
     "max_concurrent_requests": _int(1),

@@ -10,16 +10,14 @@ plus a flush. A backend subclass supplies the four I/O primitives: `write`,
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import math
-import struct
-import termios
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
+from .asgi.host import ConnectionContext
 from .asgi.http import HTTPStream
 from .asgi.websocket import WebSocketStream
 from .headers import BAD_NAME, BAD_VALUE
@@ -47,30 +45,24 @@ log = logging.getLogger("edgecorn.error")
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # Unconsumed request body beyond this pauses reading from an HTTP/1 peer.
 READ_BACKLOG = 1024 * 1024
-# A graceful close first waits until the peer has acknowledged every byte we wrote (as
-# long as it makes progress: FLUSH_TIMEOUT without any ends the wait), then shuts down
-# writing and reads and discards (up to LINGER_TIMEOUT) until the peer closes: closing a
-# socket with unread input makes the kernel send RST and drop whatever the peer has not
-# yet received (nginx's lingering_close). The graceful timeout or a forced close cut it.
-FLUSH_TIMEOUT = 10.0
-LINGER_TIMEOUT = 2.0
 # Draining: an idle HTTP/1.1 connection stays open this long, so that a request the
 # client sent before it could see our close is still answered (`connection: close`).
 DRAIN_WINDOW = 0.75
 
 
 class Connection(ABC):
+    # What the backend learns before the first byte (addresses, PROXY header, TLS)...
     scheme = "http"
     client: tuple[str, int] | None = None
     server: tuple[str, int | None] | None = None
+    # ... frozen into the streams' context once it is all known (`use_protocol`).
+    context: ConnectionContext
 
     def __init__(self, manager: ConnectionManager, secure: bool) -> None:
         self.manager = manager
         self.config = manager.config
         self.app = manager.app
-        self.state = manager.state
-        self.access_log = manager.access_log
-        self.extensions = manager.extensions
+        self.extensions = manager.extensions  # a backend adds `tls` after its handshake
         self.server_names = frozenset(n.lower() for n in self.config.server_names)  # {}: any
         self.scheme = "https" if secure else "http"
         self.advertise = secure  # Alt-Svc goes on https responses over TCP
@@ -93,12 +85,16 @@ class Connection(ABC):
         self.idle_ticks = 0
         self.last_reads = 0
         # Slow clients: ticks a request head has been incomplete, and per stream the
-        # ticks without body bytes (`fed`: streams that got some since the last tick).
+        # ticks without body bytes (`fed`: body bytes per stream since the last tick).
         self.head_ticks = 0
+        self.head_block: object = None  # h2: the header block being timed
         self.header_ticks = max(1, math.ceil(self.config.header_timeout))
         self.body_ticks = max(1, math.ceil(self.config.body_timeout))
-        self.fed: set[int] = set()
+        self.min_rate = self.config.body_min_rate
+        self.fed: dict[int, int] = {}
         self.stale: dict[int, int] = {}
+        # body_min_rate: per stream, ticks spent waiting for the client and bytes it sent.
+        self.paced: dict[int, tuple[int, int]] = {}
 
     # --- backend primitives -------------------------------------------------------
 
@@ -136,8 +132,24 @@ class Connection(ABC):
 
     # --- protocol choice --------------------------------------------------------------
 
+    def make_context(self) -> ConnectionContext:
+        manager = self.manager
+        return ConnectionContext(
+            scheme=self.scheme,
+            client=self.client,
+            server=self.server,
+            root_path=self.config.root_path,
+            state=manager.state,
+            extensions=self.extensions,
+            access_log=manager.access_log,
+            trusted_proxies=self.config.trusted_proxies,
+            limits=manager.limits,
+        )
+
     def use_protocol(self, alpn: str | None) -> None:
-        """TLS: ALPN decides. Cleartext (alpn None): wait for the first bytes."""
+        """After the handshake (addresses, TLS and ALPN known): the streams' context.
+        TLS: ALPN decides the protocol. Cleartext (alpn None): wait for the first bytes."""
+        self.context = self.make_context()
         if alpn == "h2":
             self.proto = self.manager.new_h2()
             self.batch_writes = True
@@ -201,6 +213,15 @@ class Connection(ABC):
         self._wake(self.drain_waiters)
         self._wake(self.window_waiters)
         self.manager.discard(self)
+        self.release()
+
+    def release(self) -> None:
+        """The transport is gone: no more bytes in. Break the adapter's reference cycles
+        now, so that a closed connection is freed by refcounting, not by a full gc
+        (hundreds of closed TLS connections' objects would wait for one: RSS grew).
+        Streams still running may send; those commands stay harmless."""
+        if self.proto is not None:
+            self.proto.release()
 
     def handle(self, events: list[Event]) -> None:
         streams = self.streams
@@ -211,7 +232,8 @@ class Connection(ABC):
             elif kind is Body:
                 stream_or_none = streams.get(event.stream_id)  # type: ignore[union-attr]
                 if stream_or_none is not None:
-                    self.fed.add(event.stream_id)  # type: ignore[union-attr]
+                    fed = self.fed
+                    fed[event.stream_id] = fed.get(event.stream_id, 0) + len(event.data)  # type: ignore[union-attr]
                     stream_or_none.on_body(event.data)  # type: ignore[union-attr]
                 else:
                     self.proto.ack_data(event.stream_id, len(event.data))  # type: ignore[union-attr]
@@ -258,6 +280,8 @@ class Connection(ABC):
             b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
         )
         h2 = self.manager.new_h2(upgrade_settings=event.settings)
+        if self.proto is not None:
+            self.proto.release()  # the HTTP/1 adapter takes no more bytes
         self.proto = h2
         self.h1 = None
         self.batch_writes = True
@@ -482,6 +506,7 @@ class Connection(ABC):
         if self.streams.get(stream.stream_id) is stream:
             del self.streams[stream.stream_id]
             self.stale.pop(stream.stream_id, None)
+            self.paced.pop(stream.stream_id, None)
         proto = self.proto
         if proto is None or self.closed:
             return
@@ -515,8 +540,11 @@ class Connection(ABC):
                 self.handle(proto.time_out())  # GOAWAY SETTINGS_TIMEOUT
                 self.flush()
                 return
+        elif isinstance(proto, H2Adapter) and (block := proto.header_block) is not None:
+            self._time_header_block(proto, block)
         else:
             self.head_ticks = 0
+            self.head_block = None
         if self.streams:
             self._check_bodies()
         if active:
@@ -531,13 +559,44 @@ class Connection(ABC):
             if any(isinstance(s, HTTPStream) and not s.complete for s in self.streams.values()):
                 self.end()
 
+    def _time_header_block(self, proto: H2Adapter, block: object) -> None:
+        """h2: a HEADERS frame whose CONTINUATIONs stall. Until the block ends the peer
+        may send nothing else on the connection (RFC 9113 6.10), so the connection is
+        what times out: a graceful GOAWAY (NO_ERROR) whose last_stream_id leaves the
+        stalled stream out, so a client may retry it elsewhere, while the streams
+        already accepted are still answered; then the usual lingering close."""
+        if block is not self.head_block:  # a new block: its own clock
+            self.head_block = block
+            self.head_ticks = 0
+        self.head_ticks += 1
+        if self.head_ticks >= self.header_ticks and proto.last_stream_id is None:
+            log.debug("HTTP/2 header block from %s timed out", self.client)
+            proto.goaway()
+            self.flush()
+
     def _check_bodies(self) -> None:
-        """`body_timeout`: a stream whose app waits for body bytes that do not come."""
+        """`body_timeout`: a stream whose app waits for body bytes that do not come.
+        `body_min_rate`: one whose body comes too slowly. As Apache's mod_reqtimeout
+        MinRate: after a grace of `body_timeout`, every further second waited for the
+        client must have been paid for with `body_min_rate` bytes on average since the
+        body began (a trickle of one byte a second is cut; a burst then a pause is not,
+        as long as the average holds). Seconds in which we are the slow side (the app
+        has not read what came, reading is paused) do not count."""
         fed = self.fed
+        paced = self.paced
+        min_rate = self.min_rate
         for sid, stream in list(self.streams.items()):
             if not isinstance(stream, HTTPStream) or stream.complete or stream.disconnected:
                 continue
-            if sid in fed or stream.body or self.read_paused:
+            ours = bool(stream.body) or self.read_paused  # we are the slow side
+            if min_rate:
+                waited, got = paced.get(sid, (0, 0))
+                waited, got = waited + (not ours), got + fed.get(sid, 0)
+                paced[sid] = (waited, got)
+                if waited > self.body_ticks and got < (waited - self.body_ticks) * min_rate:
+                    self._body_timed_out(stream, "request body too slow")
+                    continue
+            if sid in fed or ours:
                 self.stale[sid] = 0  # the client sends, or we are the slow side
                 continue
             stale = self.stale.get(sid, 0) + 1
@@ -546,10 +605,10 @@ class Connection(ABC):
                 self._body_timed_out(stream)
         fed.clear()
 
-    def _body_timed_out(self, stream: HTTPStream) -> None:
+    def _body_timed_out(self, stream: HTTPStream, why: str = "request body timed out") -> None:
         proto = self.proto
         if isinstance(proto, H1Adapter):
-            self.handle(proto.time_out("request body timed out"))  # 408 unless started
+            self.handle(proto.time_out(why))  # 408 unless started
         elif proto is not None:
             proto.reset(stream.stream_id)
             stream.on_reset()  # the app sees http.disconnect
@@ -579,17 +638,6 @@ class Connection(ABC):
         proto = self.proto
         if not self.closed and proto is not None and proto.idle and not self.streams:
             self.end()
-
-
-def unacked_bytes(sock: Any) -> int:
-    """Bytes written to a TCP socket that the peer has not acknowledged (Linux SIOCOUTQ);
-    0 where that cannot be asked."""
-    try:
-        out = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
-    except (OSError, ValueError, AttributeError):
-        return 0
-    count: int = struct.unpack("i", out)[0]
-    return count
 
 
 def status_app(status: int) -> Any:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .asgi.host import StreamLimits
 from .certificates import tick as tick_certificates
 from .protocol.engines import h2_engine
 from .protocol.h1 import H1Adapter, H11Adapter, HttptoolsAdapter
@@ -57,6 +58,7 @@ class ConnectionManager:
         self.app = app
         self.state = state
         self.access_log = access_log
+        self.limits = StreamLimits.from_config(config)  # shared by every stream's context
         self.connections: set[Managed] = set()
         self.extensions: dict[str, dict[str, Any]] = {
             "http.response.trailers": {},

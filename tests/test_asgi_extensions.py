@@ -1,6 +1,6 @@
 """The ASGI extensions `tls`, `http.response.pathsend` and `http.response.push`, end to end
 with independent clients (curl, nghttp, h2load, gtlsclient, curl_cffi) and the h2 library as
-a push-enabled client; tests/apps/extensions_app.py is the app."""
+a push-enabled client; tests/apps/extensions.py is the app."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from tests.support.h3 import cffi_h3, gtlsclient, wait_quic
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.both_backends]
 
-APP = "tests.apps.extensions_app:app"
+APP = "tests.apps.extensions:app"
 SIZE = 5 * 1024 * 1024
 CHACHA = "--ciphers=NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+CHACHA20-POLY1305"
 TLS13_CHACHA = 0x1303

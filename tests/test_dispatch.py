@@ -14,7 +14,7 @@ from edgecorn.asgi.wsgi import WSGIAdapter
 from edgecorn.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = "tests.apps.dispatch_apps"
+APPS = "tests.apps.dispatch"
 
 
 @pytest.fixture(autouse=True)

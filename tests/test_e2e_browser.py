@@ -1,7 +1,7 @@
 """A real browser against the server: headless Chromium over HTTP/3 (forced and via Alt-Svc)
 and over QUIC v2.
 
-Chromium runs on loopback with a fresh profile; the page (`tests.browser_app`) fetches
+Chromium runs on loopback with a fresh profile; the page (`tests.apps.browser`) fetches
 `/proto`, which answers the scope's `http_version`, and records `nextHopProtocol` from the
 resource-timing entries. Each Chromium run is bounded and its whole process group is killed
 at the end (`tests.browser.Chromium.kill`).
@@ -18,7 +18,7 @@ import pytest
 
 from tests.support.browser import Chromium, find_chromium
 
-APP = "tests.browser_app:app"
+APP = "tests.apps.browser:app"
 CHROMIUM = find_chromium()
 QUIC_V2 = "6b3343cf"  # RFC 9369
 

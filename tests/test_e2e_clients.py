@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e_apps import HELLO
+from tests.apps.e2e import HELLO
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.both_backends]
 

@@ -162,7 +162,7 @@ def relative(site: Path) -> Iterator[Proc]:
 @pytest.fixture
 def with_app(site: Path, request: pytest.FixtureRequest) -> Iterator[Proc]:
     try:
-        edge = _start(site, "with-app", "tests.e2e_apps:app")
+        edge = _start(site, "with-app", "tests.apps.e2e:app")
     except RuntimeError as exc:
         pytest.fail(str(exc), pytrace=False)
     yield edge

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e_apps import MIB
+from tests.apps.e2e import MIB
 from tests.support.data import sha256_file
 from tests.support.edge import (
     APP_JS,

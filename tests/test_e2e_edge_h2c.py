@@ -23,7 +23,7 @@ import h2.connection
 import h2.events
 import pytest
 
-from tests.e2e_apps import MIB
+from tests.apps.e2e import MIB
 from tests.support.edge import fetch, print_logs_on_failure, start_edge
 from tests.support.net import free_port
 from tests.support.procs import Proc, spawn, wait_tcp

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from wsproto.events import CloseConnection, TextMessage
 
-from tests.e2e_apps import MIB
+from tests.apps.e2e import MIB
 from tests.support.edge import (
     PROTOCOLS,
     SECRET,

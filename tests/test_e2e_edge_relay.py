@@ -20,7 +20,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory, certs: tuple[str, str, str]) 
     tmp = tmp_path_factory.mktemp("relay")
     up_port = free_port()
     upstream = spawn(
-        "raw-upstream", [sys.executable, "-m", "tests.edge_apps.raw_upstream", str(up_port)], tmp
+        "raw-upstream", [sys.executable, "-m", "tests.apps.raw_upstream", str(up_port)], tmp
     )
     wait_tcp(upstream, up_port)
     port = free_port()

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e_apps import HELLO, MIB, big_chunk
+from tests.apps.e2e import HELLO, MIB, big_chunk
 from tests.support.data import sha256_file
 
 pytestmark = pytest.mark.both_backends

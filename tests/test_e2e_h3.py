@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e_apps import HELLO, MIB
+from tests.apps.e2e import HELLO, MIB
 from tests.support.data import big_sha, sha256_file
 from tests.support.h3 import (
     QUIC_V1,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e_apps import EARLY_HINT_LINK, HELLO, TRAILER_NAME, pattern
+from tests.apps.e2e import EARLY_HINT_LINK, HELLO, TRAILER_NAME, pattern
 from tests.support.wait import wait_for_lines
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.both_backends]

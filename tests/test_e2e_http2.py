@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e_apps import EARLY_HINT_LINK, HELLO, MIB, TRAILER_NAME, big_chunk, pattern
+from tests.apps.e2e import EARLY_HINT_LINK, HELLO, MIB, TRAILER_NAME, big_chunk, pattern
 from tests.support.wait import wait_for_lines
 
 pytestmark = [

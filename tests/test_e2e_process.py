@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.e2e_apps import HELLO, MIB, STARTUP_FAILURE
+from tests.apps.e2e import HELLO, MIB, STARTUP_FAILURE
 from tests.support.data import big_sha
 from tests.support.h3 import cffi_h3, wait_quic
 from tests.support.load import Load, UdpRelay, summary, tolerate_goaway
@@ -348,7 +348,7 @@ def test_port_in_use(server_factory: Any, workers: int, kind: str) -> None:
         holder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         holder.bind(("127.0.0.1", port))
     with holder:
-        args = ["tests.e2e_apps:app", "--workers", str(workers)]
+        args = ["tests.apps.e2e:app", "--workers", str(workers)]
         code, stderr = _spawn_and_wait(server_factory, args + _tls_args(server_factory, port))
     assert code != 0
     lines = error_lines(stderr)
@@ -362,7 +362,7 @@ def test_missing_keyfile(server_factory: Any, tmp_path: Path, workers: int) -> N
     """A TLS file that cannot be read stops the start with one line (not a traceback, and
     not workers that die and are restarted forever)."""
     missing = str(tmp_path / "no-such-key.pem")
-    args = ["tests.e2e_apps:app", "--workers", str(workers), "--bind",
+    args = ["tests.apps.e2e:app", "--workers", str(workers), "--bind",
             f"127.0.0.1:{free_port()}", "--certfile", server_factory.certfile,
             "--keyfile", missing]
     code, stderr = _spawn_and_wait(server_factory, args, timeout=15)
@@ -373,7 +373,7 @@ def test_missing_keyfile(server_factory: Any, tmp_path: Path, workers: int) -> N
 
 
 def test_failing_lifespan_with_workers(server_factory: Any) -> None:
-    args = ["tests.e2e_apps:failing_lifespan_app", "--workers", "2"]
+    args = ["tests.apps.e2e:failing_lifespan_app", "--workers", "2"]
     code, stderr = _spawn_and_wait(server_factory, args + _tls_args(server_factory,
                                                                      free_port()))
     assert code != 0

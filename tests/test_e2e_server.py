@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e_apps import HELLO, STARTUP_FAILURE
+from tests.apps.e2e import HELLO, STARTUP_FAILURE
 from tests.support.net import free_port
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.both_backends]
@@ -62,7 +62,7 @@ def test_lifespan_state_reaches_requests(server: Any, curl: Any, flag: str) -> N
 
 def test_failing_lifespan_startup_exits_nonzero(server_factory: Any) -> None:
     srv = server_factory.spawn(
-        ["tests.e2e_apps:failing_lifespan_app", "--workers", "0",
+        ["tests.apps.e2e:failing_lifespan_app", "--workers", "0",
          "--bind", f"127.0.0.1:{free_port()}"]
     )
     rc = wait_exit(srv.proc, 20)
@@ -143,7 +143,7 @@ def test_graceful_shutdown_h2_goaway(server_factory: Any, h2conn: Any, tmp_path:
 
 @pytest.mark.parametrize("flag", ["--http1.1", "--http2"])
 def test_wsgi_app(server_factory: Any, curl: Any, flag: str) -> None:
-    srv = server_factory.start(app="wsgi:tests.e2e_apps:wsgi_app")
+    srv = server_factory.start(app="wsgi:tests.apps.e2e:wsgi_app")
     body = "wsgi body " * 1000
     result = curl(flag, "--data-binary", body, "-H", "X-Test: yes",
                   f"{srv.https}/some/path?a=1")
@@ -242,7 +242,7 @@ def test_config_error_exit_2(tmp_path: Path, yaml_text: str, key: str, line: int
     config = tmp_path / "bad.yaml"
     config.write_text(yaml_text)
     proc = subprocess.run(
-        [sys.executable, "-m", "edgecorn", "-c", str(config), "tests.e2e_apps:app",
+        [sys.executable, "-m", "edgecorn", "-c", str(config), "tests.apps.e2e:app",
          "--bind", f"127.0.0.1:{free_port()}"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=30,
     )

@@ -2,7 +2,7 @@
 extended CONNECT over HTTP/2 (RFC 8441, the `h2` package) and HTTP/3 (RFC 9220, aioquic),
 a raw-socket RFC 6455 conformance set, graceful shutdown and keep-alive pings.
 
-The server runs `tests.ws_apps:app` in a subprocess; the apps record what a test must see
+The server runs `tests.apps.ws:app` in a subprocess; the apps record what a test must see
 afterwards (`websocket.disconnect` codes) in a file named in the query string.
 """
 
@@ -35,7 +35,7 @@ from tests.support.ws import (
     close_payload,
     h3_connect,
 )
-from tests.ws_apps import (
+from tests.apps.ws import (
     CLOSE_CODE,
     CLOSE_REASON,
     DENY_BODY,
@@ -44,7 +44,7 @@ from tests.ws_apps import (
 
 pytestmark = pytest.mark.timeout(60)
 
-APP = "tests.ws_apps:app"
+APP = "tests.apps.ws:app"
 MIB = 1024 * 1024
 ENABLE_CONNECT_PROTOCOL = 0x8  # the same number in HTTP/2 (RFC 8441) and HTTP/3 (RFC 9220)
 

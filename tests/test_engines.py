@@ -17,7 +17,6 @@ import h2.config
 import h2.connection
 import h2.events
 import pytest
-import sniffio
 
 from edgecorn.config import Config, ConfigError
 from edgecorn.manager import ConnectionManager
@@ -25,34 +24,9 @@ from edgecorn.protocol.engines import h2_engine, resolve_h2, resolve_worker_clas
 from edgecorn.protocol.events import Request
 from edgecorn.protocol.h2 import H2Adapter
 
-APP = "tests.test_engines:loop_app"
+APP = "tests.apps.backends:loop_app"
 # Tests naming `http2_engine` run once per engine; the rest use the default (auto).
 engines = pytest.mark.parametrize("http2_engine", ["h2", "jh2"])
-
-
-async def loop_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Answers with the event loop it runs on: 'trio', 'asyncio' or 'uvloop'."""
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            kind = message["type"].rpartition(".")[2]
-            await send({"type": f"lifespan.{kind}.complete"})
-            if kind == "shutdown":
-                return
-    name = sniffio.current_async_library()
-    if name == "asyncio":
-        import asyncio
-
-        name = type(asyncio.get_running_loop()).__module__.partition(".")[0]
-    body = name.encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 def blocker(tmp_path: Path, *names: str) -> str:
@@ -154,8 +128,11 @@ def test_closed_streams_remembered_are_bounded(http2_engine: str) -> None:
     server.initiate_connection()
     server.receive_data(client.data_to_send())
     for stream_id in range(1, 2 * 3000, 2):
-        client.send_headers(stream_id, [(":method", "GET"), (":path", "/"), (":scheme", "http"),
-                                        (":authority", "x")], end_stream=True)
+        client.send_headers(
+            stream_id,
+            [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "x")],
+            end_stream=True,
+        )
         server.receive_data(client.data_to_send())
         server.send_headers(stream_id, [(":status", "200")], end_stream=True)
         client.receive_data(server.data_to_send())

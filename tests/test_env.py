@@ -133,7 +133,7 @@ def test_cli_error_names_the_variable(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("EDGECORN_MAX_REQUESTS", "many")
-    assert main(["tests.e2e_apps:app"]) == 2
+    assert main(["tests.apps.e2e:app"]) == 2
     assert capsys.readouterr().err == (
         "edgecorn: error: EDGECORN_MAX_REQUESTS: expected an integer, got 'many'\n"
     )
@@ -161,7 +161,7 @@ def test_server_configured_by_the_environment_alone(
     out, err = tmp_path / "out.log", tmp_path / "err.log"
     with open(out, "wb") as stdout, open(err, "wb") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "edgecorn", "tests.e2e_apps:app"],
+            [sys.executable, "-m", "edgecorn", "tests.apps.e2e:app"],
             cwd=REPO_ROOT,
             env=env,
             stdout=stdout,

@@ -21,7 +21,7 @@ from edgecorn.forwarded import apply, parse_forwarded
 from tests.support.net import free_port
 
 TRUSTED = "127.0.0.2"
-APP = "tests.apps.forwarded_app:app"
+APP = "tests.apps.forwarded:app"
 
 
 def scope(peer: str, headers: list[tuple[bytes, bytes]], scheme: str = "http") -> dict[str, Any]:

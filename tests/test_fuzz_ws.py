@@ -28,8 +28,8 @@ from wsproto.connection import ConnectionType
 from wsproto.events import BytesMessage, TextMessage
 from wsproto.extensions import PerMessageDeflate
 
+from edgecorn.asgi.host import ConnectionContext, StreamLimits
 from edgecorn.asgi.websocket import WebSocketStream
-from edgecorn.config import Config
 from edgecorn.protocol.events import Headers, Request
 from tests.support.fuzz import chunks, mutate
 
@@ -52,15 +52,13 @@ class Handle:
 class FakeHost:
     """What a WebSocketStream asks of its connection; records what it was told."""
 
-    scheme = "http"
-    client = ("127.0.0.1", 50000)
-    server = ("127.0.0.1", 8000)
-    access_log = None
-
     def __init__(self) -> None:
-        self.config = Config(websocket_max_message_size=LIMIT)
-        self.state: dict[str, Any] = {}
-        self.extensions: dict[str, dict[str, Any]] = {}
+        self.context = ConnectionContext(
+            "http",
+            ("127.0.0.1", 50000),
+            ("127.0.0.1", 8000),
+            limits=StreamLimits(max_message_size=LIMIT),
+        )
         self.sent = bytearray()  # the server's frames after the handshake
         self.status: int | None = None
         self.acked = 0

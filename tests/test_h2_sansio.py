@@ -193,26 +193,98 @@ def test_ordinary_connect_reaches_the_connection() -> None:
     assert not pair.server.closing
 
 
+def lax_pair() -> Pair:
+    """A Pair whose client sends what it is told, checked or not."""
+    pair = Pair(handshake=False)
+    pair.client = h2.connection.H2Connection(
+        h2.config.H2Configuration(
+            client_side=True, validate_outbound_headers=False, normalize_outbound_headers=False
+        )
+    )
+    pair.client.initiate_connection()
+    assert pair.to_server() == []
+    pair.to_client()
+    return pair
+
+
+GOOD = [(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/"), (b":authority", b"a")]
+
+
 @pytest.mark.parametrize(
     "fields",
     [
         # an ordinary CONNECT must not carry :path; any other request needs it
         [(b":method", b"CONNECT"), (b":authority", b"a"), (b":path", b"/")],
         [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"a")],
+        [(b":method", b"GET"), (b":scheme", b"https"), (b":path", b""), (b":authority", b"a")],
+        [(b":scheme", b"https"), (b":path", b"/"), (b":authority", b"a")],  # no :method
+        [(b":method", b"CONNECT"), (b":path", b"/")],  # CONNECT without :authority
+        GOOD + [(b"X-Upper", b"1")],
+        GOOD + [(b"", b"1")],
+        GOOD + [(b"a b", b"1")],
+        GOOD + [(b"x", b" leading")],
+        GOOD + [(b"x", b"trailing\t")],
+        GOOD + [(b"x", b"nul\x00")],
+        GOOD + [(b"connection", b"close")],
+        GOOD + [(b"transfer-encoding", b"chunked")],
+        GOOD + [(b"te", b"gzip")],
+        GOOD + [(b"host", b"b")],  # differs from :authority
+        GOOD + [(b":method", b"GET")],  # a pseudo-header twice
+        GOOD + [(b":status", b"200")],  # a response's pseudo-header
+        GOOD + [(b":protocol", b"websocket")],  # :protocol is for CONNECT only
+        [(b":method", b"GET"), (b"x", b"1"), (b":scheme", b"https"), (b":path", b"/")],
     ],
 )
-def test_requests_without_their_pseudo_headers_still_fail(fields: list[Any]) -> None:
-    pair = Pair(handshake=False)
-    pair.client = h2.connection.H2Connection(  # a client that sends what it is told
-        h2.config.H2Configuration(client_side=True, validate_outbound_headers=False)
-    )
-    pair.client.initiate_connection()
-    assert pair.to_server() == []
-    pair.to_client()
+def test_malformed_requests_reset_their_stream_not_the_connection(fields: list[Any]) -> None:
+    # RFC 9113 8.1.1: a malformed request is a stream error of type PROTOCOL_ERROR.
+    pair = lax_pair()
     pair.client.send_headers(1, fields, end_stream=True)
     events = pair.to_server()
-    assert of_type(events, ProtocolError) and not of_type(events, Request)
-    assert pair.server.closing
+    assert not of_type(events, Request) and not of_type(events, ProtocolError)
+    (reset,) = of_type(pair.to_client(), h2.events.StreamReset)
+    assert (reset.stream_id, reset.error_code) == (1, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+    assert not pair.server.closing and not pair.goaways
+    pair.client.send_headers(3, GOOD, end_stream=True)  # the connection still serves
+    (request,) = of_type(pair.to_server(), Request)
+    assert request.stream_id == 3
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [(b"te", b"trailers")],
+        [(b"te", b"Trailers")],
+        [(b"host", b"a")],  # the same as :authority
+        [(b"x", b"")],  # an empty value
+        [(b"x", b"in side")],  # whitespace inside a value
+        [(b"x-!#$%&'*+-.^_`|~09", b"\x01\x7f\xff")],  # every token character; obs-text
+    ],
+)
+def test_unusual_but_valid_requests_reach_the_app(extra: list[Any]) -> None:
+    pair = Pair()
+    pair.client.send_headers(1, GOOD + extra, end_stream=True)
+    (request,) = of_type(pair.to_server(), Request)
+    assert [h for h in request.headers if h[0] != b"host"] == [h for h in extra if h[0] != b"host"]
+
+
+def test_request_without_authority_or_host_reaches_the_app() -> None:
+    # RFC 9113 8.3.1 lets a request carry no authority at all.
+    pair = lax_pair()
+    pair.client.send_headers(1, GOOD[:3], end_stream=True)
+    (request,) = of_type(pair.to_server(), Request)
+    assert request.authority is None
+
+
+def test_malformed_trailers_reset_the_stream() -> None:
+    pair = lax_pair()
+    pair.client.send_headers(1, get_headers(method=b"POST"))
+    assert of_type(pair.to_server(), Request)
+    pair.client.send_data(1, b"data")
+    pair.client.send_headers(1, [(b"X-Bad", b"1")], end_stream=True)
+    events = pair.to_server()
+    assert events == [Body(1, b"data"), StreamReset(1)]
+    (reset,) = of_type(pair.to_client(), h2.events.StreamReset)
+    assert reset.error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR
 
 
 def test_post_body_events() -> None:

@@ -329,7 +329,7 @@ def test_stalled_stream_is_reset_after_its_ticks(engine: str) -> None:
 
 # --------------------------------------------------------------------------- WebSocket bombs
 
-WS_APP = "tests.ws_apps:app"
+WS_APP = "tests.apps.ws:app"
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE = 0x0, 0x1, 0x2, 0x8
 MESSAGE_TOO_BIG = 1009
 

@@ -18,7 +18,7 @@ import pytest
 
 from tests.support.ws import H2WS, H2Stream
 
-APP = "tests.ws_apps:app"
+APP = "tests.apps.ws:app"
 
 
 def _h1_handshake(port: int, version: str | None) -> bytes:

@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def upstream(tmp_path: Path) -> Iterator[int]:
-    """Uvicorn serving tests/edge_apps/upstream.py: a real upstream that is not edgecorn."""
+    """Uvicorn serving tests/apps/upstream.py: a real upstream that is not edgecorn."""
     port = free_port()
     with open(tmp_path / "uvicorn.log", "wb") as log:
         proc = subprocess.Popen(
@@ -50,7 +50,7 @@ def upstream(tmp_path: Path) -> Iterator[int]:
                 sys.executable,
                 "-m",
                 "uvicorn",
-                "tests.edge_apps.upstream:app",
+                "tests.apps.upstream:app",
                 "--host",
                 "127.0.0.1",
                 "--port",

@@ -1,4 +1,4 @@
-"""edgecorn.middleware: Hypercorn's documented middleware examples (tests/middleware_apps.py)
+"""edgecorn.middleware: Hypercorn's documented middleware examples (tests/apps/middleware.py)
 run under a real edgecorn, on the asyncio and the trio workers, driven by curl and websockets.
 """
 
@@ -16,7 +16,7 @@ LOOPS = ["asyncio", "trio"]
 
 
 def start(factory: Any, app: str, loop: str, *extra: str) -> Any:
-    return factory.start("-k", loop, *extra, app=f"tests.middleware_apps:{app}")
+    return factory.start("-k", loop, *extra, app=f"tests.apps.middleware:{app}")
 
 
 def get(curl: Any, url: str, *args: str) -> Any:
@@ -41,7 +41,7 @@ def test_dispatcher_mounts_and_lifespan(server_factory: Any, curl: Any, loop: st
 
 
 def test_dispatcher_without_a_root_mount_404s(server_factory: Any, curl: Any) -> None:
-    server = server_factory.start(app="tests.middleware_apps:dispatcher_api_only")
+    server = server_factory.start(app="tests.apps.middleware:dispatcher_api_only")
     result = curl("-w", "%{http_code}", f"{server.http}/elsewhere")
     assert result.stdout == b"404"
     assert get(curl, f"{server.http}/api/")["app"] == "api"
@@ -49,7 +49,7 @@ def test_dispatcher_without_a_root_mount_404s(server_factory: Any, curl: Any) ->
 
 def test_dispatcher_startup_failure_stops_the_server(server_factory: Any) -> None:
     server = server_factory.spawn(
-        ["tests.middleware_apps:dispatcher_failing", "-w", "0", "-b", "127.0.0.1:0"]
+        ["tests.apps.middleware:dispatcher_failing", "-w", "0", "-b", "127.0.0.1:0"]
     )
     assert server.proc.wait(30) == 3
     assert "edgecorn: error: application startup failed: db down" in server.stderr()
@@ -80,7 +80,7 @@ def test_http_to_https_redirect(server_factory: Any, curl: Any, loop: str) -> No
 
 def test_http_to_https_websocket_redirect(server_factory: Any, h1: Any) -> None:
     """A raw handshake (a WebSocket client would follow the redirect off this machine)."""
-    server = server_factory.start(app="tests.middleware_apps:redirected_app")
+    server = server_factory.start(app="tests.apps.middleware:redirected_app")
     conn = h1(server.insecure_port)
     conn.request(
         "GET",
@@ -118,7 +118,7 @@ def test_proxy_fix_legacy(server_factory: Any, curl: Any, loop: str) -> None:
 
 
 def test_proxy_fix_modern_two_hops(server_factory: Any, curl: Any) -> None:
-    server = server_factory.start(app="tests.middleware_apps:fixed_modern")
+    server = server_factory.start(app="tests.apps.middleware:fixed_modern")
     seen = get(
         curl,
         f"{server.http}/",
@@ -133,7 +133,7 @@ def test_proxy_fix_modern_two_hops(server_factory: Any, curl: Any) -> None:
 
 def test_proxy_fix_trusted_proxies(server_factory: Any, curl: Any) -> None:
     """Only a peer inside trusted_proxies may set the client address; 127.0.0.1 is not."""
-    server = server_factory.start(app="tests.middleware_apps:fixed_cidr")
+    server = server_factory.start(app="tests.apps.middleware:fixed_cidr")
     seen = get(curl, f"{server.http}/", "-H", "X-Forwarded-For: 203.0.113.9")
     assert seen["client"][0] == "127.0.0.1"
 

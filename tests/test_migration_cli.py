@@ -215,7 +215,7 @@ def test_log_config(server_factory: Any, curl: Any, tmp_path: Path, kind: str) -
         "--access-logformat",
         "%(R)s|%(Uq)s|%(h)s",
         tls=False,
-        app="tests.migration_apps:whoami",
+        app="tests.apps.migration:whoami",
     )
     assert _app_request(curl, server.insecure_port, "/caf%C3%A9?x=1").stdout.endswith(b"200")
     deadline = time.monotonic() + 10
@@ -238,7 +238,7 @@ def test_log_config_written_for_hypercorn(server_factory: Any, curl: Any, tmp_pa
     spec = tmp_path / "hypercorn-logging.json"
     spec.write_text(json.dumps(data))
     server = server_factory.start(
-        "--log-config", f"json:{spec}", tls=False, app="tests.migration_apps:whoami"
+        "--log-config", f"json:{spec}", tls=False, app="tests.apps.migration:whoami"
     )
     assert _app_request(curl, server.insecure_port, "/from-hypercorn").stdout.endswith(b"200")
     deadline = time.monotonic() + 10
@@ -270,7 +270,7 @@ def _toml(data: dict[str, Any], prefix: str = "") -> str:
 def test_broken_log_config_is_one_line(server_factory: Any, tmp_path: Path) -> None:
     server = server_factory.spawn(
         [
-            "tests.e2e_apps:app",
+            "tests.apps.e2e:app",
             "-w",
             "0",
             "-b",
@@ -311,7 +311,7 @@ def test_user_and_group_after_binding(server_factory: Any, curl: Any, workers: s
         f"unix:{unix}",
         "-m",
         "007",
-        app="tests.migration_apps:whoami",
+        app="tests.apps.migration:whoami",
         tls=False,
         wait_unix=[unix],
     )
@@ -351,7 +351,7 @@ def test_root_only_key_with_user(
     server_factory.certfile, server_factory.keyfile = certs[0], str(key)
     server = server_factory.spawn(
         [
-            "tests.migration_apps:whoami",
+            "tests.apps.migration:whoami",
             "-w",
             workers,
             "-u",
@@ -376,7 +376,7 @@ def test_root_only_key_with_user(
 
 def test_unknown_user_is_one_line(server_factory: Any) -> None:
     server = server_factory.spawn(
-        ["tests.e2e_apps:app", "-w", "0", "-b", "127.0.0.1:0", "-u", "no-such-user-here"]
+        ["tests.apps.e2e:app", "-w", "0", "-b", "127.0.0.1:0", "-u", "no-such-user-here"]
     )
     assert server.proc.wait(30) == 2
     assert server.stderr().splitlines() == [
@@ -388,7 +388,7 @@ def test_unknown_user_is_one_line(server_factory: Any) -> None:
 def test_debug_turns_on_asyncio_debug(server_factory: Any, curl: Any, debug: bool) -> None:
     """asyncio's debug mode reports a callback that blocks the loop (here 0.3 s)."""
     args = ["--debug"] if debug else []
-    server = server_factory.start(*args, tls=False, app="tests.migration_apps:blocking")
+    server = server_factory.start(*args, tls=False, app="tests.apps.migration:blocking")
     assert _app_request(curl, server.insecure_port).stdout.endswith(b"200")
     if debug:
         # Start-up on a busy machine can log slow callbacks of its own first: wait for the
@@ -404,7 +404,7 @@ def test_debug_turns_on_asyncio_debug(server_factory: Any, curl: Any, debug: boo
 
 
 def test_app_without_a_response_names_the_request(server_factory: Any, curl: Any) -> None:
-    server = server_factory.start(tls=False, app="tests.migration_apps:silent")
+    server = server_factory.start(tls=False, app="tests.apps.migration:silent")
     result = curl(
         "-w", "%{http_code}", f"http://127.0.0.1:{server.insecure_port}/quiet?x=1", check=False
     )

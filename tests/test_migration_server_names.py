@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e_apps import HELLO
+from tests.apps.e2e import HELLO
 from tests.support.h3 import cffi_h3, wait_quic
 
 pytestmark = pytest.mark.timeout(90)

@@ -94,7 +94,7 @@ def test_factory_raising(apps: Path, workers: str, spelling: list[str]) -> None:
 @pytest.mark.parametrize("workers", ["0", "2"])
 def test_lifespan_failure_exit_code(apps: Path, workers: str) -> None:
     result = edgecorn(
-        "tests.e2e_apps:failing_lifespan_app", "-w", workers, "-b", "127.0.0.1:0", cwd=ROOT
+        "tests.apps.e2e:failing_lifespan_app", "-w", workers, "-b", "127.0.0.1:0", cwd=ROOT
     )
     assert one_line(result) == (
         "edgecorn: error: application startup failed: e2e-startup-failed: database unreachable"

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-APP = "tests.apps.perf_apps:app"
+APP = "tests.apps.perf:app"
 LOOPS = ("asyncio", "uvloop", "trio")
 
 pytestmark = pytest.mark.timeout(60)

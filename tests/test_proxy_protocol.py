@@ -17,7 +17,7 @@ import pytest
 from edgecorn.proxyproto import V2_SIGNATURE, ProxyHeaderError, parse
 
 TRUSTED = "127.0.0.2"
-APP = "tests.apps.forwarded_app:app"
+APP = "tests.apps.forwarded:app"
 
 
 def v2(

@@ -145,10 +145,10 @@ def test_reset_sizes_follow_rfc_9000(certs: tuple[str, str, str]) -> None:
 def test_resets_are_rate_limited() -> None:
     resets = ResetTokens(b"k" * 32, rate=100)
     data = b"\x40" + bytes(60)
-    sent = sum(resets.reset(data, b"c" * 8, 10.0) is not None for _ in range(500))
+    sent = sum(resets.reset(data, b"c" * 8, CLIENT, 10.0) is not None for _ in range(500))
     assert sent == 100
-    sent = sum(resets.reset(data, b"c" * 8, 10.5) is not None for _ in range(500))
-    assert sent == 50  # refilled at `rate` a second
+    sent = sum(resets.reset(data, b"c" * 8, CLIENT, 10.5) is not None for _ in range(500))
+    assert sent == 50  # refilled at `rate` a second (per peer: see test_hardening_limits_resets)
 
 
 @pytest.mark.timeout(90)

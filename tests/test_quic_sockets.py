@@ -11,7 +11,7 @@ import pytest
 
 from edgecorn.reuseport import reuseport_udp_socket
 from edgecorn.sockets import Sockets, create_udp_socket
-from tests.e2e_apps import HELLO
+from tests.apps.e2e import HELLO
 from tests.support.h3 import cffi_h3
 from tests.support.procs import children, wait_workers
 

@@ -205,7 +205,7 @@ def test_quic_picks_certificate_by_sni(server_factory: Any, ca: CA, tmp_path: Pa
     port = free_port()
     server = server_factory.spawn(
         [
-            "tests.e2e_apps:app",
+            "tests.apps.e2e:app",
             "--workers",
             "0",
             "--bind",
@@ -242,7 +242,7 @@ def spawn_edge(server_factory: Any, ca: CA, tmp_path: Path) -> Any:
     port = free_port()
     server = server_factory.spawn(
         [
-            "tests.e2e_apps:app",
+            "tests.apps.e2e:app",
             "--workers",
             "0",
             "-k",
@@ -361,7 +361,7 @@ def test_start_refuses_bad_certificates(server_factory: Any, ca: CA, tmp_path: P
     text = edge_yaml(ca).replace(f"{ca.folder}/wild.pem", f"{ca.folder}/missing.pem")
     server = server_factory.spawn(
         [
-            "tests.e2e_apps:app",
+            "tests.apps.e2e:app",
             "--workers",
             "0",
             "--bind",
@@ -375,7 +375,7 @@ def test_start_refuses_bad_certificates(server_factory: Any, ca: CA, tmp_path: P
     certfile = ca.leaf("solo", "entry-solo", ["solo.test"])
     server = server_factory.spawn(
         [
-            "tests.e2e_apps:app",
+            "tests.apps.e2e:app",
             "--workers",
             "0",
             "--bind",

@@ -311,7 +311,7 @@ def test_bad_key_file_is_one_line(server_factory: Any, tmp_path: Path) -> None:
     keys.write_text("abcd\n")
     server = server_factory.spawn(
         [
-            "tests.e2e_apps:app",
+            "tests.apps.e2e:app",
             "--bind",
             "127.0.0.1:0",
             "--certfile",

@@ -1,6 +1,9 @@
-"""StreamHost: what a protocol-blind stream needs from the connection it runs on.
+"""What a protocol-blind stream gets from the connection it runs on.
 
-`HTTPStream` and `WebSocketStream` are written against this Protocol, not
+`ConnectionContext`: the per-connection facts (scheme, addresses, TLS, state,
+limits), frozen, built once when the connection knows them (after TLS and ALPN).
+`StreamHost`: the context plus the commands a stream sends (respond, send body,
+reset, ...). `HTTPStream` and `WebSocketStream` are written against these, not
 against `edgecorn.connection.Connection`, so the streams do not import their
 caller and can be driven by a fake host in unit tests.
 """
@@ -8,21 +11,50 @@ caller and can be driven by a fake host in unit tests.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..config import Config
 from ..protocol.events import Headers
 
 
-class StreamHost(Protocol):
-    # per-connection facts that go into the scope
-    config: Config
-    scheme: str
+@dataclass(frozen=True, slots=True)
+class StreamLimits:
+    """The config values streams read, taken once per worker (Config does not change)."""
+
+    max_message_size: int = 16 * 1024 * 1024  # websocket_max_message_size
+    max_app_queue_size: int = 10
+    ping_interval: float | None = None  # websocket_ping_interval
+    permessage_deflate: bool = True  # websocket_permessage_deflate
+
+    @classmethod
+    def from_config(cls, config: Config) -> StreamLimits:
+        return cls(
+            max_message_size=config.websocket_max_message_size,
+            max_app_queue_size=max(1, config.max_app_queue_size),
+            ping_interval=config.websocket_ping_interval,
+            permessage_deflate=config.websocket_permessage_deflate,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionContext:
+    """One connection's facts for its streams' scopes; `state` and `extensions` are
+    shared, not copied (build_scope copies `state` per request, as ASGI asks)."""
+
+    scheme: str  # "http" or "https"; a trusted proxy's header may override it per request
     client: tuple[str, int] | None
     server: tuple[str, int | None] | None
-    state: dict[str, Any]
-    extensions: dict[str, dict[str, Any]]
-    access_log: Any
+    root_path: str = ""
+    state: dict[str, Any] = field(default_factory=dict)
+    extensions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    access_log: Any = None  # has `.enabled` and `.log(...)`
+    trusted_proxies: list[str] = field(default_factory=list)
+    limits: StreamLimits = StreamLimits()
+
+
+class StreamHost(Protocol):
+    context: ConnectionContext
 
     # event-loop primitives
     def create_future(self) -> Any: ...

@@ -1,7 +1,8 @@
 """HTTPStream: one request/response, protocol-blind, as ASGI `http` messages.
 
-It sees only the common stream events and talks to its connection through a
-few commands (`respond`, `send_body`, ...), so h1, h2 and h3 share it.
+It sees only the common stream events, reads its connection's facts from the
+frozen `host.context` and talks to the connection through a few commands
+(`respond`, `send_body`, ...), so h1, h2 and h3 share it.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ class HTTPStream:
         self.trailers = False
         self.done = False
         self.sent = 0
-        self.start_time = time.time() if conn.access_log.enabled or metrics.recorder else 0.0
+        access_log = conn.context.access_log
+        self.start_time = time.time() if access_log.enabled or metrics.recorder else 0.0
         self.logged = False
 
     # --- stream events from the connection -----------------------------------
@@ -212,14 +214,14 @@ class HTTPStream:
             await send_path(self, message)
         elif kind == "http.response.push":
             if not self.done and not self.disconnected:
-                fields = push_fields(self.conn.scheme, self.scope["headers"], message)
+                fields = push_fields(self.conn.context.scheme, self.scope["headers"], message)
                 self.conn.push(self.stream_id, fields)
         else:
             raise ValueError(f"unexpected ASGI message type {kind!r} on an http stream")
 
     def _log(self, complete: bool = True) -> None:
         self.logged = True
-        access_log = self.conn.access_log
+        access_log = self.conn.context.access_log
         recorder = metrics.recorder
         if access_log.enabled or recorder is not None:
             duration = time.time() - self.start_time
@@ -235,24 +237,25 @@ def build_scope(conn: StreamHost, request: Request) -> dict[str, Any]:
         # absolute-form (RFC 9112 3.2.2): keep the path part
         target = b"/" + target.split(b"/", 3)[3] if target.count(b"/") >= 3 else b"/"
     raw_path, _, query = target.partition(b"?")
+    context = conn.context
     scope = {
         "type": "http",
         "asgi": _ASGI,
         "http_version": request.http_version,
         "method": request.method,
-        "scheme": request.scheme or conn.scheme,
+        "scheme": request.scheme or context.scheme,
         "path": unquote(raw_path.decode("latin-1")),
         "raw_path": raw_path,
         "query_string": query,
-        "root_path": conn.config.root_path,
+        "root_path": context.root_path,
         "headers": request.headers,
-        "client": conn.client,
-        "server": conn.server,
-        "state": conn.state.copy(),
+        "client": context.client,
+        "server": context.server,
+        "state": context.state.copy(),
         # h2 marks the requests whose client allows push: only theirs list it
-        "extensions": with_push(conn.extensions) if request.push else conn.extensions,
+        "extensions": with_push(context.extensions) if request.push else context.extensions,
     }
-    proxies = conn.config.trusted_proxies
+    proxies = context.trusted_proxies
     if proxies:  # no work at all unless some peer is trusted
         apply_forwarded(scope, proxies)
     return scope

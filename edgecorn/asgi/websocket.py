@@ -148,9 +148,9 @@ class WebSocketStream:
         self.scope = scope
         self.key = first(request.headers, b"sec-websocket-key")
         self.offered_extensions = first(request.headers, b"sec-websocket-extensions")
-        config = conn.config
-        self.max_message = config.websocket_max_message_size
-        self.max_queue = max(1, config.max_app_queue_size)
+        limits = conn.context.limits
+        self.max_message = limits.max_message_size
+        self.max_queue = limits.max_app_queue_size
         self.ws: WSConnection | None = None
         self.inbox: deque[dict[str, Any]] = deque([{"type": "websocket.connect"}])
         self.waiter: Any = None
@@ -354,7 +354,7 @@ class WebSocketStream:
             return
         headers: Headers = [(name.lower(), value) for name, value in message.get("headers", ())]
         extensions: list[Extension] = []
-        if self.offered_extensions and self.conn.config.websocket_permessage_deflate:
+        if self.offered_extensions and self.conn.context.limits.permessage_deflate:
             deflate = BoundedDeflate(self.max_message)
             for offer in self.offered_extensions.decode("latin-1").split(","):
                 if offer.strip().startswith(deflate.name):
@@ -430,7 +430,7 @@ class WebSocketStream:
     # --- keep-alive pings ------------------------------------------------------------
 
     def _schedule_ping(self) -> None:
-        interval = self.conn.config.websocket_ping_interval
+        interval = self.conn.context.limits.ping_interval
         if interval:
             self.ping_timer = self.conn.call_later(interval, self._ping)
 

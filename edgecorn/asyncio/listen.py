@@ -13,7 +13,6 @@ at once instead of waiting in a backlog nobody reads (as on trio).
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import socket
 import ssl
@@ -22,11 +21,9 @@ from typing import Any
 
 from ..proxyproto import ProxyHeaderError, read_asyncio, trusted_peer
 from ..redirect import PEEK_SIZE, PLAIN_HTTP_LINGER, answer_plain_http, is_plain_http
+from ..tcp import ACCEPT_BACK_OFF, Accept, AcceptErrors
 
 log = logging.getLogger("edgecorn.error")
-
-# Out of file descriptors: stop accepting for a moment instead of spinning.
-_RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
 class Listener:
@@ -49,6 +46,7 @@ class Listener:
         self.tasks = tasks
         self.manager = manager  # its max_connections stops and resumes accepting
         self.closed = False
+        self.errors = AcceptErrors()
         self.loop.add_reader(sock.fileno(), self._accept)
 
     def _accept(self) -> None:
@@ -62,14 +60,19 @@ class Listener:
                 return
             try:
                 conn, _ = self.sock.accept()
-            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-                return
             except OSError as exc:
-                if exc.errno in _RESOURCE_ERRORS:
-                    log.error("cannot accept connections (%s): pausing for a second", exc)
-                    self.loop.remove_reader(self.sock.fileno())
-                    self.loop.call_later(1.0, self._resume)
+                action, line = self.errors.decide(exc, self.loop.time())
+                if line is not None:
+                    log.error(line)
+                if action is Accept.RETRY:
+                    continue
+                if action is Accept.WAIT:
                     return
+                self.loop.remove_reader(self.sock.fileno())  # never spin on a failing accept
+                if action is Accept.BACK_OFF:
+                    self.loop.call_later(ACCEPT_BACK_OFF, self._resume)
+                    return
+                self.closed = True  # the loop's exception handler logs what follows
                 raise
             conn.setblocking(False)
             task = self.loop.create_task(self._connect(conn))
@@ -146,7 +149,7 @@ class Listener:
         if not self.closed:
             self.closed = True
             self.loop.remove_reader(self.sock.fileno())
-            self.sock.close()
+        self.sock.close()  # also after a failed accept() closed the listener (idempotent)
 
 
 async def _read_proxy_header(conn: socket.socket, protocol: Any, config: Any) -> None:

@@ -6,8 +6,9 @@ import asyncio
 from typing import Any
 
 from ..asgi.extensions import with_tls
-from ..connection import FLUSH_TIMEOUT, LINGER_TIMEOUT, Connection, unacked_bytes
+from ..connection import Connection
 from ..manager import ConnectionManager
+from ..tcp import FLUSH_TIMEOUT, LINGER_TIMEOUT, addresses, unacked_bytes
 from .runtime import AsyncioRuntime
 
 
@@ -23,17 +24,19 @@ class TCPProtocol(AsyncioRuntime, Connection, asyncio.Protocol):
         self.end_deadline = 0.0
         self.end_left = 0  # bytes still unflushed when last measured
         self.end_timer: asyncio.TimerHandle | None = None
+        self.socket_transport: Any = None  # TLS: the transport under the SSL layer
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
-        peer = transport.get_extra_info("peername")
-        local = transport.get_extra_info("sockname")
-        if isinstance(peer, tuple) and self.client is None:  # None: no PROXY header named one
-            self.client = (peer[0], peer[1])
-        if isinstance(local, tuple):
-            self.server = (local[0], local[1])
-        elif local:
-            self.server = (str(local), None)
+        inner = getattr(getattr(transport, "_ssl_protocol", None), "_transport", None)
+        self.socket_transport = inner or transport
+        client, server = addresses(
+            transport.get_extra_info("peername"), transport.get_extra_info("sockname")
+        )
+        if self.client is None:  # None: no PROXY header named one
+            self.client = client
+        if server is not None:
+            self.server = server
         alpn = None
         if self.secure:
             ssl_object = transport.get_extra_info("ssl_object")
@@ -55,6 +58,12 @@ class TCPProtocol(AsyncioRuntime, Connection, asyncio.Protocol):
         if self.end_timer is not None:
             self.end_timer.cancel()
         self.on_lost()
+        # asyncio's selector transport keeps its read callback as a bound method of
+        # itself (set_protocol): a cycle, with the socket in it, until a full gc. Nothing
+        # reads from a lost transport. (uvloop's transports have no such attribute.)
+        state = getattr(self.socket_transport, "__dict__", None)
+        if state is not None and "_read_ready_cb" in state:
+            state["_read_ready_cb"] = None
 
     # backend primitives
     def write(self, data: bytes) -> None:

@@ -50,6 +50,11 @@ class Adapter(Protocol):
         """Start a graceful close: finish open streams, accept no new ones."""
         ...
 
+    def release(self) -> None:
+        """The peer is gone (no more `receive_data`): break the adapter's reference
+        cycles so that refcounting alone frees it. Commands stay harmless."""
+        ...
+
     @property
     def backlog(self) -> int:
         """Received body bytes not yet consumed by apps (for read back-pressure)."""

@@ -337,6 +337,10 @@ class H1Adapter(ABC):
         if self.active == 0 and self.requests and not self.pending and not linger:
             self._close()
 
+    @abstractmethod
+    def release(self) -> None:
+        """The peer is gone: break reference cycles (see base.Adapter.release)."""
+
     def reset(self, stream_id: int) -> None:
         # HTTP/1.1 has no stream reset: a response cut short can only end the connection.
         if stream_id == self.active:
@@ -477,6 +481,12 @@ class HttptoolsAdapter(H1Adapter):
     def head_pending(self) -> bool:
         return self.in_head and self.our is not CLOSED
 
+    def release(self) -> None:
+        # The parser holds this adapter's callbacks (bound methods): a cycle that only a
+        # full gc would free, with the connection's buffers in it. No bytes come now.
+        self.closing = True  # receive_data returns before it would need the parser
+        vars(self).pop("parser", None)
+
     # httptools callbacks (called from inside feed_data)
     def on_message_begin(self) -> None:
         self.url = b""
@@ -610,6 +620,9 @@ class H11Adapter(H1Adapter):
         self._h11 = h11
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head)
         self.h2c: tuple[Request, bytes, list[bytes]] | None = None
+
+    def release(self) -> None:
+        pass  # h11's Connection holds no callbacks into this adapter: no cycle to break
 
     @property
     def head_pending(self) -> bool:

@@ -11,6 +11,8 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
+from aioquic.h3.connection import ErrorCode
+
 from .. import metrics
 from ..asgi.extensions import quic_tls_extension
 from ..connection import Connection
@@ -21,6 +23,7 @@ from .h3 import H3Adapter
 if TYPE_CHECKING:
     import socket
 
+    from ..asgi.http import HTTPStream
     from ..manager import ConnectionManager
 
 log = logging.getLogger("edgecorn.error")
@@ -76,6 +79,7 @@ class QUICConnection(Connection):
         self.handshaking = True
         self.handshake_bytes = 0  # its share of the endpoint's half-open estimate
         self.tls_pending = True  # the ASGI `tls` extension waits for the cipher suite
+        self.context = self.make_context()  # made again once, with `tls` (`_add_tls`)
         self.manager.add(self)
 
     # --- input -------------------------------------------------------------------
@@ -134,6 +138,7 @@ class QUICConnection(Connection):
             self.tls_pending = False
             tls = quic_tls_extension(suite, certificate)
             self.extensions = {**self.extensions, "tls": tls}
+            self.context = self.make_context()
 
     # --- output ------------------------------------------------------------------
 
@@ -228,4 +233,22 @@ class QUICConnection(Connection):
         self.endpoint.spawn(coro)
 
     def tick(self, keep_alive_ticks: int, read_timeout_ticks: int | None) -> None:
-        pass  # QUIC's own idle timeout (quic_idle_timeout) applies
+        """Once a second: `header_timeout` for request streams whose HEADERS never
+        come whole, and `body_timeout`/`body_min_rate` for request bodies. Idle
+        connections are QUIC's own idle timeout's (quic_idle_timeout)."""
+        if self.closed or self.h3.terminated:
+            return
+        expired = self.h3.time_out_heads(self.header_ticks)
+        if self.streams:
+            self._check_bodies()
+        if expired:
+            log.debug("HTTP/3 request heads from %s timed out: %s", self.client, expired)
+            self.flush()
+
+    def _body_timed_out(self, stream: HTTPStream, why: str = "request body timed out") -> None:
+        """The stream is reset and the client asked to stop (H3_REQUEST_INCOMPLETE);
+        the app sees http.disconnect, as on HTTP/2."""
+        log.debug("HTTP/3 %s from %s on stream %d", why, self.client, stream.stream_id)
+        self.h3.reset(stream.stream_id, ErrorCode.H3_REQUEST_INCOMPLETE)
+        stream.on_reset()
+        self.flush()

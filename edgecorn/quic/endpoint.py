@@ -20,8 +20,9 @@ from .. import metrics
 from ..manager import ConnectionManager
 from .connection import QUICConnection
 from .engine import HANDSHAKE_COST, EdgeQuicConnection
+from .ratelimit import PeerRate
 from .retry import ResetTokens, RetryTokens
-from .routing import destination_cid, new_route
+from .routing import Route, destination_cid, new_route, refusal
 from .worker import QuicSetup
 
 log = logging.getLogger("edgecorn.error")
@@ -30,6 +31,9 @@ UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)  # linux/udp.h
 GSO_MAX_SEGMENTS = 64
 GSO_MAX_BYTES = 65000
 HANDSHAKE_PEER_BYTES = 64 * 1024  # a half-open connection's estimate counts this much input
+# CONNECTION_REFUSED answers a second at max_connections, per peer address and in all.
+REFUSALS_PER_PEER = 10.0
+REFUSALS_TOTAL = 1000.0
 
 Datagrams = list[tuple[bytes, Any]]
 
@@ -64,6 +68,8 @@ class QUICEndpoint(ABC):
         self.early_data = config.quic_early_data
         self.max_streams = config.h3_max_concurrent_streams
         self.gso = hasattr(sock, "sendmsg")
+        self.refusing = False  # said once in the log each time max_connections is reached
+        self.refusals = PeerRate(REFUSALS_PER_PEER, total=REFUSALS_TOTAL)
 
     # --- what the backend supplies ------------------------------------------------
 
@@ -113,8 +119,12 @@ class QUICEndpoint(ABC):
             want_retry = self.retry_mode == "on" or (
                 self.retry_mode == "under_load" and self.handshaking >= self.retry_threshold
             )
-            route = new_route(data, addr, self.retry, want_retry, full)
+            no_room = not self.manager.has_room()  # max_connections, TCP and QUIC together
+            route = new_route(data, addr, self.retry, want_retry, full, no_room)
             if route is None:
+                return
+            if route.refuse:
+                self._refuse(route, addr)
                 return
             if route.reply is not None:
                 if metrics.recorder is not None:
@@ -136,6 +146,7 @@ class QUICEndpoint(ABC):
                 **extra,
             )
             conn = QUICConnection(self, quic, addr)
+            self.refusing = False
             self.handshaking += 1
             conn.handshake_bytes = HANDSHAKE_COST
             self.handshake_bytes += HANDSHAKE_COST
@@ -175,13 +186,27 @@ class QUICEndpoint(ABC):
             conn.handshake_bytes += size
             self.handshake_bytes += size
 
+    def _refuse(self, route: Route, addr: Any) -> None:
+        """max_connections is reached: a new connection is refused in one small Initial
+        (routing.refusal), and no state is kept. The refusals are rate-limited per peer
+        like the resets (each costs a key derivation and an encryption); past the rate the
+        Initial is dropped and the client's retransmission may be refused, or fit, later."""
+        if not self.refusing:
+            self.refusing = True
+            log.warning(
+                "QUIC: %d connections (max_connections): new QUIC connections are refused",
+                len(self.manager.connections) + len(self.manager.pending),
+            )
+        if self.refusals.allow(addr, self.now()):
+            self.send([(refusal(route), addr)])
+
     def _reset(self, data: bytes, dcid: bytes, addr: Any) -> None:
         """RFC 9000 10.3: the peer of a connection this worker lost (a crash, a restart,
         a connection already forgotten) learns at once that it is gone, instead of
         retransmitting into silence until its idle timeout."""
         if self.resets is None:
             return
-        reply = self.resets.reset(data, dcid, self.now())
+        reply = self.resets.reset(data, dcid, addr, self.now())
         if reply is not None:
             self.send([(reply, addr)])
 

@@ -22,6 +22,7 @@ from aioquic.h3.connection import (
     ErrorCode,
     FrameType,
     H3Connection,
+    H3Stream,
     MessageError,
     ProtocolError,
     Setting,
@@ -31,7 +32,7 @@ from aioquic.h3.events import H3Event
 from aioquic.quic.connection import Limit, QuicConnection, QuicConnectionId
 from aioquic.quic.events import QuicEvent, StreamDataReceived
 from aioquic.quic.events import StreamReset as QuicStreamReset
-from aioquic.quic.stream import QuicStream, QuicStreamSender
+from aioquic.quic.stream import QuicStream, QuicStreamReceiver, QuicStreamSender
 from aioquic.tls import CipherSuite, Context, Epoch, SessionTicket, pull_client_hello
 from pylsqpack import DecompressionFailed, StreamBlocked
 
@@ -69,6 +70,12 @@ HOOKS: list[tuple[Any, str]] = [
     (Limit.__init__, "value"),
     (Limit.__init__, "sent"),
     (QuicStream.__init__, "sender"),
+    (QuicStream.__init__, "receiver"),
+    (QuicStreamReceiver.__init__, "is_finished"),
+    (H3Stream.__init__, "headers_recv_state"),
+    (H3Stream.__init__, "receiving_ended"),
+    (H3Stream.__init__, "blocked"),
+    (H3Connection.__init__, "_quic"),
     (QuicStreamSender.__init__, "_buffer_start"),
     (QuicStreamSender.__init__, "_buffer_stop"),
     (QuicStreamSender.__init__, "is_finished"),
@@ -391,6 +398,48 @@ def tls_facts(quic: Any) -> tuple[int | None, bytes | None]:
 
 def terminated(quic: QuicConnection) -> bool:
     return quic._state.name == "TERMINATED"
+
+
+def waiting_requests(quic: QuicConnection, h3: H3Connection) -> list[int]:
+    """The peer's request streams whose HEADERS frame has not been read whole: part of
+    it came, or nothing at all (opening a stream opens every lower one, RFC 9000 2.1),
+    or its QPACK block waits on the encoder stream. Streams we stopped reading are left
+    out. qh3 keeps its QUIC streams in its compiled core: there only streams that sent
+    some bytes are seen."""
+    if isinstance(quic, QuicConnection):  # aioquic: streams with no byte yet, too
+        quiet = {s for s, st in quic._streams.items() if s % 4 == 0 and not st.receiver.is_finished}
+    else:  # another engine (qh3_engine.py): only its h3 connection's streams are seen
+        quiet = set()
+    ignored: set[int] = getattr(h3, "ignored", set())
+    waiting = []
+    for sid in quiet | {s for s in h3._stream if s % 4 == 0}:
+        stream = h3._stream.get(sid)
+        if sid in ignored:
+            continue
+        if stream is None:
+            waiting.append(sid)  # opened, nothing sent yet
+        elif stream.headers_recv_state.name == "INITIAL" and (
+            stream.blocked or not stream.receiving_ended  # (ended without: a MessageError)
+        ):
+            waiting.append(sid)
+    return waiting
+
+
+def abandon_head(h3: EdgeH3Connection, stream_id: int) -> None:
+    """A request stream given up before its header section was decoded (header_timeout):
+    a section blocked on the encoder stream is cancelled in our decoder and to the peer's
+    encoder (RFC 9204 4.4.2), so neither keeps it; what still comes is dropped."""
+    stream = h3._stream.get(stream_id)
+    decoder_stream = getattr(h3, "_local_decoder_stream_id", None)
+    if (
+        isinstance(h3, EdgeH3Connection)
+        and stream is not None
+        and stream.blocked
+        and decoder_stream is not None
+    ):
+        h3._quic.send_stream_data(decoder_stream, h3._decoder.cancel_stream(stream_id))
+        stream.blocked = False
+    h3.ignore(stream_id)
 
 
 def control_stream_id(h3: H3Connection) -> int | None:

@@ -64,6 +64,7 @@ class H3Adapter:
         self.now = 0.0
         self.cid_changes: list[tuple[bool, bytes]] = []  # (issued?, cid) for the router
         self.pending: list[Event] = []  # stream events seen while sending, for the next input
+        self.heads: dict[int, int] = {}  # request streams without a whole HEADERS: ticks
 
     # --- state ---------------------------------------------------------------
 
@@ -326,6 +327,27 @@ class H3Adapter:
             except ValueError:
                 pass  # the stream is already finished in that direction
 
+    def time_out_heads(self, limit: int) -> list[int]:
+        """Once a tick (`header_timeout`): request streams whose HEADERS frame has not
+        come whole within `limit` ticks are reset, and the client asked to stop, with
+        H3_REQUEST_INCOMPLETE (RFC 9114 8.1): each holds one of the peer's concurrent
+        streams and, for a partial frame, our buffer. No app has seen them. Returns them."""
+        h3 = self.h3
+        if h3 is None or self.terminated:
+            return []  # hq-interop: a request is one line, bounded by the idle timeout
+        heads = self.heads
+        self.heads = {sid: heads.get(sid, 0) + 1 for sid in engine.waiting_requests(self.quic, h3)}
+        expired = [sid for sid, ticks in self.heads.items() if ticks >= limit]
+        for sid in expired:
+            del self.heads[sid]
+            engine.abandon_head(h3, sid)  # what still comes for it is dropped unparsed
+            for stop in (self.quic.reset_stream, self.quic.stop_stream):
+                try:
+                    stop(sid, ErrorCode.H3_REQUEST_INCOMPLETE)
+                except ValueError:
+                    pass  # that direction is already finished
+        return expired
+
     def goaway(self, last_stream_id: int | None = None) -> None:
         """RFC 9114 5.2: name the first request stream we will not process."""
         if self.hq is not None and self.last_stream_id is None and not self.terminated:
@@ -347,6 +369,9 @@ class H3Adapter:
 
     def close(self) -> None:
         self.quic.close(error_code=ErrorCode.H3_NO_ERROR)
+
+    def release(self) -> None:
+        """The connection has terminated. (aioquic's own cycles are not broken here.)"""
 
     def _done(self, stream_id: int) -> None:
         """The response is complete. If the request body is not, we will not read the

@@ -15,6 +15,8 @@ import struct
 import time
 from typing import Any
 
+from .ratelimit import PeerRate
+
 MAC_SIZE = 16
 RESET_TOKEN_SIZE = 16
 # RFC 9000 10.3: a reset is at least 21 bytes (5 unpredictable, 16 of token) and must be
@@ -70,30 +72,25 @@ class ResetTokens:
     """Stateless reset tokens: an HMAC of the connection ID under a key of its own,
     derived from the shared secret (RFC 9000 10.3.2), so the token advertised for a CID
     (engine.py) is the one any worker puts in a reset for it; and the resets, at most
-    `rate` a second with bursts of `rate` (10.3.3: a limit ends any loop and bounds
-    what a flood of junk costs)."""
+    `rate` a second per peer address with bursts of `rate`, and `total` a second for
+    all peers (10.3.3: a limit ends any loop and bounds what a flood of junk costs;
+    per address, so that one hostile peer cannot spend every other peer's resets)."""
 
-    def __init__(self, secret: bytes, rate: float = 100.0) -> None:
+    def __init__(self, secret: bytes, rate: float = 10.0, total: float = 1000.0) -> None:
         self.key = hmac.new(secret, b"edgecorn stateless reset", hashlib.sha256).digest()
-        self.rate = rate
-        self.allowance = rate
-        self.checked_at: float | None = None
+        self.limit = PeerRate(rate, total=total)
 
     def token(self, cid: bytes) -> bytes:
         return hmac.new(self.key, cid, hashlib.sha256).digest()[:RESET_TOKEN_SIZE]
 
-    def reset(self, data: bytes, cid: bytes, now: float) -> bytes | None:
-        """A stateless reset answering `data`, a short-header datagram for `cid`, which is
-        no connection's here; None when it is too small to answer or over the rate."""
+    def reset(self, data: bytes, cid: bytes, addr: Any, now: float) -> bytes | None:
+        """A stateless reset answering `data`, a short-header datagram for `cid` from
+        `addr`, which is no connection's here; None when it is too small to answer or
+        over the rate."""
         if len(data) <= RESET_MIN_SIZE:
             return None  # a reset smaller than it could not be a valid packet
-        if self.checked_at is not None:
-            elapsed = max(0.0, now - self.checked_at)
-            self.allowance = min(self.rate, self.allowance + elapsed * self.rate)
-        self.checked_at = now
-        if self.allowance < 1:
+        if not self.limit.allow(addr, now):
             return None
-        self.allowance -= 1
         if len(data) <= RESET_SMALL:
             size = len(data) - 1
         else:  # unpredictable, like the sizes of real short-header packets

@@ -9,13 +9,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from aioquic.buffer import Buffer  # type: ignore[attr-defined]
+from aioquic.quic.crypto import CryptoPair
 from aioquic.quic.packet import (
+    QuicErrorCode,
+    QuicFrameType,
     QuicPacketType,
     QuicProtocolVersion,
     encode_quic_retry,
     encode_quic_version_negotiation,
     pull_quic_header,
 )
+from aioquic.quic.packet_builder import QuicPacketBuilder
 
 from .engine import CID_LENGTH
 from .retry import RetryTokens
@@ -32,6 +36,9 @@ class Route:
 
     reply: bytes | None = None  # send this back (version negotiation, Retry)
     accept: bool = False  # start a connection
+    refuse: bool = False  # a first Initial while there is no room: see refusal()
+    version: int = 0
+    peer_cid: bytes = b""  # the client's source CID (a refusal's destination)
     original_dcid: bytes | None = None
     retry_scid: bytes | None = None
     dcid: bytes = b""
@@ -69,13 +76,20 @@ def parse_header(data: bytes) -> Any:
 
 
 def new_route(
-    data: bytes, addr: Any, retry: RetryTokens | None, want_retry: bool, full: bool = False
+    data: bytes,
+    addr: Any,
+    retry: RetryTokens | None,
+    want_retry: bool,
+    full: bool = False,
+    no_room: bool = False,
 ) -> Route | None:
     """A datagram for no known connection: negotiate version, Retry, accept or drop.
 
     `full`: the half-open budget is spent. A new Initial then gets Retry, which costs
     us no state, or, with Retry off, nothing; one that carries a Retry token is
-    dropped too (a client takes one Retry only) and its retransmission may fit later."""
+    dropped too (a client takes one Retry only) and its retransmission may fit later.
+    `no_room`: max_connections is reached; an Initial is to be refused (`refuse`),
+    before any Retry, which would only cost the client a round trip to the same no."""
     invariants = long_header_invariants(data) if data[:1] >= b"\x80" else None
     if invariants is not None and invariants[0] not in SUPPORTED_VERSIONS:
         version, dcid, scid = invariants
@@ -99,6 +113,13 @@ def new_route(
         return Route(reply=reply)
     if header.packet_type != QuicPacketType.INITIAL or len(data) < MIN_INITIAL_SIZE:
         return None
+    if no_room:
+        return Route(
+            refuse=True,
+            version=header.version,
+            peer_cid=header.source_cid,
+            dcid=header.destination_cid,
+        )
     if full and (retry is None or header.token):
         return None
     if retry is not None and header.token:
@@ -123,3 +144,28 @@ def new_route(
         )
         return Route(reply=reply)
     return Route(accept=True, original_dcid=header.destination_cid, dcid=header.destination_cid)
+
+
+def refusal(route: Route) -> bytes:
+    """An Initial packet carrying CONNECTION_CLOSE with CONNECTION_REFUSED (RFC 9000
+    5.2.2: a server that will not take a connection may say so in an Initial), built
+    without a connection: keys from the client's DCID, a fresh CID of ours. A client
+    fails at once (quic-go refuses the same way when its accept queue is full) instead
+    of retransmitting its Initial until its handshake timeout. It is ~50 bytes against
+    the client's 1200, so it amplifies nothing."""
+    crypto = CryptoPair()
+    crypto.setup_initial(route.dcid, is_client=False, version=route.version)
+    builder = QuicPacketBuilder(
+        host_cid=os.urandom(CID_LENGTH),
+        peer_cid=route.peer_cid,
+        version=route.version,
+        is_client=False,
+        max_datagram_size=MIN_INITIAL_SIZE,
+    )
+    builder.start_packet(QuicPacketType.INITIAL, crypto)
+    buf = builder.start_frame(QuicFrameType.TRANSPORT_CLOSE)
+    buf.push_uint_var(QuicErrorCode.CONNECTION_REFUSED)
+    buf.push_uint_var(QuicFrameType.PADDING)  # the frame that caused it: none
+    buf.push_uint_var(0)  # no reason phrase
+    datagrams, _ = builder.flush()
+    return datagrams[0]

@@ -133,21 +133,26 @@ class Runtime:
                 with trio.move_on_at(deadline):
                     await self.wakeup.wait()
                 self.sleeping = False
-            timers = self.timers
-            now = trio.current_time()
-            while timers and timers[0][0] <= now:
-                handle = heapq.heappop(timers)[2]
-                handle.runtime = None
-                if handle.cancelled:
-                    self.cancelled -= 1
-                else:
-                    self.ready.append(handle.run)
-            batch, self.ready = self.ready, []
-            for callback in batch:
-                try:
-                    callback()
-                except Exception:
-                    log.exception("error in a deferred callback")
+            self._run_due()
+
+    def _run_due(self) -> None:
+        # A method of its own: its locals (the last handle, batch and callback) go when it
+        # returns, instead of keeping a closed connection alive while the scheduler sleeps.
+        timers = self.timers
+        now = trio.current_time()
+        while timers and timers[0][0] <= now:
+            handle = heapq.heappop(timers)[2]
+            handle.runtime = None
+            if handle.cancelled:
+                self.cancelled -= 1
+            else:
+                self.ready.append(handle.run)
+        batch, self.ready = self.ready, []
+        for callback in batch:
+            try:
+                callback()
+            except Exception:
+                log.exception("error in a deferred callback")
 
     def _due(self) -> bool:
         timers = self.timers

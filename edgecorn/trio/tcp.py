@@ -8,7 +8,6 @@ feeds `on_data` and stops while reading is paused.
 
 from __future__ import annotations
 
-import errno
 import logging
 import socket
 import ssl
@@ -18,10 +17,19 @@ from typing import Any
 import trio
 
 from ..asgi.extensions import with_tls
-from ..connection import FLUSH_TIMEOUT, LINGER_TIMEOUT, Connection, unacked_bytes
+from ..connection import Connection
 from ..manager import ConnectionManager
 from ..proxyproto import read_trio_stream
 from ..redirect import PEEK_SIZE, PLAIN_HTTP_ANSWER, PLAIN_HTTP_LINGER, is_plain_http
+from ..tcp import (
+    ACCEPT_BACK_OFF,
+    FLUSH_TIMEOUT,
+    LINGER_TIMEOUT,
+    Accept,
+    AcceptErrors,
+    addresses,
+    unacked_bytes,
+)
 from .runtime import Runtime, TimerHandle, Waiter
 
 log = logging.getLogger("edgecorn.error")
@@ -30,8 +38,6 @@ HIGH_WATER = 64 * 1024  # asyncio's default transport limits
 LOW_WATER = 16 * 1024
 READ_SIZE = 64 * 1024
 CLOSE_TIMEOUT = 1.0  # for TLS close_notify on a peer that stopped reading
-# Out of file descriptors or memory: wait a little and keep accepting.
-ACCEPT_CAPACITY_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 
 
 class TCPConnection(Connection):
@@ -93,6 +99,7 @@ class TCPConnection(Connection):
             else:
                 self.on_lost()
                 await self._close_stream()
+            _release_stream(stream)
 
     async def _close_stream(self) -> None:
         if self.aborted:
@@ -153,16 +160,13 @@ class TCPConnection(Connection):
         if sock is None:
             return
         try:
-            peer = sock.getpeername()
-            local = sock.getsockname()
+            client, server = addresses(sock.getpeername(), sock.getsockname())
         except OSError:
             return
-        if isinstance(peer, tuple) and self.client is None:  # None: no PROXY header named one
-            self.client = (peer[0], peer[1])
-        if isinstance(local, tuple):
-            self.server = (local[0], local[1])
-        elif local:
-            self.server = (str(local), None)
+        if self.client is None:  # None: no PROXY header named one
+            self.client = client
+        if server is not None:
+            self.server = server
 
     async def _reader(self) -> None:
         stream = self.stream
@@ -275,6 +279,15 @@ class TCPConnection(Connection):
         self.runtime.spawn(coro)
 
 
+def _release_stream(stream: trio.abc.Stream) -> None:
+    """A closed stream: trio's SSLStream keeps its handshake as a bound method of itself
+    (`_Once(self._do_handshake)`), a cycle holding the TLS objects and buffers until a
+    full gc. Nothing uses a closed stream's handshake."""
+    state = getattr(stream, "__dict__", None)
+    if state is not None and "_handshook" in state:
+        state["_handshook"] = None
+
+
 async def _refused_plain_http(raw: trio.abc.Stream) -> bool:
     """A cleartext HTTP request on this TLS port: answer 400 and read what follows for a
     moment (closing with unread input would reset the answer away). See redirect.py."""
@@ -305,7 +318,10 @@ async def serve_tcp(
 ) -> None:
     """Accept on `sock` until cancelled; each connection runs in `nursery`. Closes `sock`.
     `app`: this listener's own app instead of the manager's (redirect_https)."""
-    listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+    # The socket's own accept(), not trio.SocketListener's: that one has its own idea of
+    # which errors to ignore; edgecorn.tcp decides for both backends.
+    listening = trio.socket.from_stdlib_socket(sock)
+    errors = AcceptErrors()
     timeout = manager.config.ssl_handshake_timeout
     try:
         while True:
@@ -316,13 +332,17 @@ async def serve_tcp(
                 manager.when_room(room.set)
                 await room.wait()
             try:
-                stream: trio.abc.Stream = await listener.accept()
+                accepted, _ = await listening.accept()
             except OSError as exc:
-                if exc.errno not in ACCEPT_CAPACITY_ERRORS:
+                action, line = errors.decide(exc, trio.current_time())
+                if line is not None:
+                    log.error(line)
+                if action is Accept.RAISE:
                     raise
-                log.error("accept() failed: %s; retrying in 100 ms", exc)
-                await trio.sleep(0.1)
-                continue
+                if action is Accept.BACK_OFF:
+                    await trio.sleep(ACCEPT_BACK_OFF)
+                continue  # RETRY; WAIT cannot happen here: trio's accept() waits itself
+            stream: trio.abc.Stream = trio.SocketStream(accepted)
             if ssl_context is not None:
                 # Not https_compatible: aclose() then sends close_notify, which strict
                 # clients want before EOF on a response delimited by the close.
@@ -332,5 +352,6 @@ async def serve_tcp(
             if app is not None:
                 conn.app = app
             nursery.start_soon(conn.run, timeout)
+            del conn, stream, accepted  # or this frame keeps the last one alive until the next
     finally:
-        listener.socket.close()
+        listening.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from tests.e2e_apps import big_chunk
+from tests.apps.e2e import big_chunk
 
 
 def sha256_file(path: Path | str) -> str:

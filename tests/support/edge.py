@@ -26,11 +26,11 @@ from typing import Any, cast
 
 import pytest
 
-from tests.e2e_apps import MIB, big_chunk
+from tests.apps.e2e import MIB, big_chunk
 from tests.support.net import free_port
 from tests.support.procs import READY_TIMEOUT, Proc, spawn, wait_tcp
 
-SITE_MODULES = Path(__file__).resolve().parent.parent / "edge_apps" / "site"
+SITE_MODULES = Path(__file__).resolve().parent.parent / "apps" / "site"
 PROTOCOLS = ("h1", "h2", "h3")
 
 # The example file, verbatim. Only the three port numbers are changed when it is
@@ -151,7 +151,7 @@ def start_uvicorn(log_dir: Path, port: int | None = None, name: str = "uvicorn")
             sys.executable,
             "-m",
             "uvicorn",
-            "tests.edge_apps.upstream:app",
+            "tests.apps.upstream:app",
             "--host",
             "127.0.0.1",
             "--port",
@@ -172,7 +172,7 @@ def start_uvicorn(log_dir: Path, port: int | None = None, name: str = "uvicorn")
 def start_ws_upstream(log_dir: Path) -> Proc:
     port = free_port()
     proc = spawn(
-        "ws-upstream", [sys.executable, "-m", "tests.edge_apps.ws_upstream", str(port)], log_dir
+        "ws-upstream", [sys.executable, "-m", "tests.apps.ws_upstream", str(port)], log_dir
     )
     proc.port = port
     wait_tcp(proc, port)

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.e2e_apps import HELLO
+from tests.apps.e2e import HELLO
 from tests.support.h3 import cffi_h3
 
 H2_REFUSED_STREAM = 7

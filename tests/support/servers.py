@@ -16,7 +16,7 @@ from tests.support import procs
 from tests.support.net import free_port
 from tests.support.procs import Proc, spawn, wait_tcp
 
-APP = "tests.e2e_apps:app"
+APP = "tests.apps.e2e:app"
 READY_TIMEOUT = 15.0
 
 

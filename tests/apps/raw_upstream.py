@@ -2,7 +2,7 @@
 103 Early Hints, chunked responses with trailers, and an answer to `Expect: 100-continue`
 either way (100 then the body, or a refusal before the body is sent).
 
-`python -m tests.edge_apps.raw_upstream PORT`.
+`python -m tests.apps.raw_upstream PORT`.
 """
 
 from __future__ import annotations

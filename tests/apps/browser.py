@@ -1,4 +1,4 @@
-"""The ASGI app a real browser loads in the end-to-end browser tests (`tests.browser_app:app`).
+"""The ASGI app a real browser loads in the end-to-end browser tests (`tests.apps.browser:app`).
 
 Routes:
 - `/page`: an HTML page whose script fetches `/proto` and reports, in its title and body,

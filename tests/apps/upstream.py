@@ -2,7 +2,7 @@
 
 Routes (by path suffix, so a route prefix in front of it does not matter):
 - default: a JSON echo of method, path, raw path, query, headers, body length and sha256;
-- `.../bytes?n=N[&chunked=1]`: N bytes of the `tests.e2e_apps.big_chunk` pattern, generated
+- `.../bytes?n=N[&chunked=1]`: N bytes of the `tests.apps.e2e.big_chunk` pattern, generated
   as they are sent (never stored), with Content-Length unless `chunked=1`;
 - `.../slow?delay=S`: answers after S seconds;
 - `.../die?n=N[&chunked=1]`: announces 1 MiB (or chunked), sends N bytes, then SIGKILLs
@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
-from tests.e2e_apps import MIB, big_chunk
+from tests.apps.e2e import MIB, big_chunk
 
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]

@@ -1,4 +1,4 @@
-"""ASGI WebSocket apps served by the WebSocket end-to-end tests (`tests.ws_apps:app`).
+"""ASGI WebSocket apps served by the WebSocket end-to-end tests (`tests.apps.ws:app`).
 
 One app routes by path. The apps run inside the server process, so what a test must
 observe afterwards (the `websocket.disconnect` code) is appended to a file the test

@@ -1,4 +1,4 @@
-"""ASGI and WSGI apps served by the end-to-end tests (`tests.e2e_apps:app`).
+"""ASGI and WSGI apps served by the end-to-end tests (`tests.apps.e2e:app`).
 
 One ASGI3 app routes by path; every route is small and deterministic so the
 tests can check exactly what came back. The apps run inside the server process,
@@ -328,9 +328,7 @@ async def failing_lifespan_app(scope: Scope, receive: Receive, send: Send) -> No
     await hello(scope, receive, send)
 
 
-def wsgi_app(
-    environ: dict[str, Any], start_response: Callable[..., Any]
-) -> Iterable[bytes]:
+def wsgi_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     length = int(environ.get("CONTENT_LENGTH") or 0)
     body = environ["wsgi.input"].read(length) if length else environ["wsgi.input"].read()
     info = {

@@ -1,6 +1,6 @@
 """A WebSocket upstream that is not edgecorn: the `websockets` package's server.
 
-`python -m tests.edge_apps.ws_upstream PORT`. It echoes every message, except two texts:
+`python -m tests.apps.ws_upstream PORT`. It echoes every message, except two texts:
 "hello?", answered with a JSON report of the request path and headers it got, and
 "close NNNN", answered by closing with code NNNN. (It never speaks first: a frame sent with
 the 101 is tested on its own, with a raw upstream, in test_e2e_edge_proxy.py.)

@@ -1,0 +1,143 @@
+"""accept() errors (edgecorn/tcp.py): one policy for both backends.
+
+- The table: out of descriptors or memory backs off (one log line per interval), an error
+  of the one queued connection retries at once, an empty queue waits, the rest raise.
+- End to end, on asyncio and trio: a server whose descriptor limit is lowered (prlimit on
+  the running process) until accept() fails with EMFILE logs it, keeps the connections in
+  the kernel's queue, and answers every one of them once descriptors are free again.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import resource
+import socket
+from typing import Any
+
+import pytest
+
+from edgecorn.tcp import ACCEPT_ERRORS, Accept, AcceptErrors, addresses
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.mark.parametrize(
+    ("code", "action"),
+    [
+        (errno.EMFILE, Accept.BACK_OFF),
+        (errno.ENFILE, Accept.BACK_OFF),
+        (errno.ENOBUFS, Accept.BACK_OFF),
+        (errno.ENOMEM, Accept.BACK_OFF),
+        (errno.ECONNABORTED, Accept.RETRY),
+        (errno.EPROTO, Accept.RETRY),
+        (errno.EPERM, Accept.RETRY),
+        (errno.ECONNRESET, Accept.RETRY),
+        (errno.ENETUNREACH, Accept.RETRY),
+        (errno.EINTR, Accept.RETRY),
+        (errno.EAGAIN, Accept.WAIT),
+        (errno.EBADF, Accept.RAISE),
+        (errno.EINVAL, Accept.RAISE),
+        (errno.ENOTSOCK, Accept.RAISE),
+    ],
+)
+def test_policy_table(code: int, action: Accept) -> None:
+    assert AcceptErrors().decide(OSError(code, os.strerror(code)), 0.0)[0] is action
+
+
+def test_the_exceptions_python_raises_map_like_their_errno() -> None:
+    errors = AcceptErrors()
+    assert errors.decide(BlockingIOError(errno.EAGAIN, "again"), 0.0)[0] is Accept.WAIT
+    assert errors.decide(ConnectionAbortedError(errno.ECONNABORTED, "x"), 0.0)[0] is Accept.RETRY
+    assert errors.decide(OSError("no errno at all"), 0.0)[0] is Accept.RAISE
+
+
+def test_every_errno_in_the_table_has_one_meaning() -> None:
+    back_off = {c for c, a in ACCEPT_ERRORS.items() if a is Accept.BACK_OFF}
+    assert back_off == {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+
+def test_back_off_log_lines_are_rate_limited() -> None:
+    errors = AcceptErrors(interval=10.0)
+    emfile = OSError(errno.EMFILE, "Too many open files")
+    action, line = errors.decide(emfile, 100.0)
+    assert action is Accept.BACK_OFF
+    assert line is not None and "Too many open files" in line and "0.5 s" in line
+    assert errors.decide(emfile, 100.5) == (Accept.BACK_OFF, None)
+    assert errors.decide(OSError(errno.ECONNABORTED, "aborted"), 101.0) == (Accept.RETRY, None)
+    assert errors.decide(emfile, 109.9) == (Accept.BACK_OFF, None)
+    action, line = errors.decide(emfile, 110.0)
+    assert line is not None and "2 more pauses since the last line" in line
+    _, line = errors.decide(emfile, 125.0)
+    assert line is not None and "more pauses" not in line  # nothing left out since
+
+
+def test_addresses() -> None:
+    assert addresses(("10.0.0.1", 5555), ("10.0.0.2", 443)) == (
+        ("10.0.0.1", 5555),
+        ("10.0.0.2", 443),
+    )
+    assert addresses(("::1", 5555, 0, 0), ("::1", 443, 0, 0)) == (("::1", 5555), ("::1", 443))
+    assert addresses("", "/run/edgecorn.sock") == (None, ("/run/edgecorn.sock", None))
+    assert addresses("", "") == (None, None)
+
+
+# --------------------------------------------------------------------------- end to end
+
+HOLDERS = 2  # connections that use up the descriptors left
+WAITING = 5  # connections that arrive while accept() fails
+
+
+def _request(sock: socket.socket, close: bool) -> None:
+    extra = "Connection: close\r\n" if close else ""
+    sock.sendall(f"GET / HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode())
+
+
+def _status(sock: socket.socket) -> int:
+    head = b""
+    while b"\r\n\r\n" not in head:
+        part = sock.recv(65536)  # bounded by the socket timeout
+        if not part:
+            raise AssertionError(f"closed after {head!r}")
+        head += part
+    return int(head.split(b" ", 2)[1])
+
+
+def _open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+@pytest.mark.both_backends
+def test_server_keeps_serving_after_emfile(server_factory: Any) -> None:
+    server = server_factory.start(tls=False, config="keep_alive_timeout: 60\n")
+    pid, port = server.proc.pid, server.insecure_port
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    # Room for exactly HOLDERS more descriptors: one per accepted cleartext connection.
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (_open_fds(pid) + HOLDERS, hard))
+    holders: list[socket.socket] = []
+    waiting: list[socket.socket] = []
+    try:
+        for _ in range(HOLDERS):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+            holders.append(sock)
+            _request(sock, close=False)
+            assert _status(sock) == 200, server.stderr()[-2000:]
+        for _ in range(WAITING):  # they wait in the kernel's queue: accept() gets EMFILE
+            sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+            waiting.append(sock)
+            _request(sock, close=True)
+        assert server.wait_stderr("cannot accept connections", 15), server.stderr()[-2000:]
+        assert "Too many open files" in server.stderr()
+        for sock in holders:  # descriptors free up: every waiting connection is answered
+            sock.close()
+        for sock in waiting:  # (accepted in queue order; each close frees one more)
+            assert _status(sock) == 200, server.stderr()[-2000:]
+            sock.close()
+    finally:
+        for sock in holders + waiting:
+            sock.close()
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+    assert server.alive(), server.describe()
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+        _request(sock, close=True)
+        assert _status(sock) == 200

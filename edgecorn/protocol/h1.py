@@ -366,7 +366,7 @@ class H1Adapter(ABC):
         """Decide body framing and connection persistence; returns the headers to send.
 
         Like the h2 and h3 adapters, this one does not re-check the fields: the connection
-        checks what an app sends once, for every protocol (`connection._check_headers`),
+        checks what an app sends once, for every protocol (`headers.check_fields`),
         and adds the cached Server/Date/Alt-Svc fields after that check."""
         has_length = False
         said_close = False
@@ -484,7 +484,7 @@ class HttptoolsAdapter(H1Adapter):
     def release(self) -> None:
         # The parser holds this adapter's callbacks (bound methods): a cycle that only a
         # full gc would free, with the connection's buffers in it. No bytes come now.
-        self.closing = True  # receive_data returns before it would need the parser
+        self._close()  # receive_data returns before it would need the parser
         vars(self).pop("parser", None)
 
     # httptools callbacks (called from inside feed_data)

@@ -9,13 +9,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import resource
 import socket
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import trio
 
 from edgecorn.tcp import ACCEPT_ERRORS, Accept, AcceptErrors, addresses
 
@@ -80,6 +83,47 @@ def test_addresses() -> None:
     assert addresses(("::1", 5555, 0, 0), ("::1", 443, 0, 0)) == (("::1", 5555), ("::1", 443))
     assert addresses("", "/run/edgecorn.sock") == (None, ("/run/edgecorn.sock", None))
     assert addresses("", "") == (None, None)
+
+
+def _not_listening() -> socket.socket:
+    """A bound TCP socket nobody called listen() on: accept() fails with EINVAL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    return sock
+
+
+def test_asyncio_listener_stops_and_raises_on_a_broken_socket() -> None:
+    from edgecorn.asyncio.listen import Listener
+
+    async def main() -> None:
+        sock = _not_listening()
+        listener = Listener(sock, lambda: asyncio.Protocol(), None, 1.0, 8, set())
+        with pytest.raises(OSError) as info:
+            listener._accept()
+        assert info.value.errno == errno.EINVAL
+        assert listener.closed and sock.fileno() == -1  # no reader left to spin on
+
+    asyncio.run(main())
+
+
+def test_trio_accept_loop_raises_on_a_broken_socket() -> None:
+    from edgecorn.trio.tcp import serve_tcp
+
+    manager: Any = SimpleNamespace(
+        config=SimpleNamespace(ssl_handshake_timeout=1.0), has_room=lambda: True
+    )
+
+    async def main() -> None:
+        sock = _not_listening()
+        with trio.fail_after(10):  # a retry would spin
+            async with trio.open_nursery() as nursery:
+                with pytest.raises(OSError) as info:
+                    await serve_tcp(sock, manager, None, None, nursery)  # type: ignore[arg-type]
+        assert info.value.errno == errno.EINVAL
+        assert sock.fileno() == -1
+
+    trio.run(main)
 
 
 # --------------------------------------------------------------------------- end to end

@@ -72,7 +72,7 @@ class Listener:
                 if action is Accept.BACK_OFF:
                     self.loop.call_later(ACCEPT_BACK_OFF, self._resume)
                     return
-                self.closed = True  # the loop's exception handler logs what follows
+                self.close()  # as trio's accept loop ends: the loop's handler logs the error
                 raise
             conn.setblocking(False)
             task = self.loop.create_task(self._connect(conn))

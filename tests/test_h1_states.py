@@ -23,6 +23,7 @@ from edgecorn.protocol.h1 import (
     H1Adapter,
     H11Adapter,
     HttptoolsAdapter,
+    Parsing,
     State,
 )
 
@@ -120,6 +121,29 @@ def test_a_websocket_upgrade_opens_the_tunnel(h1: H1Adapter) -> None:
     h1.send_data(1, b"\x81\x02hi", False)
     assert h1.data_to_send().endswith(b"\r\n\r\n\x81\x02hi")
     assert h1.receive_data(b"") == [StreamReset(1)] and h1.our is CLOSED
+
+
+def test_llhttp_parsing_runs_ahead_of_the_cycle() -> None:
+    """HttptoolsAdapter's own machine: where llhttp is, pipelined requests included."""
+    h1 = HttptoolsAdapter(16384, 100, False)
+    assert h1.parsing is Parsing.BETWEEN
+    h1.receive_data(b"POST / HTTP/1.1\r\nHost: a\r\nContent-")
+    assert h1.parsing is Parsing.HEAD and h1.head_pending
+    h1.receive_data(b"Length: 2\r\n\r\nx")
+    assert h1.parsing is Parsing.BODY and not h1.head_pending
+    h1.receive_data(b"yGET /next HTTP/1.1\r\nHost: a\r\n\r\nGET /third HTTP/1.1\r\n")
+    assert h1.parsing is Parsing.HEAD and h1.active == 1  # the second is held, the third begun
+    assert states(h1) == (DONE, SEND_RESPONSE)
+
+
+def test_llhttp_ignores_what_follows_a_close_request() -> None:
+    h1 = HttptoolsAdapter(16384, 100, False)
+    h1.receive_data(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    assert h1.receive_data(b"\x00garbage\r\n\r\n") == []
+    assert h1.parsing is Parsing.IGNORING and h1.data_to_send() == b""  # no 400
+    assert h1.receive_data(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n") == []
+    h1.send_response(1, 200, OK, b"ok", True)
+    assert h1.closing and h1.data_to_send().startswith(b"HTTP/1.1 200 ")
 
 
 def test_the_request_event_is_frozen_and_replace_builds_a_new_one() -> None:

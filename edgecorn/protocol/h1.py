@@ -457,6 +457,24 @@ class H1Adapter(ABC):
         self._response_done()
 
 
+class Parsing(Enum):
+    """Where llhttp is in the bytes (HttptoolsAdapter): ahead of the cycle's `their`, since
+    pipelined requests are parsed while an earlier one is served.
+
+    BETWEEN -> HEAD (a message began) -> BODY (its head is complete) -> BETWEEN (it ended);
+    IGNORING: a parse error after a `Connection: close` request, whose rest RFC 9112 9.6
+    lets us ignore; final.
+    """
+
+    BETWEEN = "between"
+    HEAD = "head"
+    BODY = "body"
+    IGNORING = "ignoring"
+
+
+P_BETWEEN, P_HEAD, P_BODY, P_IGNORING = Parsing
+
+
 class HttptoolsAdapter(H1Adapter):
     """The fast path: llhttp via httptools, responses framed by H1Adapter."""
 
@@ -468,18 +486,16 @@ class HttptoolsAdapter(H1Adapter):
         self.parser = httptools.HttpRequestParser(self)
         self.url = b""
         self.headers: Headers = []
-        self.in_head = False
+        self.parsing = P_BETWEEN
         self.head_bytes = 0
         self.h2c: tuple[Request, bytes, int, list[bytes]] | None = None
         self.trailers: Headers = []
         self.last_keep_alive = True
-        self.request_done_parsing = True
-        self.ignore_rest = False
         self.completed = 0  # messages parsed whole so far
 
     @property
     def head_pending(self) -> bool:
-        return self.in_head and self.our is not CLOSED
+        return self.parsing is P_HEAD and self.our is not CLOSED
 
     def release(self) -> None:
         # The parser holds this adapter's callbacks (bound methods): a cycle that only a
@@ -492,25 +508,24 @@ class HttptoolsAdapter(H1Adapter):
         self.url = b""
         self.headers = []
         self.trailers = []
-        self.in_head = True
+        self.parsing = P_HEAD
         self.head_bytes = 0
 
     def on_url(self, url: bytes) -> None:
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self.in_head:
+        if self.parsing is P_HEAD:
             self.headers.append((name.lower(), value))
         else:  # llhttp reports chunked trailers through the same callback
             self.trailers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
-        self.in_head = False
+        self.parsing = P_BODY
         parser = self.parser
         version = parser.get_http_version()
         self.http11 = version == "1.1"
         self.last_keep_alive = parser.should_keep_alive()
-        self.request_done_parsing = False
         method = parser.get_method().decode("ascii")
         self._new_request(method, self.url, self.headers, version, self.last_keep_alive)
 
@@ -519,7 +534,7 @@ class HttptoolsAdapter(H1Adapter):
 
     def on_message_complete(self) -> None:
         self.completed += 1
-        self.request_done_parsing = True
+        self.parsing = P_BETWEEN
         self._end_of_request(self.last_id, self.trailers or None)
 
     def receive_data(self, data: bytes) -> list[Event]:
@@ -527,7 +542,7 @@ class HttptoolsAdapter(H1Adapter):
             return []
         if self.their is TUNNEL:
             return self._tunnel_receive(data)
-        if self.ignore_rest:
+        if self.parsing is P_IGNORING:
             return []
         if self.h2c is not None:
             self._h2c_feed(data)
@@ -538,7 +553,7 @@ class HttptoolsAdapter(H1Adapter):
                 self.events.append(StreamReset(self.active))
             self._close()
             return self.resume()
-        was_in_head = self.in_head
+        was_in_head = self.parsing is P_HEAD
         completed = self.completed
         try:
             self.parser.feed_data(data)
@@ -548,18 +563,19 @@ class HttptoolsAdapter(H1Adapter):
             cause = exc.__context__
             self._fail(cause if isinstance(cause, BadRequest) else BadRequest(str(exc)))
         except self._httptools.HttpParserError as exc:
-            if not self.last_keep_alive and self.request_done_parsing:
+            if not self.last_keep_alive and self.parsing is not P_BODY:
                 # RFC 9112 9.6: after a request with `Connection: close`, ignore the rest.
-                self.ignore_rest = True
+                self.parsing = P_IGNORING
             else:
                 self._fail(BadRequest(str(exc) or "malformed request"))
         else:
             # A head still incomplete after this read: count what it has taken so far.
             # When earlier requests also ended in this read, their bytes are not the
             # head's, so the read is not counted (the next read will be).
-            if self.in_head and (was_in_head or completed == self.completed):
+            in_head = self.parsing is P_HEAD
+            if in_head and (was_in_head or completed == self.completed):
                 self.head_bytes += len(data)
-            if self.in_head and self.head_bytes > self.max_head:
+            if in_head and self.head_bytes > self.max_head:
                 self._fail(BadRequest("request head too large", 431))
         events = self.events
         self.events = []

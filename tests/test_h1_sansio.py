@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from edgecorn.connection import _check_headers as check_headers
+from edgecorn.headers import check_fields as check_headers
 from edgecorn.protocol.events import (
     Body,
     EndBody,
@@ -594,9 +594,7 @@ def test_expect_100_continue_ignored_for_http10(
     make: Factory, parser: str, request: pytest.FixtureRequest
 ) -> None:
     adapter = make()
-    adapter.receive_data(
-        b"POST / HTTP/1.0\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
-    )
+    adapter.receive_data(b"POST / HTTP/1.0\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
     adapter.want_body(1)
     assert adapter.data_to_send() == b""
 

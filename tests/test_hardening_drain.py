@@ -20,9 +20,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
-import anyio
 import pytest
 
 from tests.support.load import tolerate_goaway
@@ -31,23 +29,8 @@ from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
-APP = "tests.test_hardening_drain:app"
+APP = "tests.apps.hardening:drain"
 STREAMS = 20
-
-
-async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """`/?s=SECONDS&n=BYTES&file=PATH`: note the start in PATH, sleep, answer n bytes."""
-    if scope["type"] != "http":
-        return
-    query = {k: v[-1] for k, v in parse_qs(scope["query_string"].decode()).items()}
-    if "file" in query:
-        with open(query["file"], "a") as fh:
-            fh.write("started\n")
-    await anyio.sleep(float(query.get("s", "0")))
-    body = bytes(i % 251 for i in range(int(query.get("n", "10"))))
-    headers = [(b"content-length", b"%d" % len(body))]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 def _one_run(

@@ -13,7 +13,6 @@ import socket
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 import pytest
 
@@ -21,30 +20,8 @@ from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
-APP = "tests.test_hardening_slow:app"
+APP = "tests.apps.hardening:read_body"
 CONFIG = "header_timeout: 1\nbody_timeout: 1\n"
-
-
-async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Reads the whole body, noting `disconnect` in `?file=` if the client goes away."""
-    if scope["type"] != "http":
-        return
-    query = {k: v[-1] for k, v in parse_qs(scope["query_string"].decode()).items()}
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            if "file" in query:
-                with open(query["file"], "a") as fh:
-                    fh.write("disconnect\n")
-            return
-        size += len(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    body = b"read %d" % size
-    headers = [(b"content-length", b"%d" % len(body))]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 def _read_all(sock: socket.socket) -> bytes:

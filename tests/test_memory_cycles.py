@@ -4,8 +4,9 @@ The server (`tests.apps.cycles`) runs with the cyclic gc off. Real clients open 
 N connections per protocol; once the server holds no connection objects but the one that
 asks, `/_gc` collects once and reports what it found unreachable. A connection whose
 objects sit in a reference cycle (the httptools parser's callbacks, h2's frame dispatch
-table of bound methods, asyncio's and trio's TLS transports) leaves several objects
-each, so N connections leave several times N; freed on close, they leave none.
+table, asyncio's and trio's TLS transports, aioquic's callbacks: bound methods kept by
+the objects they are bound to) leaves several objects each, so N connections leave
+several times N; freed on close, they leave none.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
+from tests.support.h3 import gtlsclient, wait_quic
 from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.both_backends, pytest.mark.timeout(60)]
@@ -102,6 +104,13 @@ def _h2c_upgrade(server: Any) -> None:  # HTTP/1.1 Upgrade: h2c, then HTTP/2
         assert done.stdout == b"2", done.stderr
 
 
+def _h3(server: Any) -> None:  # ngtcp2's client, one QUIC connection per run
+    wait_quic(server)
+    for i in range(N):
+        run = gtlsclient(server.port, f"{server.https}/", download=server.log_dir / f"h3-{i}")
+        assert run.statuses() == [200], run.summary()
+
+
 def _websocket(server: Any) -> None:
     context = ssl.create_default_context(cafile=server.cafile)
 
@@ -126,6 +135,7 @@ LOADS: dict[str, Callable[[Any], None]] = {
     "h2c": _h2c,
     "h2c-upgrade": _h2c_upgrade,
     "websocket": _websocket,
+    "h3": _h3,
 }
 
 

@@ -30,8 +30,10 @@ from aioquic.h3.connection import (
 )
 from aioquic.h3.events import H3Event
 from aioquic.quic.connection import Limit, QuicConnection, QuicConnectionId
+from aioquic.quic.crypto import CryptoContext
 from aioquic.quic.events import QuicEvent, StreamDataReceived
 from aioquic.quic.events import StreamReset as QuicStreamReset
+from aioquic.quic.recovery import QuicPacketRecovery
 from aioquic.quic.stream import QuicStream, QuicStreamReceiver, QuicStreamSender
 from aioquic.tls import CipherSuite, Context, Epoch, SessionTicket, pull_client_hello
 from pylsqpack import DecompressionFailed, StreamBlocked
@@ -92,6 +94,17 @@ HOOKS: list[tuple[Any, str]] = [
     (H3Connection, "_handle_request_or_push_frame"),
     (H3Connection, "_handle_request_or_push_end"),
     (H3Connection, "_get_local_settings"),
+    # release(): the callbacks that are bound methods of the connection
+    (QuicConnection.__init__, "_QuicConnection__frame_handlers"),
+    (QuicConnection.__init__, "_loss"),
+    (QuicConnection.__init__, "_cryptos"),
+    (QuicConnection.__init__, "_cryptos_initial"),
+    (QuicPacketRecovery.__init__, "_send_probe"),
+    (CryptoContext.__init__, "_setup_cb"),
+    (CryptoContext.__init__, "_teardown_cb"),
+    (Context.__init__, "alpn_cb"),
+    (Context.__init__, "get_session_ticket_cb"),
+    (Context.__init__, "new_session_ticket_cb"),
 ]
 
 
@@ -398,6 +411,35 @@ def tls_facts(quic: Any) -> tuple[int | None, bytes | None]:
 
 def terminated(quic: QuicConnection) -> bool:
     return quic._state.name == "TERMINATED"
+
+
+def release(quic: Any) -> None:
+    """A terminated aioquic connection: break its reference cycles, so that refcounting
+    frees it instead of a full gc (about 350 objects a connection). aioquic keeps bound
+    methods of the connection in its frame-handler table, its loss detector, its crypto
+    contexts and its TLS context, and the hooks in `_initialize` are closures over the TLS
+    context set on it. Once terminated nothing calls them: receive_datagram and
+    datagrams_to_send return first, and the connection's timer is gone. (qh3: its own.)"""
+    if not isinstance(quic, QuicConnection) or not terminated(quic):
+        return
+    state = vars(quic)
+    state.pop("_QuicConnection__frame_handlers", None)
+    loss = state.get("_loss")
+    if loss is not None:
+        loss._send_probe = _nothing
+    for pairs in (state.get("_cryptos", {}), state.get("_cryptos_initial", {})):
+        for pair in pairs.values():
+            for context in (pair.recv, pair.send):
+                context._setup_cb = context._teardown_cb = _nothing
+    tls = state.get("tls")
+    if tls is not None:
+        vars(tls).pop("_server_handle_hello", None)  # the SNI hook; the class's method stays
+        tls.alpn_cb = tls.get_session_ticket_cb = tls.new_session_ticket_cb = None
+        tls.update_traffic_key_cb = _nothing
+
+
+def _nothing(*args: Any) -> None:
+    pass
 
 
 def waiting_requests(quic: QuicConnection, h3: H3Connection) -> list[int]:

@@ -371,7 +371,8 @@ class H3Adapter:
         self.quic.close(error_code=ErrorCode.H3_NO_ERROR)
 
     def release(self) -> None:
-        """The connection has terminated. (aioquic's own cycles are not broken here.)"""
+        """The connection has terminated: see engine.release."""
+        engine.release(self.quic)
 
     def _done(self, stream_id: int) -> None:
         """The response is complete. If the request body is not, we will not read the

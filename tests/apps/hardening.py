@@ -1,8 +1,10 @@
-"""Apps for the hardening tests: `drain` (tests/test_hardening_drain.py) and `read_body`
-(tests/test_hardening_slow.py)."""
+"""Apps for the hardening tests: `drain` (tests/test_hardening_drain.py), `read_body`
+(tests/test_hardening_slow.py and test_hardening_slow_h2h3.py) and `held`
+(tests/test_hardening_limits_listen.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -26,7 +28,8 @@ async def drain(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 async def read_body(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Reads the whole body, noting `disconnect` in `?file=` if the client goes away."""
+    """Reads the whole body (noting `disconnect` in `?file=` if the client goes away),
+    sleeps `?sleep=` seconds, answers how much it read."""
     if scope["type"] != "http":
         return
     params = query(scope)
@@ -41,7 +44,26 @@ async def read_body(scope: dict[str, Any], receive: Any, send: Any) -> None:
         size += len(message.get("body", b""))
         if not message.get("more_body", False):
             break
+    if "sleep" in params:
+        await anyio.sleep(float(params["sleep"]))  # asyncio or trio
     body = b"read %d" % size
+    headers = [(b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def held(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """`/?started=PATH&release=PATH`: create `started`, wait (bounded) for `release`."""
+    if scope["type"] != "http":
+        return
+    params = query(scope)
+    Path(params["started"]).touch()
+    release = Path(params["release"])
+    for _ in range(600):  # at most 30 s
+        if release.exists():
+            break
+        await anyio.sleep(0.05)
+    body = b"answered"
     headers = [(b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -22,7 +22,7 @@ from edgecorn.protocol.events import (
     Request,
     StreamReset,
 )
-from edgecorn.protocol.h1 import H1Adapter, H11Adapter, HttptoolsAdapter
+from edgecorn.protocol.h1 import SWITCHING_TO_H2C, H1Adapter, H11Adapter, HttptoolsAdapter
 
 ADAPTERS: dict[str, type[H1Adapter]] = {"h11": H11Adapter, "httptools": HttptoolsAdapter}
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -800,7 +800,8 @@ def test_h2c_upgrade_get(make: Factory) -> None:
     assert upgrade.body == b""
     assert upgrade.trailing == PREFACE
     assert adapter.closing  # HTTP/2 takes over
-    assert adapter.data_to_send() == b""  # the 101 is the connection's to write
+    # the adapter answers the upgrade itself; the HTTP/2 adapter's bytes follow
+    assert adapter.data_to_send() == SWITCHING_TO_H2C
 
 
 def test_h2c_upgrade_post_with_body_in_one_read(make: Factory) -> None:

@@ -21,6 +21,11 @@ from .events import Body, EndBody, Event, H2CUpgrade, Headers, ProtocolError, Re
 # backlog, so a flood of tiny requests pauses reading like a big body does.
 PENDING_REQUEST_COST = 4096
 
+# The answer to `Upgrade: h2c`; the HTTP/2 adapter's first bytes follow it.
+SWITCHING_TO_H2C = (
+    b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
+)
+
 # A duplicate Content-Length in a raw head (h11 folds equal duplicates into one).
 _CONTENT_LENGTH_LINE = re.compile(rb"\ncontent-length[ \t]*:", re.IGNORECASE)
 
@@ -616,6 +621,7 @@ class HttptoolsAdapter(H1Adapter):
             return
         self.h2c = None
         body = b"".join(parts)
+        self.out.append(SWITCHING_TO_H2C)
         self.events.append(H2CUpgrade(request, body, settings, data[left:]))
         self._close()  # HTTP/2 takes the connection over
 
@@ -729,6 +735,7 @@ class H11Adapter(H1Adapter):
         elif isinstance(event, h11.EndOfMessage):
             self.h2c = None
             trailing = bytes(self.conn.trailing_data[0])
+            self.out.append(SWITCHING_TO_H2C)
             self.events.append(H2CUpgrade(request, b"".join(body), settings, trailing))
             self._close()  # h11 is done with this connection; HTTP/2 takes it over
         else:

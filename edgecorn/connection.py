@@ -1,11 +1,17 @@
-"""One client connection, independent of the I/O backend.
+"""One client connection, independent of the I/O backend: the event router.
 
-It feeds bytes to a sans-IO adapter, routes the stream events to
-protocol-blind streams, and turns the streams' commands into adapter calls
-plus a flush. A backend subclass supplies the four I/O primitives: `write`,
-`close_transport`, `pause_reading`, `resume_reading`, `create_future` and
-`spawn`, and calls `on_data`, `on_eof`, `on_lost`, `on_pause_writing` and
-`on_resume_writing`.
+`Connection` routes a sans-IO adapter's stream events to protocol-blind streams
+(HTTPStream, WebSocketStream), keeps the stream table, the per-connection limits
+and timeouts, and answers the streams' commands; everything that leaves (writes,
+coalescing, flow-control waits, the lingering close) is its `sender`'s
+(sender.py). The manager picks the adapter (ALPN, or the HTTP/2 preface).
+
+`StreamConnection` is a TCP connection: its backend subclass (asyncio/tcp.py,
+trio/tcp.py) supplies the byte-stream primitives (`write`, `close_transport`,
+`end_transport`, `pause_reading`, `resume_reading`) and the event-loop ones
+(`defer`, `call_later`, `create_future`, `spawn`), and calls `on_data`, `on_eof`,
+`on_lost`, `on_pause_writing` and `on_resume_writing`. The QUIC connection
+(quic/connection.py) brings its own sender, whose output is datagrams.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from .protocol.events import (
 )
 from .protocol.h1 import H1Adapter
 from .protocol.h2 import H2Adapter
+from .sender import Sender, StreamSender
 
 if TYPE_CHECKING:
     from .manager import ConnectionManager
@@ -42,7 +49,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("edgecorn.error")
 
-H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # Unconsumed request body beyond this pauses reading from an HTTP/1 peer.
 READ_BACKLOG = 1024 * 1024
 # Draining: an idle HTTP/1.1 connection stays open this long, so that a request the
@@ -57,8 +63,13 @@ class Connection(ABC):
     server: tuple[str, int | None] | None = None
     # ... frozen into the streams' context once it is all known (`use_protocol`).
     context: ConnectionContext
+    read_paused = False  # only a StreamConnection pauses reading
+    # The sender's commands, bound straight to it (no extra call on the hot path).
+    flush: Callable[[], None]
+    close: Callable[[], None]
+    end: Callable[[], None]
 
-    def __init__(self, manager: ConnectionManager, secure: bool) -> None:
+    def __init__(self, manager: ConnectionManager, secure: bool, sender: Sender) -> None:
         self.manager = manager
         self.config = manager.config
         self.app = manager.app
@@ -67,20 +78,19 @@ class Connection(ABC):
         self.scheme = "https" if secure else "http"
         self.advertise = secure  # Alt-Svc goes on https responses over TCP
         self.proto: Adapter | None = None
-        self.h1: H1Adapter | None = None  # self.proto when it is HTTP/1 (the flush fast path)
         self.extra: Headers = []  # the manager's Server/Date/Alt-Svc fields last seen ...
         self.extra_names: frozenset[bytes] = frozenset()  # ... and their names
-        self.sniffed = b""
         self.streams: dict[int, HTTPStream | WebSocketStream] = {}
-        self.closed = False
-        self.ending = False  # a graceful close is under way (flushing, then lingering)
-        self.write_paused = False
-        self.read_paused = False
-        self.drain_waiters: list[Any] = []
-        self.body_queue: list[tuple[int, bytes]] = []
-        self.window_waiters: list[Any] = []
-        self.batch_writes = False
-        self.flush_pending = False
+        self.sender = sender
+        self.flush = sender.flush
+        self.close = sender.close  # at once (errors, the end of the graceful timeout)
+        self.end = sender.end  # gracefully: flushed, then a lingering close
+        self.respond = sender.respond
+        self.send_body = sender.send_body
+        self.write_body = sender.write_body
+        self.end_body = sender.end_body
+        self.send_trailers = sender.send_trailers
+        self.send_informational = sender.send_informational
         self.reads = 0  # bumped per read; the manager's tick compares it for timeouts
         self.idle_ticks = 0
         self.last_reads = 0
@@ -96,25 +106,31 @@ class Connection(ABC):
         # body_min_rate: per stream, ticks spent waiting for the client and bytes it sent.
         self.paced: dict[int, tuple[int, int]] = {}
 
-    # --- backend primitives -------------------------------------------------------
+    # --- the sender's state, for backends and the manager ----------------------------
 
-    @abstractmethod
-    def write(self, data: bytes) -> None: ...
+    @property
+    def closed(self) -> bool:
+        return self.sender.closed
 
-    @abstractmethod
-    def close_transport(self) -> None:
-        """Close now: a peer that stopped reading loses what is buffered."""
+    @closed.setter
+    def closed(self, value: bool) -> None:
+        self.sender.closed = value
 
-    def end_transport(self) -> None:
-        """Close gracefully: flush, wait for the peer's acks, half-close, linger.
-        (TCP backends; a QUIC stream's transport closes as it always did.)"""
-        self.close_transport()
+    @property
+    def write_paused(self) -> bool:
+        return self.sender.write_paused
 
-    @abstractmethod
-    def pause_reading(self) -> None: ...
+    def on_pause_writing(self) -> None:
+        self.sender.on_pause_writing()
 
-    @abstractmethod
-    def resume_reading(self) -> None: ...
+    def on_resume_writing(self) -> None:
+        self.sender.on_resume_writing()
+
+    def use(self, proto: Adapter) -> None:
+        self.proto = proto
+        self.sender.use(proto)
+
+    # --- event-loop primitives ----------------------------------------------------
 
     @abstractmethod
     def defer(self, callback: Callable[[], None]) -> None:
@@ -129,6 +145,9 @@ class Connection(ABC):
 
     @abstractmethod
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None: ...
+
+    def resume_reading(self) -> None:
+        raise NotImplementedError  # reading is paused only on a StreamConnection
 
     # --- protocol choice --------------------------------------------------------------
 
@@ -146,72 +165,10 @@ class Connection(ABC):
             limits=manager.limits,
         )
 
-    def use_protocol(self, alpn: str | None) -> None:
-        """After the handshake (addresses, TLS and ALPN known): the streams' context.
-        TLS: ALPN decides the protocol. Cleartext (alpn None): wait for the first bytes."""
-        self.context = self.make_context()
-        if alpn == "h2":
-            self.proto = self.manager.new_h2()
-            self.batch_writes = True
-        elif alpn is not None:
-            self.proto = self.h1 = self.manager.new_h1(allow_h2c=False)
-        self.manager.add(self)
-        if self.proto is not None:
-            self.flush()
-
-    def _sniff(self, data: bytes) -> bytes | None:
-        """Cleartext: the HTTP/2 preface means h2c prior knowledge, anything else HTTP/1."""
-        data = self.sniffed + data
-        if len(data) < len(H2_PREFACE) and H2_PREFACE.startswith(data):
-            self.sniffed = data
-            return None
-        self.sniffed = b""
-        if data.startswith(H2_PREFACE):
-            self.proto = self.manager.new_h2()
-            self.batch_writes = True
-        else:
-            self.proto = self.h1 = self.manager.new_h1(allow_h2c=True)
-        if self.manager.draining:
-            self.proto.goaway()
-        return data
-
-    # --- bytes in -----------------------------------------------------------------------
-
-    def on_data(self, data: bytes) -> None:
-        self.reads += 1
-        if self.closed:
-            return  # lingering: read and discarded, so the close is not a reset
-        proto = self.proto
-        if proto is None:
-            sniffed = self._sniff(data)
-            if sniffed is None:
-                return
-            data = sniffed
-            proto = self.proto
-            assert proto is not None
-        events = proto.receive_data(data)
-        if events:
-            self.handle(events)
-        if self.window_waiters:  # a WINDOW_UPDATE makes no event but may free senders
-            self._wake(self.window_waiters)
-        self.flush()
-        if self.proto is proto and proto.backlog > READ_BACKLOG and not self.read_paused:
-            self.read_paused = True
-            self.pause_reading()
-
-    def on_eof(self) -> None:
-        if self.proto is not None and not self.closed:
-            events = self.proto.receive_data(b"")
-            if events:
-                self.handle(events)
-            self.flush()
-
     def on_lost(self) -> None:
-        self.closed = True
+        self.sender.lost()
         for stream in list(self.streams.values()):
             stream.on_reset()
-        self._wake(self.drain_waiters)
-        self._wake(self.window_waiters)
         self.manager.discard(self)
         self.release()
 
@@ -222,6 +179,7 @@ class Connection(ABC):
         Streams still running may send; those commands stay harmless."""
         if self.proto is not None:
             self.proto.release()
+        self.sender.release()  # it refers back to this connection (transport, loop)
 
     def handle(self, events: list[Event]) -> None:
         streams = self.streams
@@ -276,93 +234,16 @@ class Connection(ABC):
         self.spawn(stream.run(status_app(refuse) if refuse else self.app))
 
     def _upgrade_h2c(self, event: H2CUpgrade) -> None:
-        self.write(
-            b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
-        )
+        """HTTP/1.1 `Upgrade: h2c`: the h1 adapter has queued its 101 answer; the sender
+        writes that before anything of the HTTP/2 adapter's."""
         h2 = self.manager.new_h2(upgrade_settings=event.settings)
-        if self.proto is not None:
-            self.proto.release()  # the HTTP/1 adapter takes no more bytes
-        self.proto = h2
-        self.h1 = None
-        self.batch_writes = True
+        h1 = self.proto
+        self.use(h2)  # writes the 101 the h1 adapter holds
+        if h1 is not None:
+            h1.release()  # the HTTP/1 adapter takes no more bytes
         self.handle(h2.upgrade_request(event.request, event.body))
         if event.trailing:
             self.handle(h2.receive_data(event.trailing))
-
-    # --- bytes out ------------------------------------------------------------------------
-
-    def flush(self) -> None:
-        h1 = self.h1
-        if h1 is not None:
-            # HTTP/1: one flush per event and per command, and most find nothing to send
-            # (a request in, the stream's end): read the adapter's queue directly.
-            out = h1.out
-            if out:
-                data = b"".join(out) if len(out) > 1 else out[0]
-                out.clear()
-                if not self.closed:
-                    self.write(data)
-            if h1.closing:
-                self.end()
-            return
-        if self.batch_writes:
-            # Multiplexed: many streams answer in one loop turn; one write (and one TLS
-            # record, one syscall) for all of them instead of one each.
-            if not self.flush_pending:
-                self.flush_pending = True
-                self.defer(self._flush_now)
-            return
-        self._flush_now()
-
-    def flush_stream(self) -> None:
-        """After streamed body: out at once (not batched), so that the transport's buffer
-        limit, not the peer's flow-control window, bounds what we hold."""
-        self._flush_now()
-
-    def _flush_now(self) -> None:
-        self.flush_pending = False
-        proto = self.proto
-        if proto is None:
-            return
-        data = proto.data_to_send()
-        if data and not self.closed:
-            self.write(data)
-        if proto.closing:
-            self.end()
-
-    def close(self) -> None:
-        """Close at once (errors, the end of the graceful timeout); also cuts a linger."""
-        if not self.closed or self.ending:
-            self.closed = True
-            self.ending = False
-            self.close_transport()
-
-    def end(self) -> None:
-        """The normal close: everything written reaches the peer, then a lingering close."""
-        if not self.closed:
-            self.closed = True
-            self.ending = True
-            self.end_transport()
-
-    def on_pause_writing(self) -> None:
-        self.write_paused = True
-
-    def on_resume_writing(self) -> None:
-        self.write_paused = False
-        self._wake(self.drain_waiters)
-
-    @staticmethod
-    def _wake(waiters: list[Any]) -> None:
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        waiters.clear()
-
-    async def _drain(self) -> None:
-        while self.write_paused and not self.closed:
-            waiter = self.create_future()
-            self.drain_waiters.append(waiter)
-            await waiter
 
     # --- commands from streams ------------------------------------------------------------
 
@@ -390,77 +271,6 @@ class Connection(ABC):
         else:
             result += [item for item in extra if item[0] not in own]
         return result
-
-    async def respond(
-        self, stream_id: int, status: int, headers: Headers, body: bytes, end: bool
-    ) -> None:
-        proto = self.proto
-        assert proto is not None
-        if len(body) <= proto.sendable(stream_id):
-            proto.send_response(stream_id, status, headers, body, end)
-            self.flush()
-            if self.write_paused:
-                await self._drain()
-        else:
-            proto.send_response(stream_id, status, headers, b"", False)
-            self.flush()
-            await self.send_body(stream_id, body, end)
-
-    async def send_body(self, stream_id: int, data: bytes, end: bool) -> None:
-        proto = self.proto
-        assert proto is not None
-        view = memoryview(data)
-        while not self.closed:
-            room = proto.sendable(stream_id)
-            if room < 0:
-                return
-            if room >= len(view):
-                proto.send_data(stream_id, bytes(view) if len(view) != len(data) else data, end)
-                self.flush_stream()
-                break
-            if room > 0:
-                proto.send_data(stream_id, bytes(view[:room]), False)
-                view = view[room:]
-                self.flush_stream()
-            waiter = self.create_future()
-            self.window_waiters.append(waiter)
-            await waiter
-        if self.write_paused:
-            await self._drain()
-
-    def write_body(self, stream_id: int, data: bytes) -> None:
-        """Queue a small piece of body now if flow control has room, else in order later."""
-        proto = self.proto
-        assert proto is not None
-        if not self.body_queue and proto.sendable(stream_id) >= len(data):
-            proto.send_data(stream_id, data, False)
-            self.flush()
-        else:
-            self.body_queue.append((stream_id, data))
-            if len(self.body_queue) == 1:
-                self.spawn(self._send_queued())
-
-    async def _send_queued(self) -> None:
-        while self.body_queue:
-            stream_id, data = self.body_queue[0]
-            await self.send_body(stream_id, data, False)
-            self.body_queue.pop(0)
-
-    def end_body(self, stream_id: int) -> None:
-        assert self.proto is not None
-        self.proto.send_data(stream_id, b"", True)
-        self.flush()
-
-    def send_trailers(self, stream_id: int, headers: Headers) -> None:
-        assert self.proto is not None
-        _check_headers(headers)
-        self.proto.send_trailers(stream_id, [(name.lower(), value) for name, value in headers])
-        self.flush()
-
-    def send_informational(self, stream_id: int, status: int, headers: Headers) -> None:
-        assert self.proto is not None
-        self.proto.send_informational(stream_id, status, headers)
-        self.flush()
 
     def push(self, stream_id: int, fields: Headers) -> None:
         """http.response.push: a PUSH_PROMISE where the protocol and the peer allow one
@@ -498,7 +308,7 @@ class Connection(ABC):
         """Streams the adapter gave up on by itself (an h2 zero-window stall): their apps
         hear of it, and a send waiting for that window returns."""
         self.handle(events)
-        self._wake(self.window_waiters)
+        self.sender.window_opened()
         self.flush()
 
     def stream_done(self, stream: HTTPStream | WebSocketStream) -> None:
@@ -508,7 +318,7 @@ class Connection(ABC):
             self.stale.pop(stream.stream_id, None)
             self.paced.pop(stream.stream_id, None)
         proto = self.proto
-        if proto is None or self.closed:
+        if proto is None or self.sender.closed:
             return
         events = proto.resume()
         if events:
@@ -638,6 +448,78 @@ class Connection(ABC):
         proto = self.proto
         if not self.closed and proto is not None and proto.idle and not self.streams:
             self.end()
+
+
+class StreamConnection(Connection):
+    """A TCP connection: bytes in from the backend, out through a `StreamSender`."""
+
+    def __init__(self, manager: ConnectionManager, secure: bool) -> None:
+        super().__init__(manager, secure, StreamSender(self, self))
+        self.sniffed = b""
+
+    # --- byte-stream primitives (the backend's) ------------------------------------------
+
+    @abstractmethod
+    def write(self, data: bytes) -> None: ...
+
+    @abstractmethod
+    def close_transport(self) -> None:
+        """Close now: a peer that stopped reading loses what is buffered."""
+
+    @abstractmethod
+    def end_transport(self) -> None:
+        """Close gracefully: flush, wait for the peer's acks, half-close, linger."""
+
+    @abstractmethod
+    def pause_reading(self) -> None: ...
+
+    @abstractmethod
+    def resume_reading(self) -> None: ...
+
+    # --- protocol choice ------------------------------------------------------------------
+
+    def use_protocol(self, alpn: str | None) -> None:
+        """After the handshake (addresses, TLS and ALPN known): the streams' context.
+        TLS: ALPN decides the protocol. Cleartext (alpn None): the first bytes do."""
+        self.context = self.make_context()
+        if alpn is not None:
+            self.use(self.manager.for_alpn(alpn))
+        self.manager.add(self)
+        if self.proto is not None:
+            self.flush()
+
+    # --- bytes in -----------------------------------------------------------------------
+
+    def on_data(self, data: bytes) -> None:
+        self.reads += 1
+        if self.sender.closed:
+            return  # lingering: read and discarded, so the close is not a reset
+        proto = self.proto
+        if proto is None:
+            data = self.sniffed + data
+            proto = self.manager.for_preface(data)
+            if proto is None:
+                self.sniffed = data  # a prefix of the HTTP/2 preface: wait for more
+                return
+            self.sniffed = b""
+            self.use(proto)
+        events = proto.receive_data(data)
+        if events:
+            self.handle(events)
+        sender = self.sender
+        if sender.window_waiters:  # a WINDOW_UPDATE makes no event but may free senders
+            sender.window_opened()
+        self.flush()
+        if self.proto is proto and proto.backlog > READ_BACKLOG and not self.read_paused:
+            self.read_paused = True
+            self.pause_reading()
+
+    def on_eof(self) -> None:
+        if self.proto is not None and not self.closed:
+            events = self.proto.receive_data(b"")
+            if events:
+                self.handle(events)
+            self.flush()
 
 
 def status_app(status: int) -> Any:

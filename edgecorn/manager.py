@@ -22,9 +22,12 @@ from .protocol.h2 import H2Adapter
 if TYPE_CHECKING:
     from .asgi.types import ASGIApp
     from .config import Config
+    from .protocol.base import Adapter
     from .protocol.events import Headers
 
 log = logging.getLogger("edgecorn.error")
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # what an h2c prior-knowledge client sends first
 
 
 class Managed(Protocol):
@@ -106,6 +109,25 @@ class ConnectionManager:
         )
         adapter.initiate(upgrade_settings)
         return adapter
+
+    def for_alpn(self, alpn: str) -> Adapter:
+        """TLS: the protocol the handshake agreed on."""
+        return self.new_h2() if alpn == "h2" else self.new_h1(allow_h2c=False)
+
+    def for_preface(self, data: bytes) -> Adapter | None:
+        """Cleartext, from the first bytes: the HTTP/2 preface means h2c prior knowledge,
+        anything else HTTP/1 (with `Upgrade: h2c`). None: a prefix of the preface, so
+        wait for more."""
+        if len(data) < len(H2_PREFACE) and H2_PREFACE.startswith(data):
+            return None
+        proto: Adapter
+        if data.startswith(H2_PREFACE):
+            proto = self.new_h2()
+        else:
+            proto = self.new_h1(allow_h2c=True)
+        if self.draining:
+            proto.goaway()
+        return proto
 
     def advertise_h3(self, ports: list[int]) -> None:
         """Alt-Svc on every h1/h2 response: one entry per QUIC port (or the configured one)."""

@@ -2,7 +2,7 @@
 
 - The table: out of descriptors or memory backs off (one log line per interval), an error
   of the one queued connection retries at once, an empty queue waits, the rest raise.
-- End to end, on asyncio and trio: a server whose descriptor limit is lowered (prlimit on
+- End to end, on asyncio, uvloop and trio: a server whose descriptor limit is lowered (prlimit on
   the running process) until accept() fails with EMFILE logs it, keeps the connections in
   the kernel's queue, and answers every one of them once descriptors are free again.
 """
@@ -153,6 +153,17 @@ def _open_fds(pid: int) -> int:
 
 @pytest.mark.both_backends
 def test_server_keeps_serving_after_emfile(server_factory: Any) -> None:
+    _emfile_then_served(server_factory)
+
+
+def test_server_keeps_serving_after_emfile_uvloop(server_factory: Any) -> None:
+    """uvloop is what `-k auto` (the default) runs when it is installed."""
+    pytest.importorskip("uvloop")
+    server_factory.worker_class = "uvloop"
+    _emfile_then_served(server_factory)
+
+
+def _emfile_then_served(server_factory: Any) -> None:
     server = server_factory.start(tls=False, config="keep_alive_timeout: 60\n")
     pid, port = server.proc.pid, server.insecure_port
     soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)

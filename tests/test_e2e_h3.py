@@ -512,7 +512,7 @@ def test_vanished_clients(server_factory: Any, cafile: str, tmp_path: Path) -> N
 
 
 GOAWAY_BUG = (
-    "product bug: after GOAWAY, QUICConnection._flush_now calls h3.close() as soon as "
+    "product bug: after GOAWAY, QUICConnection.send_datagrams calls h3.close() as soon as "
     "h3.open is empty, i.e. right after the last response was queued in aioquic and before "
     "datagrams_to_send() sent it; aioquic's close() then sends only CONNECTION_CLOSE and the "
     "queued response is lost (client: ERR_DRAINING, no :status)"

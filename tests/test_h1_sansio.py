@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from edgecorn.connection import _check_headers as check_headers
+from edgecorn.headers import check_fields as check_headers
 from edgecorn.protocol.events import (
     Body,
     EndBody,
@@ -22,7 +22,7 @@ from edgecorn.protocol.events import (
     Request,
     StreamReset,
 )
-from edgecorn.protocol.h1 import H1Adapter, H11Adapter, HttptoolsAdapter
+from edgecorn.protocol.h1 import SWITCHING_TO_H2C, H1Adapter, H11Adapter, HttptoolsAdapter
 
 ADAPTERS: dict[str, type[H1Adapter]] = {"h11": H11Adapter, "httptools": HttptoolsAdapter}
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -594,9 +594,7 @@ def test_expect_100_continue_ignored_for_http10(
     make: Factory, parser: str, request: pytest.FixtureRequest
 ) -> None:
     adapter = make()
-    adapter.receive_data(
-        b"POST / HTTP/1.0\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
-    )
+    adapter.receive_data(b"POST / HTTP/1.0\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
     adapter.want_body(1)
     assert adapter.data_to_send() == b""
 
@@ -802,7 +800,8 @@ def test_h2c_upgrade_get(make: Factory) -> None:
     assert upgrade.body == b""
     assert upgrade.trailing == PREFACE
     assert adapter.closing  # HTTP/2 takes over
-    assert adapter.data_to_send() == b""  # the 101 is the connection's to write
+    # the adapter answers the upgrade itself; the HTTP/2 adapter's bytes follow
+    assert adapter.data_to_send() == SWITCHING_TO_H2C
 
 
 def test_h2c_upgrade_post_with_body_in_one_read(make: Factory) -> None:

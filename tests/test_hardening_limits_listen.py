@@ -18,33 +18,14 @@ import signal
 import socket
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
-import anyio
 import pytest
 
 from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.both_backends, pytest.mark.timeout(120)]
 
-APP = "tests.test_hardening_limits_listen:app"
-
-
-async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """`/?started=PATH&release=PATH`: create `started`, wait (bounded) for `release`."""
-    if scope["type"] != "http":
-        return
-    query = {k: v[-1] for k, v in parse_qs(scope["query_string"].decode()).items()}
-    Path(query["started"]).touch()
-    release = Path(query["release"])
-    for _ in range(600):  # at most 30 s
-        if release.exists():
-            break
-        await anyio.sleep(0.05)
-    body = b"answered"
-    headers = [(b"content-length", b"%d" % len(body))]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+APP = "tests.apps.hardening:held"
 
 
 def _refused(port: int, opened: list[socket.socket]) -> bool:

@@ -21,9 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
-import anyio
 import pytest
 from aioquic.quic.events import StreamReset as QuicStreamReset
 from hyperframe.frame import ContinuationFrame, DataFrame, Frame, GoAwayFrame, HeadersFrame
@@ -34,35 +32,10 @@ from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
-APP = "tests.test_hardening_slow_h2h3:app"
+APP = "tests.apps.hardening:read_body"
 CONFIG = "header_timeout: 1\nbody_timeout: 1\n"
 RATE_CONFIG = CONFIG + "body_min_rate: 100\n"
 H3_REQUEST_INCOMPLETE = 0x10D
-
-
-async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Reads the whole body (noting `disconnect` in `?file=` if the client goes away),
-    sleeps `?sleep=` seconds, answers how much it read."""
-    if scope["type"] != "http":
-        return
-    query = {k: v[-1] for k, v in parse_qs(scope["query_string"].decode()).items()}
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            if "file" in query:
-                with open(query["file"], "a") as fh:
-                    fh.write("disconnect\n")
-            return
-        size += len(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    if "sleep" in query:
-        await anyio.sleep(float(query["sleep"]))  # asyncio or trio
-    body = b"read %d" % size
-    headers = [(b"content-length", b"%d" % len(body))]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 # --------------------------------------------------------------------------- helpers

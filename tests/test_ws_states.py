@@ -123,3 +123,26 @@ def test_a_peer_gone_during_the_handshake_gets_no_answer() -> None:
 
     run(stream, app)
     assert stream.phase is Phase.CLOSED and host.status is None and host.ended  # aborted
+
+
+@pytest.mark.parametrize("gone", ["reset", "end"])
+def test_a_peer_gone_after_accept_lets_the_stream_finish(gone: str) -> None:
+    """The peer reset an open WebSocket, or ended its side without a close frame: no
+    closing handshake can complete, so when the app returns the stream ends at once
+    (stream_done) instead of waiting for a CLOSED that nothing would ever set."""
+    stream, host = stream_for([(b"host", b"a"), KEY, (b"sec-websocket-version", b"13")], "2")
+    finished: list[WebSocketStream] = []
+    host.stream_done = finished.append  # type: ignore[method-assign]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        stream.on_reset() if gone == "reset" else stream.on_end()
+        assert (await receive())["type"] == "websocket.disconnect"
+
+    async def main() -> None:
+        # a bound for the hang this test is about, not a timing assertion
+        await asyncio.wait_for(stream.run(app), 10)
+
+    asyncio.run(main())
+    assert stream.phase is Phase.CLOSED and finished == [stream] and host.ended

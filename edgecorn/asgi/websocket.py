@@ -283,6 +283,10 @@ class WebSocketStream:
         finally:
             self._cancel_ping()
             if self.ws is not None:
+                if self.disconnected:
+                    # The peer reset the stream or ended its side without a close frame:
+                    # no closing handshake can complete (and `_close` sent none), so end now.
+                    self._finish()
                 # the closing handshake (bounded by the close timer)
                 while self.phase is not Phase.CLOSED:
                     self.waiter = self.conn.create_future()

@@ -6,13 +6,13 @@ import asyncio
 from typing import Any
 
 from ..asgi.extensions import with_tls
-from ..connection import Connection
+from ..connection import StreamConnection
 from ..manager import ConnectionManager
 from ..tcp import FLUSH_TIMEOUT, LINGER_TIMEOUT, addresses, unacked_bytes
 from .runtime import AsyncioRuntime
 
 
-class TCPProtocol(AsyncioRuntime, Connection, asyncio.Protocol):
+class TCPProtocol(AsyncioRuntime, StreamConnection, asyncio.Protocol):
     transport: asyncio.Transport
 
     def __init__(self, manager: ConnectionManager, secure: bool, tasks: set[Any]) -> None:
@@ -45,9 +45,9 @@ class TCPProtocol(AsyncioRuntime, Connection, asyncio.Protocol):
         self.use_protocol(alpn)
 
     # asyncio.Protocol callbacks are Connection's own handlers: no extra call per read.
-    data_received = Connection.on_data
-    pause_writing = Connection.on_pause_writing
-    resume_writing = Connection.on_resume_writing
+    data_received = StreamConnection.on_data
+    pause_writing = StreamConnection.on_pause_writing
+    resume_writing = StreamConnection.on_resume_writing
 
     def eof_received(self) -> bool:
         self.on_eof()

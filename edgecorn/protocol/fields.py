@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from ..headers import BAD_VALUE
 from .events import Headers, Request
 
 # Hop-by-hop fields have no meaning in HTTP/2 and HTTP/3 (RFC 9113 8.2.2, RFC 9114
@@ -13,9 +14,9 @@ CONNECTION_HEADERS = frozenset(
 )
 
 # RFC 9113 8.2.1: a field name is a token in lower case; a value holds no NUL, CR or LF
-# and does not start or end with whitespace.
+# (the one value check of edgecorn/headers.py) and does not start or end with whitespace.
 _NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+").fullmatch
-_BAD_VALUE = re.compile(rb"[\x00\r\n]").search
+_BAD_VALUE = BAD_VALUE.search
 _WHITESPACE = (32, 9)  # SP, HTAB
 REQUEST_PSEUDO = frozenset((b":method", b":scheme", b":authority", b":path", b":protocol"))
 

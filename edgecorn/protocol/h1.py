@@ -11,6 +11,7 @@ import re
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import replace
+from enum import Enum
 from http import HTTPStatus
 
 from ..headers import first
@@ -19,6 +20,11 @@ from .events import Body, EndBody, Event, H2CUpgrade, Headers, ProtocolError, Re
 # A pipelined request held while another is served counts as this many bytes of
 # backlog, so a flood of tiny requests pauses reading like a big body does.
 PENDING_REQUEST_COST = 4096
+
+# The answer to `Upgrade: h2c`; the HTTP/2 adapter's first bytes follow it.
+SWITCHING_TO_H2C = (
+    b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
+)
 
 # A duplicate Content-Length in a raw head (h11 folds equal duplicates into one).
 _CONTENT_LENGTH_LINE = re.compile(rb"\ncontent-length[ \t]*:", re.IGNORECASE)
@@ -33,6 +39,31 @@ def _status_line(status: int) -> bytes:
 
 
 _STATUS_LINES = {status.value: _status_line(status.value) for status in HTTPStatus}
+
+
+class State(Enum):
+    """Where one side of the HTTP/1.1 cycle is (h11's model: the request side, `their`,
+    and the response side, `our`, each have one of these).
+
+    their: IDLE -> BODY (a request taken; its body arriving) -> DONE (read whole) -> IDLE
+           (its response done); BODY -> IDLE directly when the response ended first and
+           the rest of the body was skipped; DONE -> TUNNEL after a WebSocket upgrade
+           request (the connection's bytes are that stream's body from then on).
+    our:   IDLE -> SEND_RESPONSE (a request taken) -> BODY (head sent) -> IDLE, or CLOSED
+           when the connection must end. CLOSED is final: the connection closes once
+           `out` is written, and nothing is added to `out` after it.
+    """
+
+    IDLE = "idle"
+    SEND_RESPONSE = "send-response"
+    BODY = "body"
+    DONE = "done"
+    TUNNEL = "tunnel"
+    CLOSED = "closed"
+
+
+# Module names for the states, as h11 exports its own: the hot path compares against them.
+IDLE, SEND_RESPONSE, BODY, DONE, TUNNEL, CLOSED = State
 
 
 class BadRequest(Exception):
@@ -82,7 +113,16 @@ def check_framing(request: Request, max_head: int) -> tuple[bool, bytes]:
 
 
 class H1Adapter(ABC):
-    """Shared HTTP/1.1 logic; subclasses feed a parser and (h11) frame responses."""
+    """Shared HTTP/1.1 logic; subclasses feed a parser and (h11) frame responses.
+
+    The cycle is two `State`s, `their` and `our`. Beside them, a few flags that are not
+    phases of the cycle: `keep_alive` (a decision gathered during a cycle — from the
+    request, max_requests, a drain, the response's own fields — that picks IDLE or
+    CLOSED at its end, as h11's keep_alive does), `draining` (the server's, outlives
+    cycles), `expect_continue` (a 100 still owed while SEND_RESPONSE, h11's
+    client_is_waiting_for_100_continue), and the current response's framing facts
+    `chunked`, `head_only` and `http11`.
+    """
 
     @abstractmethod
     def receive_data(self, data: bytes) -> list[Event]:
@@ -101,24 +141,28 @@ class H1Adapter(ABC):
         self.last_id = 0
         self.active = 0  # stream whose request is being served; 0 = none
         self.requests = 0
-        self.request_done = True  # the active request's body has been read whole
-        self.response_started = False
+        self.their = IDLE
+        self.our = IDLE
+        self.closing = False  # our is CLOSED (see _close)
         self.chunked = False
         self.head_only = False
         self.keep_alive = True
         self.expect_continue = False
         self.draining = False
         self.unacked = 0
-        # The connection should close once `out` is written. A plain attribute, like `out`:
-        # the connection reads both after every event (a flush) without a call.
-        self.closing = False
         self._pending_keep_alive: deque[bool] = deque()
-        # After a WebSocket upgrade request, the connection's bytes are that stream's body.
-        self.tunnel = False
         self.request_protocol: str | None = None
         self.discarding = 0  # a stream whose unread body is being skipped
 
     # --- state the connection reads ---------------------------------------
+
+    def _close(self) -> None:
+        """To CLOSED, which is final: the connection closes once `out` is written."""
+        self.our = CLOSED
+        # `closing` mirrors it as a plain attribute, like `out`: the connection reads both
+        # after every event and command (a flush), and a property call there costs more
+        # than the rest of the check. Only this method sets either.
+        self.closing = True
 
     @property
     def backlog(self) -> int:
@@ -178,8 +222,9 @@ class H1Adapter(ABC):
     def _start(self, request: Request, keep_alive: bool) -> None:
         self.requests += 1
         self.active = request.stream_id
-        self.request_done = False
-        self.response_started = False
+        self.their = BODY
+        if self.our is not CLOSED:
+            self.our = SEND_RESPONSE
         self.head_only = request.method == "HEAD"
         self.keep_alive = keep_alive and not self.draining
         if self.requests >= self.max_requests:
@@ -198,10 +243,10 @@ class H1Adapter(ABC):
     def _end_of_request(self, stream_id: int, trailers: Headers | None = None) -> None:
         if stream_id == self.discarding:
             self.discarding = 0
-            self.request_done = True
+            self.their = IDLE
             return
         if stream_id == self.active:
-            self.request_done = True
+            self.their = DONE
             if self.request_protocol == "websocket":
                 return  # the upgrade request has no body; the stream goes on in the tunnel
         self._emit(EndBody(stream_id, trailers))
@@ -209,9 +254,9 @@ class H1Adapter(ABC):
     def _fail(self, exc: BadRequest) -> None:
         """Answer a broken request and close: framing can no longer be trusted."""
         self.events.append(ProtocolError(str(exc)))
-        if self.active and self.response_started:
+        if self.active and self.our is BODY:
             self.events.append(StreamReset(self.active))
-        elif not self.closing:
+        elif self.our is not CLOSED:
             body = f"{exc.status} {HTTPStatus(exc.status).phrase}: {exc}\n".encode()
             self.out.append(
                 _STATUS_LINES[exc.status]
@@ -223,13 +268,13 @@ class H1Adapter(ABC):
                 self.events.append(StreamReset(self.active))
         self.active = 0
         self.pending.clear()
-        self.closing = True
+        self._close()
 
     def resume(self) -> list[Event]:
         """After a response: start the next pipelined request, if one is held."""
         events = self.events
         self.events = []
-        if self.active or self.closing:
+        if self.active or self.our is CLOSED:
             return events
         while self.pending:
             event = self.pending[0]
@@ -244,7 +289,7 @@ class H1Adapter(ABC):
                 self.pending_bytes -= len(event.data)
                 self.unacked += len(event.data)
             elif isinstance(event, EndBody):
-                self.request_done = True
+                self.their = DONE
             self.events.append(event)
         events, self.events = self.events, []
         return events
@@ -255,12 +300,12 @@ class H1Adapter(ABC):
         else:
             if self.active:
                 self.events.append(StreamReset(self.active))
-            self.closing = True
+            self._close()
         events, self.events = self.events, []
         return events
 
     def _open_tunnel(self, trailing: bytes) -> None:
-        self.tunnel = True
+        self.their = TUNNEL
         if trailing:
             self._emit(Body(self.active, trailing))
 
@@ -272,7 +317,7 @@ class H1Adapter(ABC):
             self.expect_continue
             and self.http11  # RFC 9110 10.1.1: HTTP/1.0 clients get no 100
             and stream_id == self.active
-            and not self.response_started
+            and self.our is SEND_RESPONSE
         ):
             self.expect_continue = False
             self._send_continue()
@@ -295,7 +340,7 @@ class H1Adapter(ABC):
         # answer that one (with `connection: close`), or a client racing our
         # shutdown or a worker's recycling sees its request dropped.
         if self.active == 0 and self.requests and not self.pending and not linger:
-            self.closing = True
+            self._close()
 
     @abstractmethod
     def release(self) -> None:
@@ -305,23 +350,28 @@ class H1Adapter(ABC):
         # HTTP/1.1 has no stream reset: a response cut short can only end the connection.
         if stream_id == self.active:
             self.active = 0
-            self.closing = True
+            self._close()
 
     def _response_done(self) -> None:
-        if not self.request_done and self.keep_alive:
+        their = self.their
+        if their is BODY and self.keep_alive:
             # The app answered without reading the whole body: skip the rest of it
             # (parsed, not stored), then carry on with the next request.
             self.discarding = self.active
+        elif their is DONE:
+            self.their = IDLE
         self.active = 0
         if not self.keep_alive:
-            self.closing = True
+            self._close()
             self.pending.clear()
+        elif self.our is not CLOSED:
+            self.our = IDLE
 
     def _frame_headers(self, status: int, headers: Headers, body: bytes, end: bool) -> Headers:
         """Decide body framing and connection persistence; returns the headers to send.
 
         Like the h2 and h3 adapters, this one does not re-check the fields: the connection
-        checks what an app sends once, for every protocol (`connection._check_headers`),
+        checks what an app sends once, for every protocol (`headers.check_fields`),
         and adds the cached Server/Date/Alt-Svc fields after that check."""
         has_length = False
         said_close = False
@@ -359,7 +409,7 @@ class H1Adapter(ABC):
     http11 = True
 
     def send_informational(self, stream_id: int, status: int, headers: Headers) -> None:
-        if stream_id != self.active or self.response_started or not self.http11:
+        if stream_id != self.active or self.our is not SEND_RESPONSE or not self.http11:
             return
         self.out.append(self._head(status, headers))
 
@@ -374,10 +424,10 @@ class H1Adapter(ABC):
     def send_response(
         self, stream_id: int, status: int, headers: Headers, body: bytes, end: bool
     ) -> None:
-        if stream_id != self.active or self.response_started:
+        if stream_id != self.active or self.our is not SEND_RESPONSE:
             return
         headers = self._frame_headers(status, headers, body, end)
-        self.response_started = True
+        self.our = BODY
         self.expect_continue = False
         if self.head_only or not body:
             self.out.append(self._head(status, headers))
@@ -412,6 +462,24 @@ class H1Adapter(ABC):
         self._response_done()
 
 
+class Parsing(Enum):
+    """Where llhttp is in the bytes (HttptoolsAdapter): ahead of the cycle's `their`, since
+    pipelined requests are parsed while an earlier one is served.
+
+    BETWEEN -> HEAD (a message began) -> BODY (its head is complete) -> BETWEEN (it ended);
+    IGNORING: a parse error after a `Connection: close` request, whose rest RFC 9112 9.6
+    lets us ignore; final.
+    """
+
+    BETWEEN = "between"
+    HEAD = "head"
+    BODY = "body"
+    IGNORING = "ignoring"
+
+
+P_BETWEEN, P_HEAD, P_BODY, P_IGNORING = Parsing
+
+
 class HttptoolsAdapter(H1Adapter):
     """The fast path: llhttp via httptools, responses framed by H1Adapter."""
 
@@ -423,23 +491,21 @@ class HttptoolsAdapter(H1Adapter):
         self.parser = httptools.HttpRequestParser(self)
         self.url = b""
         self.headers: Headers = []
-        self.in_head = False
+        self.parsing = P_BETWEEN
         self.head_bytes = 0
         self.h2c: tuple[Request, bytes, int, list[bytes]] | None = None
         self.trailers: Headers = []
         self.last_keep_alive = True
-        self.request_done_parsing = True
-        self.ignore_rest = False
         self.completed = 0  # messages parsed whole so far
 
     @property
     def head_pending(self) -> bool:
-        return self.in_head and not self.closing
+        return self.parsing is P_HEAD and self.our is not CLOSED
 
     def release(self) -> None:
         # The parser holds this adapter's callbacks (bound methods): a cycle that only a
         # full gc would free, with the connection's buffers in it. No bytes come now.
-        self.closing = True  # receive_data returns before it would need the parser
+        self._close()  # receive_data returns before it would need the parser
         vars(self).pop("parser", None)
 
     # httptools callbacks (called from inside feed_data)
@@ -447,25 +513,24 @@ class HttptoolsAdapter(H1Adapter):
         self.url = b""
         self.headers = []
         self.trailers = []
-        self.in_head = True
+        self.parsing = P_HEAD
         self.head_bytes = 0
 
     def on_url(self, url: bytes) -> None:
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self.in_head:
+        if self.parsing is P_HEAD:
             self.headers.append((name.lower(), value))
         else:  # llhttp reports chunked trailers through the same callback
             self.trailers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
-        self.in_head = False
+        self.parsing = P_BODY
         parser = self.parser
         version = parser.get_http_version()
         self.http11 = version == "1.1"
         self.last_keep_alive = parser.should_keep_alive()
-        self.request_done_parsing = False
         method = parser.get_method().decode("ascii")
         self._new_request(method, self.url, self.headers, version, self.last_keep_alive)
 
@@ -474,26 +539,26 @@ class HttptoolsAdapter(H1Adapter):
 
     def on_message_complete(self) -> None:
         self.completed += 1
-        self.request_done_parsing = True
+        self.parsing = P_BETWEEN
         self._end_of_request(self.last_id, self.trailers or None)
 
     def receive_data(self, data: bytes) -> list[Event]:
-        if self.closing:
+        if self.our is CLOSED:
             return []
-        if self.tunnel:
+        if self.their is TUNNEL:
             return self._tunnel_receive(data)
-        if self.ignore_rest:
+        if self.parsing is P_IGNORING:
             return []
         if self.h2c is not None:
             self._h2c_feed(data)
             events, self.events = self.events, []
             return events
         if not data:
-            if self.active and not self.request_done:
+            if self.active and self.their is BODY:
                 self.events.append(StreamReset(self.active))
-            self.closing = True
+            self._close()
             return self.resume()
-        was_in_head = self.in_head
+        was_in_head = self.parsing is P_HEAD
         completed = self.completed
         try:
             self.parser.feed_data(data)
@@ -503,18 +568,19 @@ class HttptoolsAdapter(H1Adapter):
             cause = exc.__context__
             self._fail(cause if isinstance(cause, BadRequest) else BadRequest(str(exc)))
         except self._httptools.HttpParserError as exc:
-            if not self.last_keep_alive and self.request_done_parsing:
+            if not self.last_keep_alive and self.parsing is not P_BODY:
                 # RFC 9112 9.6: after a request with `Connection: close`, ignore the rest.
-                self.ignore_rest = True
+                self.parsing = P_IGNORING
             else:
                 self._fail(BadRequest(str(exc) or "malformed request"))
         else:
             # A head still incomplete after this read: count what it has taken so far.
             # When earlier requests also ended in this read, their bytes are not the
             # head's, so the read is not counted (the next read will be).
-            if self.in_head and (was_in_head or completed == self.completed):
+            in_head = self.parsing is P_HEAD
+            if in_head and (was_in_head or completed == self.completed):
                 self.head_bytes += len(data)
-            if self.in_head and self.head_bytes > self.max_head:
+            if in_head and self.head_bytes > self.max_head:
                 self._fail(BadRequest("request head too large", 431))
         events = self.events
         self.events = []
@@ -555,8 +621,9 @@ class HttptoolsAdapter(H1Adapter):
             return
         self.h2c = None
         body = b"".join(parts)
+        self.out.append(SWITCHING_TO_H2C)
         self.events.append(H2CUpgrade(request, body, settings, data[left:]))
-        self.closing = True  # HTTP/2 takes the connection over
+        self._close()  # HTTP/2 takes the connection over
 
     def _find_request(self) -> Request | None:
         for event in self.events:
@@ -583,13 +650,15 @@ class H11Adapter(H1Adapter):
     def head_pending(self) -> bool:
         conn = self.conn
         return (
-            conn.their_state is self._h11.IDLE and bool(conn.trailing_data[0]) and not self.closing
+            conn.their_state is self._h11.IDLE
+            and bool(conn.trailing_data[0])
+            and self.our is not CLOSED
         )
 
     def receive_data(self, data: bytes) -> list[Event]:
-        if self.closing:
+        if self.our is CLOSED:
             return []
-        if self.tunnel:
+        if self.their is TUNNEL:
             return self._tunnel_receive(data)
         self.conn.receive_data(data)
         self._next_events()
@@ -600,7 +669,7 @@ class H11Adapter(H1Adapter):
     def _next_events(self) -> None:
         h11 = self._h11
         conn = self.conn
-        while not self.closing:
+        while self.our is not CLOSED:
             if conn.their_state is h11.MUST_CLOSE:
                 return  # RFC 9112 9.6: nothing after a `Connection: close` request counts
             if conn.their_state is h11.IDLE:
@@ -646,9 +715,9 @@ class H11Adapter(H1Adapter):
                 self._end_of_request(self.last_id, list(event.headers) or None)
                 self._next_cycle()
             elif isinstance(event, h11.ConnectionClosed):
-                if self.active and not self.request_done:
+                if self.active and self.their is BODY:
                     self.events.append(StreamReset(self.active))
-                self.closing = True
+                self._close()
                 return
 
     @property
@@ -666,15 +735,16 @@ class H11Adapter(H1Adapter):
         elif isinstance(event, h11.EndOfMessage):
             self.h2c = None
             trailing = bytes(self.conn.trailing_data[0])
+            self.out.append(SWITCHING_TO_H2C)
             self.events.append(H2CUpgrade(request, b"".join(body), settings, trailing))
-            self.closing = True  # h11 is done with this connection; HTTP/2 takes it over
+            self._close()  # h11 is done with this connection; HTTP/2 takes it over
         else:
             self.h2c = None
             self._fail(BadRequest("connection closed during h2c upgrade"))
 
     # h11 frames the response itself, so the sending side goes through it.
     def send_informational(self, stream_id: int, status: int, headers: Headers) -> None:
-        if stream_id != self.active or self.response_started or not self.http11:
+        if stream_id != self.active or self.our is not SEND_RESPONSE or not self.http11:
             return
         h11 = self._h11
         reason = _reason(status)
@@ -687,7 +757,7 @@ class H11Adapter(H1Adapter):
     def send_response(
         self, stream_id: int, status: int, headers: Headers, body: bytes, end: bool
     ) -> None:
-        if stream_id != self.active or self.response_started:
+        if stream_id != self.active or self.our is not SEND_RESPONSE:
             return
         if status == 101:
             # h11 is paused on the upgrade request; the tunnel's head and bytes are ours.
@@ -695,7 +765,7 @@ class H11Adapter(H1Adapter):
             return
         h11 = self._h11
         headers = self._frame_headers(status, headers, body, end)
-        self.response_started = True
+        self.our = BODY
         self.expect_continue = False
         response = h11.Response(status_code=status, headers=headers, reason=_reason(status))
         self.out.append(self.conn.send(response))
@@ -705,7 +775,7 @@ class H11Adapter(H1Adapter):
             self._finish(None)
 
     def send_data(self, stream_id: int, data: bytes, end: bool) -> None:
-        if self.tunnel:
+        if self.their is TUNNEL:
             H1Adapter.send_data(self, stream_id, data, end)
             return
         if stream_id != self.active:
@@ -716,7 +786,7 @@ class H11Adapter(H1Adapter):
             self._finish(None)
 
     def _finish(self, trailers: Headers | None) -> None:
-        if self.tunnel:
+        if self.their is TUNNEL:
             self._response_done()
             return
         h11 = self._h11
@@ -725,12 +795,12 @@ class H11Adapter(H1Adapter):
         try:
             self.out.append(self.conn.send(h11.EndOfMessage(headers=trailers or [])))
         except h11.LocalProtocolError:
-            self.closing = True  # a body shorter than its Content-Length
+            self._close()  # a body shorter than its Content-Length
         self._response_done()
-        if self.closing:
+        if self.our is CLOSED:
             return
         if self.conn.our_state is h11.MUST_CLOSE:
-            self.closing = True
+            self._close()
             return
         self._next_cycle()
         self._next_events()

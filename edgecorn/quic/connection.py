@@ -2,7 +2,8 @@
 stream events to the protocol-blind streams, datagrams out through its endpoint.
 
 Each connection keeps one timer, moved only when aioquic's timer changes; all a
-connection produced in a loop turn leaves in one batch (see `_flush_now`).
+connection produced in a loop turn leaves in one batch (its `QUICSender` defers
+`send_datagrams`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from aioquic.h3.connection import ErrorCode
 from .. import metrics
 from ..asgi.extensions import quic_tls_extension
 from ..connection import Connection
+from ..sender import Sender
 from . import engine
 from .engine import EdgeQuicConnection
 from .h3 import H3Adapter
@@ -55,11 +57,52 @@ class Endpoint(Protocol):
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None: ...
 
 
+def _nothing() -> None:
+    pass
+
+
+class QUICSender(Sender):
+    """Output is datagrams, sent once per loop turn for all streams; closing is QUIC's
+    CONNECTION_CLOSE (the connection stays routable until aioquic reports it terminated,
+    then `QUICConnection._terminate`)."""
+
+    def __init__(self, endpoint: Endpoint, conn: QUICConnection) -> None:
+        super().__init__(endpoint)
+        self.send = conn.send_datagrams
+        self.batch = True
+
+    def flush_stream(self) -> None:
+        # `sendable` already bounds what aioquic holds per stream: batch like the rest,
+        # since every datagrams_to_send() call costs, even for a few packets.
+        self.flush()
+
+    def flush_now(self) -> None:
+        self.flush_pending = False
+        self.send()
+
+    def release(self) -> None:
+        super().release()
+        self.send = _nothing
+
+    def close(self) -> None:
+        h3 = self.proto
+        assert isinstance(h3, H3Adapter)
+        if not h3.terminated:
+            h3.close()
+            self.flush()
+
+    def end(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.ending = True
+            self.close()
+
+
 class QUICConnection(Connection):
     def __init__(self, endpoint: Endpoint, quic: EdgeQuicConnection, addr: Any) -> None:
-        super().__init__(endpoint.manager, secure=True)
         self.endpoint = endpoint
         self.quic = quic
+        super().__init__(endpoint.manager, True, QUICSender(endpoint, self))
         config = self.config
         self.h3 = H3Adapter(
             quic,
@@ -67,8 +110,7 @@ class QUICConnection(Connection):
             max_header_list_size=config.h3_max_header_list_size,
             early_data_unsafe=config.quic_early_data_unsafe,
         )
-        self.proto = self.h3
-        self.batch_writes = True
+        self.use(self.h3)
         self.advertise = False  # no Alt-Svc on responses that came over HTTP/3
         self.client = (addr[0], addr[1])
         sockname = endpoint.sock.getsockname()
@@ -126,8 +168,9 @@ class QUICConnection(Connection):
             if self.tls_pending:
                 self._add_tls()
             self.handle(events)
-        if self.window_waiters:
-            self._wake(self.window_waiters)  # acks free send buffer without any event
+        sender = self.sender
+        if sender.window_waiters:  # acks free send buffer without any event
+            sender.window_opened()
         self.flush()
 
     def _add_tls(self) -> None:
@@ -142,13 +185,7 @@ class QUICConnection(Connection):
 
     # --- output ------------------------------------------------------------------
 
-    def flush_stream(self) -> None:
-        # `sendable` already bounds what aioquic holds per stream: batch like the rest,
-        # since every datagrams_to_send() call costs, even for a few packets.
-        self.flush()
-
-    def _flush_now(self) -> None:
-        self.flush_pending = False
+    def send_datagrams(self) -> None:
         h3 = self.h3
         if (
             h3.last_stream_id is not None
@@ -199,26 +236,7 @@ class QUICConnection(Connection):
             self.closed = True
             self.on_lost()
 
-    # --- Connection's primitives: the endpoint's ------------------------------------
-
-    def write(self, data: bytes) -> None:
-        pass  # QUIC output leaves as datagrams from `_flush_now`
-
-    def close(self) -> None:
-        # QUIC closes by sending CONNECTION_CLOSE and draining; the connection stays
-        # routable until aioquic reports it terminated (then `_terminate`).
-        if not self.h3.terminated:
-            self.h3.close()
-            self.flush()
-
-    def close_transport(self) -> None:
-        self.close()
-
-    def pause_reading(self) -> None:
-        pass  # QUIC flow control bounds what a peer may send
-
-    def resume_reading(self) -> None:
-        pass
+    # --- Connection's event-loop primitives: the endpoint's ----------------------------
 
     def defer(self, callback: Callable[[], None]) -> None:
         self.endpoint.defer(callback)

@@ -276,6 +276,6 @@ class QUICEndpoint(ABC):
         for conn in set(self.routes.values()):
             try:
                 conn.h3.close()
-                conn._flush_now()
+                conn.send_datagrams()
             except Exception:
                 log.exception("error closing a QUIC connection")

@@ -17,7 +17,7 @@ from typing import Any
 import trio
 
 from ..asgi.extensions import with_tls
-from ..connection import Connection
+from ..connection import StreamConnection
 from ..manager import ConnectionManager
 from ..proxyproto import read_trio_stream
 from ..redirect import PEEK_SIZE, PLAIN_HTTP_ANSWER, PLAIN_HTTP_LINGER, is_plain_http
@@ -40,7 +40,7 @@ READ_SIZE = 64 * 1024
 CLOSE_TIMEOUT = 1.0  # for TLS close_notify on a peer that stopped reading
 
 
-class TCPConnection(Connection):
+class TCPConnection(StreamConnection):
     def __init__(
         self, manager: ConnectionManager, runtime: Runtime, stream: trio.abc.Stream, secure: bool
     ) -> None:

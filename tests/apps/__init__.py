@@ -9,8 +9,10 @@
   push); `forwarded`: what the scope says about the client; `perf`: the HTTP/1 fast path;
 - `middleware`: Hypercorn's documented middleware examples; `migration`: whoami, blocking,
   silent; `dispatch`, `dispatch_broken`: app shapes for the loader;
-- `hardening`: a slow answer for the drain tests, a body reader for the slow-client tests;
+- `hardening`: a slow answer (drain), a body reader (slow clients), an answer held until
+  the test releases it (listeners closed at a graceful stop);
   `cycles`: the memory-cycle tests' apps;
 - upstreams that are not edgecorn: `upstream` (Uvicorn), `raw_upstream` (http.server),
-  `ws_upstream` (`websockets`); `site/`: the `demo`/`legacy` modules of the edge example.
+  `ws_upstream` (`websockets`); `site/`: the `demo`/`legacy` modules of the edge example;
+- `common`: what they share (ASGI types, `query()`, a lifespan that completes).
 """

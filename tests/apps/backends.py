@@ -14,16 +14,13 @@ from typing import Any
 import sniffio
 
 from tests.apps import e2e, ws
+from tests.apps.common import lifespan
 
 
 async def loop_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            kind = message["type"].rpartition(".")[2]
-            await send({"type": f"lifespan.{kind}.complete"})
-            if kind == "shutdown":
-                return
+        await lifespan(receive, send)
+        return
     name = sniffio.current_async_library()
     if name == "asyncio":
         import asyncio

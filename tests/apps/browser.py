@@ -13,14 +13,7 @@ Routes:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
-from urllib.parse import parse_qs
-
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+from tests.apps.common import Receive, Scope, Send, lifespan, query
 
 NO_STORE = (b"cache-control", b"no-store")
 
@@ -61,11 +54,6 @@ PAGE = """<!doctype html>
 """
 
 
-def _query(scope: Scope) -> dict[str, str]:
-    parsed = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    return {key: values[-1] for key, values in parsed.items()}
-
-
 def _int(value: str | None, default: int, low: int, high: int) -> int:
     try:
         return max(low, min(high, int(value))) if value is not None else default
@@ -85,22 +73,17 @@ async def _respond(send: Send, status: int, body: bytes, content_type: bytes) ->
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await lifespan(receive, send)
+        return
     if scope["type"] != "http":
         return
     path = scope["path"]
     version = str(scope.get("http_version", "?"))
     if path == "/page":
-        query = _query(scope)
+        params = query(scope)
         html = PAGE % {
-            "n": _int(query.get("n"), 1, 1, 100),
-            "delay": _int(query.get("delay"), 0, 0, 5000),
+            "n": _int(params.get("n"), 1, 1, 100),
+            "delay": _int(params.get("delay"), 0, 0, 5000),
             "version": version,
         }
         await _respond(send, 200, html.encode(), b"text/html; charset=utf-8")

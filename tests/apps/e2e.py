@@ -12,14 +12,10 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
-from urllib.parse import parse_qs
 
 import anyio
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+from tests.apps.common import Receive, Scope, Send, query
 
 MIB = 1024 * 1024
 HELLO = b"Hello, world!"
@@ -41,11 +37,6 @@ def pattern(size: int, offset: int = 0) -> bytes:
 def big_chunk() -> bytes:
     """One MiB of the `/big` body (every MiB is the same)."""
     return pattern(MIB)
-
-
-def _query(scope: Scope) -> dict[str, str]:
-    parsed = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    return {key: values[-1] for key, values in parsed.items()}
 
 
 async def _respond(
@@ -143,8 +134,8 @@ async def _watch_disconnect(receive: Receive, gone: anyio.Event) -> None:
 
 
 async def stream(scope: Scope, receive: Receive, send: Send) -> None:
-    query = _query(scope)
-    n, size = int(query.get("n", "10")), int(query.get("size", "1024"))
+    params = query(scope)
+    n, size = int(params.get("n", "10")), int(params.get("size", "1024"))
     await send(
         {
             "type": "http.response.start",
@@ -161,7 +152,7 @@ async def stream(scope: Scope, receive: Receive, send: Send) -> None:
 
 async def big(scope: Scope, receive: Receive, send: Send) -> None:
     """`mb` MiB of `big_chunk()`, with a content-length; `mb=0` streams forever."""
-    mb = int(_query(scope).get("mb", "1"))
+    mb = int(query(scope).get("mb", "1"))
     headers = [(b"content-type", b"application/octet-stream")]
     if mb > 0:
         headers.append((b"content-length", str(mb * MIB).encode()))
@@ -180,9 +171,9 @@ async def big(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 async def slow(scope: Scope, receive: Receive, send: Send) -> None:
-    query = _query(scope)
-    _append(query.get("file"), "started")
-    await anyio.sleep(float(query.get("s", "2")))
+    params = query(scope)
+    _append(params.get("file"), "started")
+    await anyio.sleep(float(params.get("s", "2")))
     await _respond(send, 200, b"slow done")
 
 
@@ -227,7 +218,7 @@ def _append(path: str | None, line: str) -> None:
 
 async def disconnect(scope: Scope, receive: Receive, send: Send) -> None:
     """Record `started`, then wait (bounded) for `http.disconnect` and record it."""
-    path = _query(scope).get("file")
+    path = query(scope).get("file")
     _append(path, "started")
     try:
         with anyio.fail_after(30):
@@ -252,7 +243,7 @@ class AppError(Exception):
 
 async def error(scope: Scope, receive: Receive, send: Send) -> None:
     """Raise before the response starts, or (`?after=1`) in the middle of a streamed body."""
-    if _query(scope).get("after") != "1":
+    if query(scope).get("after") != "1":
         raise AppError("e2e: failure before the response")
     await send(
         {

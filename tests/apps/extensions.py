@@ -8,12 +8,12 @@ import os
 from typing import Any
 from urllib.parse import parse_qs
 
+from tests.apps.common import lifespan
+
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        while (await receive())["type"] != "lifespan.shutdown":
-            await send({"type": "lifespan.startup.complete"})
-        await send({"type": "lifespan.shutdown.complete"})
+        await lifespan(receive, send)
         return
     extensions = scope["extensions"]
     if scope["type"] == "websocket":

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tests.apps.common import lifespan
+
 
 def _facts(scope: dict[str, Any]) -> bytes:
     host = [v.decode("latin-1") for n, v in scope["headers"] if n == b"host"]
@@ -22,13 +24,8 @@ def _facts(scope: dict[str, Any]) -> bytes:
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await lifespan(receive, send)
+        return
     body = _facts(scope)
     if scope["type"] == "websocket":
         await receive()  # websocket.connect

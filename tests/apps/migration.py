@@ -8,13 +8,13 @@ import os
 import time
 from typing import Any
 
+from tests.apps.common import lifespan
+
 
 async def whoami(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """The worker's uid, gid and pid, as JSON."""
     if scope["type"] == "lifespan":
-        while (await receive())["type"] != "lifespan.shutdown":
-            await send({"type": "lifespan.startup.complete"})
-        await send({"type": "lifespan.shutdown.complete"})
+        await lifespan(receive, send)
         return
     body = json.dumps({"uid": os.getuid(), "gid": os.getgid(), "pid": os.getpid()}).encode()
     await send(

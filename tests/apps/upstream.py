@@ -17,22 +17,12 @@ import hashlib
 import json
 import os
 import signal
-from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qs
 
+from tests.apps.common import Receive, Send, query
 from tests.apps.e2e import MIB, big_chunk
 
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
 CHUNK = big_chunk()
-
-
-def _query(scope: dict[str, Any]) -> dict[str, str]:
-    parsed = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    return {key: values[-1] for key, values in parsed.items()}
 
 
 async def _start(send: Send, status: int, headers: list[tuple[bytes, bytes]]) -> None:
@@ -78,7 +68,7 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     if scope["type"] != "http":
         return
     path: str = scope["path"]
-    query = _query(scope)
+    params = query(scope)
     digest, length = hashlib.sha256(), 0
     while True:
         message = await receive()
@@ -90,12 +80,12 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if not message.get("more_body", False):
             break
     if path.endswith("/bytes"):
-        await _stream(send, int(query.get("n", "0")), query.get("chunked") == "1")
+        await _stream(send, int(params.get("n", "0")), params.get("chunked") == "1")
     elif path.endswith("/slow"):
-        await asyncio.sleep(float(query.get("delay", "5")))
+        await asyncio.sleep(float(params.get("delay", "5")))
         await _json(send, {"slow": True})
     elif path.endswith("/die"):
-        await _die(send, int(query.get("n", "65536")), query.get("chunked") == "1")
+        await _die(send, int(params.get("n", "65536")), params.get("chunked") == "1")
     else:
         extra = []
         if path.endswith("/hop"):

@@ -11,12 +11,8 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qs
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+from tests.apps.common import Message, Receive, Scope, Send, lifespan, query
 
 SUPPORTED_SUBPROTOCOLS = ["chat.v2", "chat.v1"]  # server preference order
 DENY_STATUS = 418
@@ -25,13 +21,8 @@ CLOSE_CODE = 4001
 CLOSE_REASON = "bye from the app"
 
 
-def _query(scope: Scope) -> dict[str, str]:
-    parsed = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    return {key: values[-1] for key, values in parsed.items()}
-
-
 def _record(scope: Scope, line: str) -> None:
-    path = _query(scope).get("file")
+    path = query(scope).get("file")
     if path:
         with open(path, "a") as fh:
             fh.write(line + "\n")
@@ -156,13 +147,7 @@ async def _http(scope: Scope, receive: Receive, send: Send) -> None:
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     kind = scope["type"]
     if kind == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await lifespan(receive, send)
     elif kind == "http":
         await _http(scope, receive, send)
     elif kind == "websocket":

@@ -12,13 +12,12 @@ from ..tcp import FLUSH_TIMEOUT, LINGER_TIMEOUT, addresses, unacked_bytes
 from .runtime import AsyncioRuntime
 
 
-class TCPProtocol(AsyncioRuntime, StreamConnection, asyncio.Protocol):
+class TCPProtocol(StreamConnection, asyncio.Protocol):
     transport: asyncio.Transport
 
-    def __init__(self, manager: ConnectionManager, secure: bool, tasks: set[Any]) -> None:
-        super().__init__(manager, secure)
-        self.loop = asyncio.get_running_loop()
-        self.tasks = tasks
+    def __init__(self, manager: ConnectionManager, secure: bool, runtime: AsyncioRuntime) -> None:
+        super().__init__(manager, secure, runtime)
+        self.loop = runtime.loop
         self.secure = secure
         self.lost = False
         self.end_deadline = 0.0

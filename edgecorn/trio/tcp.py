@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 import trio
@@ -30,7 +29,7 @@ from ..tcp import (
     addresses,
     unacked_bytes,
 )
-from .runtime import Runtime, TimerHandle, Waiter
+from .runtime import Runtime
 
 log = logging.getLogger("edgecorn.error")
 
@@ -44,8 +43,7 @@ class TCPConnection(StreamConnection):
     def __init__(
         self, manager: ConnectionManager, runtime: Runtime, stream: trio.abc.Stream, secure: bool
     ) -> None:
-        super().__init__(manager, secure)
-        self.runtime = runtime
+        super().__init__(manager, secure, runtime)
         self.stream = stream
         self.secure = secure
         self.pending: list[bytes] = []
@@ -265,18 +263,6 @@ class TCPConnection(StreamConnection):
         if gate is not None:
             self.read_gate = None
             gate.set()
-
-    def defer(self, callback: Callable[[], None]) -> None:
-        self.runtime.defer(callback)
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle:
-        return self.runtime.call_later(delay, callback)
-
-    def create_future(self) -> Waiter:
-        return Waiter()
-
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        self.runtime.spawn(coro)
 
 
 def _release_stream(stream: trio.abc.Stream) -> None:

@@ -261,7 +261,13 @@ class StreamSender(Sender):
             if h1.closing:
                 self.end()
             return
-        Sender.flush(self)
+        # Sender.flush, inlined: this runs per event and per command
+        if self.batch:
+            if not self.flush_pending:
+                self.flush_pending = True
+                self.loop.defer(self.flush_now)
+            return
+        self.flush_now()
 
     def flush_now(self) -> None:
         self.flush_pending = False

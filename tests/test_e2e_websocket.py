@@ -21,6 +21,12 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from wsproto.events import CloseConnection, TextMessage
 
+from tests.apps.ws import (
+    CLOSE_CODE,
+    CLOSE_REASON,
+    DENY_BODY,
+    DENY_STATUS,
+)
 from tests.support.wait import wait_for_lines
 from tests.support.ws import (
     H2WS,
@@ -34,12 +40,6 @@ from tests.support.ws import (
     build_frame,
     close_payload,
     h3_connect,
-)
-from tests.apps.ws import (
-    CLOSE_CODE,
-    CLOSE_REASON,
-    DENY_BODY,
-    DENY_STATUS,
 )
 
 pytestmark = pytest.mark.timeout(60)

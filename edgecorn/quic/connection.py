@@ -71,13 +71,17 @@ class QUICSender(Sender):
         self.send = conn.send_datagrams
         self.batch = True
 
+    def flush(self) -> None:
+        if not self.flush_pending:
+            self.flush_pending = True
+            self.loop.defer(self.send)  # which clears flush_pending (no call between)
+
     def flush_stream(self) -> None:
         # `sendable` already bounds what aioquic holds per stream: batch like the rest,
         # since every datagrams_to_send() call costs, even for a few packets.
         self.flush()
 
     def flush_now(self) -> None:
-        self.flush_pending = False
         self.send()
 
     def release(self) -> None:
@@ -186,6 +190,7 @@ class QUICConnection(Connection):
     # --- output ------------------------------------------------------------------
 
     def send_datagrams(self) -> None:
+        self.sender.flush_pending = False
         h3 = self.h3
         if (
             h3.last_stream_id is not None

@@ -212,14 +212,12 @@ class Connection(ABC):
         stream: HTTPStream | WebSocketStream
         if request.protocol == "websocket":
             stream = WebSocketStream(self, request)
-        elif request.method == "CONNECT":
-            # Only extended CONNECT for WebSockets; edgecorn is not a forward proxy.
-            assert self.proto is not None
-            headers = self.response_headers([(b"content-length", b"0")])
-            self.proto.send_response(request.stream_id, 501, headers, b"", True)
-            return
         else:
             stream = HTTPStream(self, request)
+            if request.method == "CONNECT" and not refuse:
+                # Only extended CONNECT for WebSockets; edgecorn is not a forward proxy.
+                # Answered like the other refusals below: a stream, an access-log line.
+                refuse = 501
         self.streams[request.stream_id] = stream
         manager = self.manager
         manager.active_requests += 1  # until stream_done

@@ -315,6 +315,20 @@ def test_malformed_request_is_400_and_closed(h1_server: Any, h1: Any, raw: bytes
     assert closed, "connection left open after a malformed request"
 
 
+def test_plain_connect_is_501(h1_server: Any, h1: Any) -> None:
+    # edgecorn is not a forward proxy. After a non-2xx answer the connection is not a
+    # tunnel (RFC 9110 9.3.6): the next request is either answered or the connection ends.
+    conn = h1(h1_server.insecure_port)
+    conn.send(
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    data, closed = read_all(conn)
+    assert status_lines(data)[:1] == [b"HTTP/1.1 501 Not Implemented"], data[:300]
+    assert status_lines(data)[1:] in ([], [b"HTTP/1.1 200 OK"]), data
+    assert closed
+
+
 def test_too_large_headers_is_431(h1_server: Any, h1: Any) -> None:
     conn = h1(h1_server.insecure_port)
     # 64 KiB of header line that never ends: far beyond any sane request-head limit.

@@ -1,7 +1,8 @@
 """accept() errors (edgecorn/tcp.py): one policy for both backends.
 
 - The table: out of descriptors or memory backs off (one log line per interval), an error
-  of the one queued connection retries at once, an empty queue waits, the rest raise.
+  of the one queued connection retries at once, an empty queue waits, the rest raise: the
+  listener closes and serve() ends with the error on both backends (the worker exits).
 - End to end, on asyncio, uvloop and trio: a server whose descriptor limit is lowered (prlimit on
   the running process) until accept() fails with EMFILE logs it, keeps the connections in
   the kernel's queue, and answers every one of them once descriptors are free again.
@@ -93,14 +94,15 @@ def _not_listening() -> socket.socket:
     return sock
 
 
-def test_asyncio_listener_stops_and_raises_on_a_broken_socket() -> None:
+def test_asyncio_listener_stops_and_fails_on_a_broken_socket() -> None:
     from edgecorn.asyncio.listen import Listener
 
     async def main() -> None:
         sock = _not_listening()
         listener = Listener(sock, lambda: asyncio.Protocol(), None, 1.0, 8, set())
+        listener._accept()
         with pytest.raises(OSError) as info:
-            listener._accept()
+            await listener.failed  # what serve() waits on
         assert info.value.errno == errno.EINVAL
         assert listener.closed and sock.fileno() == -1  # no reader left to spin on
 
@@ -121,6 +123,67 @@ def test_trio_accept_loop_raises_on_a_broken_socket() -> None:
                 with pytest.raises(OSError) as info:
                     await serve_tcp(sock, manager, None, None, nursery)  # type: ignore[arg-type]
         assert info.value.errno == errno.EINVAL
+        assert sock.fileno() == -1
+
+    trio.run(main)
+
+
+async def _plain_app(scope: Any, receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return  # lifespan: nothing to do
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The errors in (nested) exception groups; duck-typed, as Python 3.10 has no builtin."""
+    inner: tuple[BaseException, ...] | None = getattr(exc, "exceptions", None)
+    if inner is None:
+        return [exc]
+    return [leaf for one in inner for leaf in _leaves(one)]
+
+
+def test_asyncio_serve_ends_with_a_broken_listener() -> None:
+    # As on trio: the worker ends (non-zero, so the supervisor starts a new one) instead of
+    # running on without that listener.
+    from edgecorn.asyncio import serve
+    from edgecorn.config import Config
+    from edgecorn.sockets import Sockets
+
+    async def main() -> None:
+        sock = _not_listening()
+        never = asyncio.Event()
+        config = Config(graceful_timeout=1.0)
+        with pytest.raises(OSError) as info:
+            run = serve(
+                _plain_app, config, sockets=Sockets(insecure=[sock]), shutdown_trigger=never.wait
+            )
+            await asyncio.wait_for(run, 10)  # before: served on without the listener
+        assert info.value.errno == errno.EINVAL
+        assert sock.fileno() == -1
+
+    asyncio.run(main())
+
+
+def test_trio_serve_ends_with_a_broken_listener() -> None:
+    from edgecorn.config import Config
+    from edgecorn.sockets import Sockets
+    from edgecorn.trio import serve
+
+    async def main() -> None:
+        sock = _not_listening()
+        never = trio.Event()
+        config = Config(graceful_timeout=1.0)
+        with pytest.raises(BaseException) as info:
+            with trio.fail_after(10):
+                await serve(
+                    _plain_app,
+                    config,
+                    sockets=Sockets(insecure=[sock]),
+                    shutdown_trigger=never.wait,
+                )
+        errors = [e for e in _leaves(info.value) if isinstance(e, OSError)]
+        assert [e.errno for e in errors] == [errno.EINVAL], info.value
         assert sock.fileno() == -1
 
     trio.run(main)

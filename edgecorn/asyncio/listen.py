@@ -47,6 +47,9 @@ class Listener:
         self.manager = manager  # its max_connections stops and resumes accepting
         self.closed = False
         self.errors = AcceptErrors()
+        # Set with the error when accept() fails for good (the socket itself is broken):
+        # serve() waits on it and ends, so the worker exits and is replaced (as on trio).
+        self.failed: asyncio.Future[None] = self.loop.create_future()
         self.loop.add_reader(sock.fileno(), self._accept)
 
     def _accept(self) -> None:
@@ -72,8 +75,10 @@ class Listener:
                 if action is Accept.BACK_OFF:
                     self.loop.call_later(ACCEPT_BACK_OFF, self._resume)
                     return
-                self.close()  # as trio's accept loop ends: the loop's handler logs the error
-                raise
+                self.close()  # as trio's accept loop ends
+                if not self.failed.done():
+                    self.failed.set_exception(exc)
+                return
             conn.setblocking(False)
             task = self.loop.create_task(self._connect(conn))
             self.tasks.add(task)

@@ -51,6 +51,7 @@ async def serve(
     await lifespan.startup()
 
     own_sockets = sockets is None
+    failure: BaseException | None = None
     if sockets is None:
         sockets = create_sockets(config)
     manager = ConnectionManager(config, asgi_app, state, AccessLogger(config))
@@ -92,9 +93,11 @@ async def serve(
             waiters.append(asyncio.ensure_future(_wait_for_signal(loop)))
         else:
             waiters.append(asyncio.ensure_future(shutdown_trigger()))
+        waiters.extend(server.failed for server in servers)
         _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         for waiter in pending:
             waiter.cancel()
+        failure = _listener_failure(servers)
         shutting_down(config)
         for server in servers:
             server.close()
@@ -118,6 +121,19 @@ async def serve(
         if own_sockets:
             sockets.close()
     await lifespan.shutdown()
+    if failure is not None:
+        raise failure  # as on trio: the worker ends, and the supervisor starts a new one
+
+
+def _listener_failure(servers: list[Listener]) -> BaseException | None:
+    """The first broken listener's error (a graceful stop follows, then serve() raises)."""
+    for server in servers:
+        if server.failed.done() and not server.failed.cancelled():
+            exc = server.failed.exception()
+            if exc is not None:
+                log.error("a listener failed (%s): this worker stops", exc)
+                return exc
+    return None
 
 
 async def _start_quic(

@@ -6,12 +6,13 @@ and timeouts, and answers the streams' commands; everything that leaves (writes,
 coalescing, flow-control waits, the lingering close) is its `sender`'s
 (sender.py). The manager picks the adapter (ALPN, or the HTTP/2 preface).
 
-`StreamConnection` is a TCP connection: its backend subclass (asyncio/tcp.py,
-trio/tcp.py) supplies the byte-stream primitives (`write`, `close_transport`,
-`end_transport`, `pause_reading`, `resume_reading`) and the event-loop ones
-(`defer`, `call_later`, `create_future`, `spawn`), and calls `on_data`, `on_eof`,
-`on_lost`, `on_pause_writing` and `on_resume_writing`. The QUIC connection
-(quic/connection.py) brings its own sender, whose output is datagrams.
+The event-loop primitives (`defer`, `call_later`, `create_future`, `spawn`) come from
+the worker's `Runtime` (runtime.py), given at construction. `StreamConnection` is a TCP
+connection: its backend subclass (asyncio/tcp.py, trio/tcp.py) supplies the byte-stream
+primitives (`write`, `close_transport`, `end_transport`, `pause_reading`,
+`resume_reading`) and calls `on_data`, `on_eof`, `on_lost`, `on_pause_writing` and
+`on_resume_writing`. The QUIC connection (quic/connection.py) brings its own sender,
+whose output is datagrams.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from .sender import Sender, StreamSender
 if TYPE_CHECKING:
     from .manager import ConnectionManager
     from .protocol.base import Adapter
+    from .runtime import Runtime
 
 log = logging.getLogger("edgecorn.error")
 
@@ -68,8 +70,15 @@ class Connection(ABC):
     flush: Callable[[], None]
     close: Callable[[], None]
     end: Callable[[], None]
+    # The runtime's primitives, bound likewise (streams call them through StreamHost).
+    defer: Callable[[Callable[[], None]], object]
+    call_later: Callable[[float, Callable[[], None]], Any]
+    create_future: Callable[[], Any]
+    spawn: Callable[[Coroutine[Any, Any, None]], None]
 
-    def __init__(self, manager: ConnectionManager, secure: bool, sender: Sender) -> None:
+    def __init__(
+        self, manager: ConnectionManager, secure: bool, sender: Sender, runtime: Runtime
+    ) -> None:
         self.manager = manager
         self.config = manager.config
         self.app = manager.app
@@ -91,6 +100,11 @@ class Connection(ABC):
         self.end_body = sender.end_body
         self.send_trailers = sender.send_trailers
         self.send_informational = sender.send_informational
+        self.runtime = runtime
+        self.defer = runtime.defer
+        self.call_later = runtime.call_later
+        self.create_future = runtime.create_future
+        self.spawn = runtime.spawn
         self.reads = 0  # bumped per read; the manager's tick compares it for timeouts
         self.idle_ticks = 0
         self.last_reads = 0
@@ -129,22 +143,6 @@ class Connection(ABC):
     def use(self, proto: Adapter) -> None:
         self.proto = proto
         self.sender.use(proto)
-
-    # --- event-loop primitives ----------------------------------------------------
-
-    @abstractmethod
-    def defer(self, callback: Callable[[], None]) -> None:
-        """Run `callback` soon, after the current callbacks of the event loop."""
-
-    @abstractmethod
-    def call_later(self, delay: float, callback: Callable[[], None]) -> Any:
-        """Run `callback` after `delay` seconds; the result has `cancel()`."""
-
-    @abstractmethod
-    def create_future(self) -> Any: ...
-
-    @abstractmethod
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None: ...
 
     def resume_reading(self) -> None:
         raise NotImplementedError  # reading is paused only on a StreamConnection
@@ -451,8 +449,8 @@ class Connection(ABC):
 class StreamConnection(Connection):
     """A TCP connection: bytes in from the backend, out through a `StreamSender`."""
 
-    def __init__(self, manager: ConnectionManager, secure: bool) -> None:
-        super().__init__(manager, secure, StreamSender(self, self))
+    def __init__(self, manager: ConnectionManager, secure: bool, runtime: Runtime) -> None:
+        super().__init__(manager, secure, StreamSender(runtime, self), runtime)
         self.sniffed = b""
 
     # --- byte-stream primitives (the backend's) ------------------------------------------

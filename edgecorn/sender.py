@@ -22,9 +22,9 @@ if TYPE_CHECKING:
 
 
 class Loop(Protocol):
-    """The event-loop primitives a sender uses."""
+    """The event-loop primitives a sender uses (a part of runtime.Runtime)."""
 
-    def defer(self, callback: Callable[[], None]) -> None: ...
+    def defer(self, callback: Callable[[], None]) -> object: ...
 
     def create_future(self) -> Any: ...
 
@@ -140,10 +140,10 @@ class Sender:
         wake(self.window_waiters)
 
     def release(self) -> None:
-        """After `lost`: drop the references back to the connection (its transport and
-        event loop are the connection object itself on the TCP backends), so that a
-        closed connection is freed by refcounting. A stream still running may flush;
-        a closed sender writes nothing and waits for nothing."""
+        """After `lost`: drop the references back to the connection (its transport is
+        the connection object itself on the TCP backends), so that a closed connection
+        is freed by refcounting. A stream still running may flush; a closed sender
+        writes nothing, schedules nothing and waits for nothing."""
         self.loop = GONE
 
     async def drain(self) -> None:

@@ -1,6 +1,7 @@
 """What the asyncio and trio TCP listeners share, with no event loop in it: what each
-accept() error means, a connection's addresses, and the timing and the kernel query of a
-lingering close. The backends do the waiting and the logging this module decides on.
+accept() error means, a connection's addresses, and the timing, the wait-for-acks decision
+and the kernel query of a lingering close. The backends do the waiting and the logging
+this module decides on.
 """
 
 from __future__ import annotations
@@ -105,6 +106,34 @@ def addresses(peer: Any, local: Any) -> tuple[tuple[str, int] | None, Address | 
 # yet received (nginx's lingering_close). The graceful timeout or a forced close cut it.
 FLUSH_TIMEOUT = 10.0
 LINGER_TIMEOUT = 2.0
+FLUSH_POLL = 0.01  # how often the unacknowledged count is asked while waiting
+
+
+class Flush(enum.Enum):
+    """What a graceful close does after asking how much the peer has not acknowledged."""
+
+    WAIT = "wait"  # ask again after FLUSH_POLL
+    DONE = "done"  # everything acknowledged: half-close and linger
+    GIVE_UP = "give up"  # no progress for the whole timeout: half-close and linger anyway
+
+
+class FlushWait:
+    """One graceful close's wait for the peer's acks, while the peer makes progress: a
+    slow reader that still reads gets its time, one that stopped gets `timeout`."""
+
+    def __init__(self, now: float, timeout: float = FLUSH_TIMEOUT) -> None:
+        self.timeout = timeout
+        self.left = 1 << 62  # unacknowledged bytes at the last progress
+        self.deadline = now + timeout
+
+    def decide(self, left: int, now: float) -> Flush:
+        """`left`: bytes written but not yet acknowledged (buffers included), now."""
+        if not left:
+            return Flush.DONE
+        if left < self.left:  # progress: the timeout starts again
+            self.left = left
+            self.deadline = now + self.timeout
+        return Flush.WAIT if now < self.deadline else Flush.GIVE_UP
 
 
 def unacked_bytes(sock: Any) -> int:

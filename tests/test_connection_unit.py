@@ -34,14 +34,43 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+class LoopRuntime:
+    """The runtime primitives on the running asyncio loop; tasks kept for the tests."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.tasks: set[Any] = set()
+
+    def defer(self, callback: Callable[[], None]) -> None:
+        self.loop.call_soon(callback)
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Any:
+        return self.loop.call_later(delay, callback)
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Any:
+        return self.loop.call_at(when, callback)
+
+    def now(self) -> float:
+        return self.loop.time()
+
+    def create_future(self) -> Any:
+        return self.loop.create_future()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+
 class FakeTCP(StreamConnection):
     def __init__(self, manager: ConnectionManager) -> None:
-        super().__init__(manager, secure=False)
+        runtime = LoopRuntime()
+        super().__init__(manager, False, runtime)
         self.client = ("127.0.0.1", 50000)
         self.server = ("127.0.0.1", 8000)
         self.wire = bytearray()
         self.events: list[str] = []
-        self.tasks: set[Any] = set()
+        self.tasks = runtime.tasks
 
     def write(self, data: bytes) -> None:
         self.wire += data
@@ -57,20 +86,6 @@ class FakeTCP(StreamConnection):
 
     def resume_reading(self) -> None:
         self.events.append("resume")
-
-    def defer(self, callback: Callable[[], None]) -> None:
-        asyncio.get_running_loop().call_soon(callback)
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> Any:
-        return asyncio.get_running_loop().call_later(delay, callback)
-
-    def create_future(self) -> Any:
-        return asyncio.get_running_loop().create_future()
-
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
 
 
 def connection() -> FakeTCP:

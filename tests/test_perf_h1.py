@@ -118,12 +118,8 @@ EAGER_CHECK = textwrap.dedent(
         await gate
         seen.append(("after", asyncio.current_task() is not None, var.get()))
 
-    class Host(runtime.AsyncioRuntime):
-        pass
-
     async def main():
-        host = Host()
-        host.loop, host.tasks = asyncio.get_running_loop(), set()
+        host = runtime.AsyncioRuntime(asyncio.get_running_loop())
         host.spawn(at_once())
         assert seen == [("at once", True, "unset")] and not host.tasks, (seen, host.tasks)
         gate = host.create_future()

@@ -9,6 +9,7 @@ import asyncio
 import struct
 from typing import Any
 
+from edgecorn.asyncio.runtime import AsyncioRuntime
 from edgecorn.asyncio.udp import QUICListener
 from edgecorn.logging import AccessLogger
 from edgecorn.manager import ConnectionManager
@@ -55,8 +56,9 @@ class Harness:
         sockets = Sockets(quic=[self.sock], quic_tag=cid_tag)
         setup = quic_setup(self.config, sockets)
         assert isinstance(setup, QuicSetup)
-        self.tasks: set[Any] = set()
-        self.listener = QUICListener(self.manager, self.sock, setup, self.tasks)
+        self.runtime = AsyncioRuntime(asyncio.get_running_loop())
+        self.tasks = self.runtime.tasks
+        self.listener = QUICListener(self.manager, self.sock, setup, self.runtime)
         self.loop = asyncio.get_running_loop()
 
     def peer(self) -> Peer:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from edgecorn.asyncio.runtime import AsyncioRuntime
 from edgecorn.asyncio.udp import QUICListener
 from edgecorn.logging import AccessLogger
 from edgecorn.manager import ConnectionManager
@@ -44,8 +45,9 @@ class Worker(Harness):
         sockets = Sockets(quic=[self.sock], quic_tag=cid_tag, quic_secret=secret)
         setup = quic_setup(self.config, sockets)
         assert setup is not None
-        self.tasks: set[Any] = set()
-        self.listener = QUICListener(self.manager, self.sock, setup, self.tasks)
+        self.runtime = AsyncioRuntime(asyncio.get_running_loop())
+        self.tasks = self.runtime.tasks
+        self.listener = QUICListener(self.manager, self.sock, setup, self.runtime)
         self.loop = asyncio.get_running_loop()
 
     def feed(self, datagrams: list[bytes]) -> list[bytes]:

@@ -1,10 +1,11 @@
-"""The event-loop primitives the shared connection code asks of asyncio."""
+"""The event-loop primitives the shared connection code asks of asyncio (the `Runtime`
+of edgecorn/runtime.py): one per worker, shared by its connections and QUIC endpoints."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 # Eager start (Python 3.12+): the app runs at once, inside a Task, up to its first real
@@ -15,20 +16,20 @@ EAGER_TASKS = sys.version_info >= (3, 12)
 
 
 class AsyncioRuntime:
-    """Mixed into TCP connections and QUIC endpoints; needs `loop` and `tasks`."""
-
-    loop: asyncio.AbstractEventLoop
-    tasks: set[Any]  # app tasks, awaited (then cancelled) by the graceful drain
-    eager = False  # an eager start is running on this connection (or endpoint)
-
-    def defer(self, callback: Callable[[], None]) -> None:
-        self.loop.call_soon(callback)
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
-        return self.loop.call_later(delay, callback)
-
-    def create_future(self) -> asyncio.Future[None]:
-        return self.loop.create_future()
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        # App tasks (and the listeners' connection starts), awaited (then cancelled) by
+        # the graceful drain.
+        self.tasks: set[asyncio.Task[Any]] = set()
+        # An eager start is running: per call stack, and a worker has one thread, so one
+        # flag per worker guards the nesting (see spawn).
+        self.eager = False
+        # The loop's own methods: no call of ours in between.
+        self.defer = loop.call_soon
+        self.call_later = loop.call_later
+        self.call_at = loop.call_at
+        self.create_future = loop.create_future
+        self.now = loop.time
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         if EAGER_TASKS and not self.eager:

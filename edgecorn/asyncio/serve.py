@@ -20,6 +20,7 @@ from ..sockets import Sockets, create_sockets
 from ..worker import announce_tcp, arm_request_limit, drain, shutting_down, tick
 from .lifespan import Lifespan
 from .listen import Listener
+from .runtime import AsyncioRuntime
 from .tcp import TCPProtocol
 from .udp import QUICListener
 
@@ -53,7 +54,8 @@ async def serve(
     if sockets is None:
         sockets = create_sockets(config)
     manager = ConnectionManager(config, asgi_app, state, AccessLogger(config))
-    tasks: set[Any] = set()
+    runtime = AsyncioRuntime(loop)
+    tasks = runtime.tasks
     ssl_context = create_ssl_context(config) if sockets.secure else None
     servers: list[Listener] = []
     quic_listeners: list[QUICListener] = []
@@ -63,7 +65,7 @@ async def serve(
                 servers.append(
                     Listener(
                         sock,
-                        _tcp_factory(manager, secure, tasks),
+                        _tcp_factory(manager, secure, runtime),
                         ssl_context if secure else None,
                         config.ssl_handshake_timeout,
                         config.backlog,
@@ -73,12 +75,12 @@ async def serve(
                 )
         redirect = redirect_app(https_port(sockets))
         for sock in sockets.redirect:  # cleartext listeners whose every answer is a 308
-            factory = _redirect_factory(manager, tasks, redirect)
+            factory = _redirect_factory(manager, runtime, redirect)
             timeout = config.ssl_handshake_timeout
             servers.append(Listener(sock, factory, None, timeout, config.backlog, tasks, manager))
         announce_tcp(sockets)
         announce_redirects(sockets)
-        quic_listeners = await _start_quic(loop, manager, sockets, tasks)
+        quic_listeners = await _start_quic(loop, manager, sockets, runtime)
 
         ticker = _Ticker(loop, manager)
         if on_ready is not None:
@@ -119,14 +121,17 @@ async def serve(
 
 
 async def _start_quic(
-    loop: asyncio.AbstractEventLoop, manager: ConnectionManager, sockets: Sockets, tasks: set[Any]
+    loop: asyncio.AbstractEventLoop,
+    manager: ConnectionManager,
+    sockets: Sockets,
+    runtime: AsyncioRuntime,
 ) -> list[QUICListener]:
     setup = quic_setup(manager.config, sockets)
     if setup is None:
         return []
     listeners = []
     for sock in sockets.quic:
-        listener = QUICListener(manager, sock, setup, tasks)
+        listener = QUICListener(manager, sock, setup, runtime)
         await loop.create_datagram_endpoint(_factory(listener), sock=sock)
         listeners.append(listener)
     announce(manager, sockets)
@@ -138,16 +143,16 @@ def _factory(listener: QUICListener) -> Callable[[], QUICListener]:
 
 
 def _tcp_factory(
-    manager: ConnectionManager, secure: bool, tasks: set[Any]
+    manager: ConnectionManager, secure: bool, runtime: AsyncioRuntime
 ) -> Callable[[], TCPProtocol]:
-    return lambda: TCPProtocol(manager, secure, tasks)
+    return lambda: TCPProtocol(manager, secure, runtime)
 
 
 def _redirect_factory(
-    manager: ConnectionManager, tasks: set[Any], app: Any
+    manager: ConnectionManager, runtime: AsyncioRuntime, app: Any
 ) -> Callable[[], TCPProtocol]:
     def factory() -> TCPProtocol:
-        protocol = TCPProtocol(manager, False, tasks)
+        protocol = TCPProtocol(manager, False, runtime)
         protocol.app = app
         return protocol
 

@@ -8,21 +8,19 @@ from typing import Any
 from ..asgi.extensions import with_tls
 from ..connection import StreamConnection
 from ..manager import ConnectionManager
-from ..tcp import FLUSH_TIMEOUT, LINGER_TIMEOUT, addresses, unacked_bytes
+from ..tcp import FLUSH_POLL, LINGER_TIMEOUT, Flush, FlushWait, addresses, unacked_bytes
 from .runtime import AsyncioRuntime
 
 
-class TCPProtocol(AsyncioRuntime, StreamConnection, asyncio.Protocol):
+class TCPProtocol(StreamConnection, asyncio.Protocol):
     transport: asyncio.Transport
 
-    def __init__(self, manager: ConnectionManager, secure: bool, tasks: set[Any]) -> None:
-        super().__init__(manager, secure)
-        self.loop = asyncio.get_running_loop()
-        self.tasks = tasks
+    def __init__(self, manager: ConnectionManager, secure: bool, runtime: AsyncioRuntime) -> None:
+        super().__init__(manager, secure, runtime)
+        self.loop = runtime.loop
         self.secure = secure
         self.lost = False
-        self.end_deadline = 0.0
-        self.end_left = 0  # bytes still unflushed when last measured
+        self.flush_wait: FlushWait | None = None  # a graceful close waiting for acks
         self.end_timer: asyncio.TimerHandle | None = None
         self.socket_transport: Any = None  # TLS: the transport under the SSL layer
 
@@ -84,8 +82,7 @@ class TCPProtocol(AsyncioRuntime, StreamConnection, asyncio.Protocol):
             transport.close()
 
     def end_transport(self) -> None:
-        self.end_deadline = self.loop.time() + FLUSH_TIMEOUT
-        self.end_left = 1 << 62
+        self.flush_wait = FlushWait(self.loop.time())
         self._end_when_flushed()
 
     def _unflushed(self) -> int:
@@ -103,15 +100,12 @@ class TCPProtocol(AsyncioRuntime, StreamConnection, asyncio.Protocol):
         transport = self.transport
         if self.lost or transport.is_closing():
             return
-        left = self._unflushed()
-        if left:
-            now = self.loop.time()
-            if left < self.end_left:  # a slow reader that still reads gets its time
-                self.end_left = left
-                self.end_deadline = now + FLUSH_TIMEOUT
-            if now < self.end_deadline:
-                self.end_timer = self.loop.call_later(0.01, self._end_when_flushed)
-                return
+        wait = self.flush_wait
+        assert wait is not None  # set by end_transport
+        if wait.decide(self._unflushed(), self.loop.time()) is Flush.WAIT:
+            self.end_timer = self.loop.call_later(FLUSH_POLL, self._end_when_flushed)
+            return
+        self.flush_wait = None
         # Linger: half-close (TLS: close_notify, whose answer the SSL layer awaits),
         # keep reading (`on_data` discards), and close when the peer does or time is up.
         if transport.can_write_eof():

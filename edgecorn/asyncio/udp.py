@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable
-from typing import Any
 
 from ..manager import ConnectionManager
 from ..quic.endpoint import Datagrams, QUICEndpoint
@@ -21,17 +19,15 @@ from .runtime import AsyncioRuntime
 log = logging.getLogger("edgecorn.error")
 
 
-class QUICListener(AsyncioRuntime, QUICEndpoint, asyncio.DatagramProtocol):
+class QUICListener(QUICEndpoint, asyncio.DatagramProtocol):
     def __init__(
         self,
         manager: ConnectionManager,
         sock: socket.socket,
         setup: QuicSetup,
-        tasks: set[Any],
+        runtime: AsyncioRuntime,
     ) -> None:
-        super().__init__(manager, sock, setup)
-        self.tasks = tasks
-        self.loop = asyncio.get_running_loop()
+        super().__init__(manager, sock, setup, runtime)
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -40,13 +36,7 @@ class QUICListener(AsyncioRuntime, QUICEndpoint, asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         log.debug("UDP error: %s", exc)  # ICMP errors for one peer concern only that peer
 
-    # --- QUICEndpoint's primitives ---------------------------------------------------
-
-    def now(self) -> float:
-        return self.loop.time()
-
-    def call_at(self, when: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
-        return self.loop.call_at(when, callback)
+    # --- QUICEndpoint's primitive ------------------------------------------------------
 
     def send_later(self, datagrams: Datagrams) -> None:
         if self.transport is not None:

@@ -9,7 +9,7 @@ connection produced in a loop turn leaves in one batch (its `QUICSender` defers
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aioquic.h3.connection import ErrorCode
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from ..asgi.http import HTTPStream
     from ..manager import ConnectionManager
+    from ..runtime import Runtime
 
 log = logging.getLogger("edgecorn.error")
 
@@ -50,11 +51,7 @@ class Endpoint(Protocol):
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Any: ...
 
-    def defer(self, callback: Callable[[], None]) -> None: ...
-
-    def create_future(self) -> Any: ...
-
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None: ...
+    runtime: Runtime  # the connection binds its primitives (Connection.__init__)
 
 
 def _nothing() -> None:
@@ -67,7 +64,7 @@ class QUICSender(Sender):
     then `QUICConnection._terminate`)."""
 
     def __init__(self, endpoint: Endpoint, conn: QUICConnection) -> None:
-        super().__init__(endpoint)
+        super().__init__(endpoint.runtime)
         self.send = conn.send_datagrams
         self.batch = True
 
@@ -106,7 +103,7 @@ class QUICConnection(Connection):
     def __init__(self, endpoint: Endpoint, quic: EdgeQuicConnection, addr: Any) -> None:
         self.endpoint = endpoint
         self.quic = quic
-        super().__init__(endpoint.manager, True, QUICSender(endpoint, self))
+        super().__init__(endpoint.manager, True, QUICSender(endpoint, self), endpoint.runtime)
         config = self.config
         self.h3 = H3Adapter(
             quic,
@@ -240,20 +237,6 @@ class QUICConnection(Connection):
         if not self.closed:
             self.closed = True
             self.on_lost()
-
-    # --- Connection's event-loop primitives: the endpoint's ----------------------------
-
-    def defer(self, callback: Callable[[], None]) -> None:
-        self.endpoint.defer(callback)
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> Any:
-        return self.endpoint.call_later(delay, callback)
-
-    def create_future(self) -> Any:
-        return self.endpoint.create_future()
-
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        self.endpoint.spawn(coro)
 
     def tick(self, keep_alive_ticks: int, read_timeout_ticks: int | None) -> None:
         """Once a second: `header_timeout` for request streams whose HEADERS never

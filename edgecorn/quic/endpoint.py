@@ -3,8 +3,8 @@ datagrams by connection ID to `QUICConnection`s and sends what they produce.
 
 Datagrams are handled as they are read (no queue, no task per packet); a
 connection's batch leaves with UDP GSO where the kernel has it. A backend
-(asyncio/udp.py, trio/udp.py) supplies the clock, timers, tasks and what to do
-with datagrams the socket cannot take now.
+(asyncio/udp.py, trio/udp.py) supplies what to do with datagrams the socket cannot
+take now; the clock, timers and tasks are the worker's `Runtime` (edgecorn/runtime.py).
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import logging
 import socket
 import struct
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import metrics
 from ..manager import ConnectionManager
@@ -24,6 +23,9 @@ from .ratelimit import PeerRate
 from .retry import ResetTokens, RetryTokens
 from .routing import Route, destination_cid, new_route, refusal
 from .worker import QuicSetup
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
 
 log = logging.getLogger("edgecorn.error")
 
@@ -41,8 +43,18 @@ Datagrams = list[tuple[bytes, Any]]
 class QUICEndpoint(ABC):
     """One UDP socket's QUIC connections."""
 
-    def __init__(self, manager: ConnectionManager, sock: socket.socket, setup: QuicSetup) -> None:
+    def __init__(
+        self, manager: ConnectionManager, sock: socket.socket, setup: QuicSetup, runtime: Runtime
+    ) -> None:
         self.manager = manager
+        # The runtime's primitives, bound (the connections call them on their endpoint).
+        self.runtime = runtime
+        self.now = runtime.now
+        self.call_at = runtime.call_at
+        self.call_later = runtime.call_later
+        self.defer = runtime.defer
+        self.create_future = runtime.create_future
+        self.spawn = runtime.spawn
         self.sock = sock
         self.configuration = setup.configuration
         self.tickets = setup.tickets
@@ -72,24 +84,6 @@ class QUICEndpoint(ABC):
         self.refusals = PeerRate(REFUSALS_PER_PEER, total=REFUSALS_TOTAL)
 
     # --- what the backend supplies ------------------------------------------------
-
-    @abstractmethod
-    def now(self) -> float: ...
-
-    @abstractmethod
-    def call_at(self, when: float, callback: Callable[[], None]) -> Any: ...
-
-    @abstractmethod
-    def call_later(self, delay: float, callback: Callable[[], None]) -> Any: ...
-
-    @abstractmethod
-    def defer(self, callback: Callable[[], None]) -> None: ...
-
-    @abstractmethod
-    def create_future(self) -> Any: ...
-
-    @abstractmethod
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None: ...
 
     @abstractmethod
     def send_later(self, datagrams: Datagrams) -> None:

@@ -60,7 +60,8 @@ class TimerHandle:
 
 
 class Runtime:
-    """Per worker: the deferred callbacks, the timer heap and the nursery for app tasks."""
+    """Per worker: the deferred callbacks, the timer heap and the nursery for app tasks
+    (the `Runtime` of edgecorn/runtime.py, shared by the worker's connections)."""
 
     def __init__(self) -> None:
         self.ready: list[Callable[[], None]] = []
@@ -72,7 +73,7 @@ class Runtime:
         self.nursery: trio.Nursery | None = None
         self.tasks = 0  # app tasks still running, for the graceful drain
 
-    # --- the primitives Connection delegates to ---------------------------------
+    # --- the primitives connections and QUIC endpoints bind -------------------------
 
     def defer(self, callback: Callable[[], None]) -> None:
         self.ready.append(callback)
@@ -99,6 +100,13 @@ class Runtime:
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle:
         return self.call_at(trio.current_time() + delay, callback)
+
+    def create_future(self) -> Waiter:
+        return Waiter()
+
+    def now(self) -> float:
+        now: float = trio.current_time()
+        return now
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         nursery = self.nursery

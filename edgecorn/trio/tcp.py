@@ -1,9 +1,9 @@
 """The trio TCP listener and its per-connection byte mover: no HTTP knowledge here.
 
-`Connection.write` is synchronous, so writes go to a buffer that a sender
-task empties with `send_all`; the buffered size drives `on_pause_writing` /
-`on_resume_writing` like an asyncio transport's water marks. A reader task
-feeds `on_data` and stops while reading is paused.
+The connection's sender (edgecorn/sender.py) writes synchronously (`write`), so
+writes go to a buffer that a sender task empties with `send_all`; the buffered
+size drives `on_pause_writing` / `on_resume_writing` like an asyncio transport's
+water marks. A reader task feeds `on_data` and stops while reading is paused.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 import trio
@@ -23,14 +22,16 @@ from ..proxyproto import read_trio_stream
 from ..redirect import PEEK_SIZE, PLAIN_HTTP_ANSWER, PLAIN_HTTP_LINGER, is_plain_http
 from ..tcp import (
     ACCEPT_BACK_OFF,
-    FLUSH_TIMEOUT,
+    FLUSH_POLL,
     LINGER_TIMEOUT,
     Accept,
     AcceptErrors,
+    Flush,
+    FlushWait,
     addresses,
     unacked_bytes,
 )
-from .runtime import Runtime, TimerHandle, Waiter
+from .runtime import Runtime
 
 log = logging.getLogger("edgecorn.error")
 
@@ -44,8 +45,7 @@ class TCPConnection(StreamConnection):
     def __init__(
         self, manager: ConnectionManager, runtime: Runtime, stream: trio.abc.Stream, secure: bool
     ) -> None:
-        super().__init__(manager, secure)
-        self.runtime = runtime
+        super().__init__(manager, secure, runtime)
         self.stream = stream
         self.secure = secure
         self.pending: list[bytes] = []
@@ -125,16 +125,10 @@ class TCPConnection(StreamConnection):
         stream = self.stream
         raw = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
         sock = getattr(raw, "socket", None)
-        left = 1 << 62
-        deadline = trio.current_time() + FLUSH_TIMEOUT
-        while sock is not None and trio.current_time() < deadline:
-            now_left = unacked_bytes(sock)
-            if not now_left:
-                break
-            if now_left < left:  # a slow reader that still reads gets its time
-                left = now_left
-                deadline = trio.current_time() + FLUSH_TIMEOUT
-            await trio.sleep(0.01)
+        if sock is not None:
+            wait = FlushWait(trio.current_time())
+            while wait.decide(unacked_bytes(sock), trio.current_time()) is Flush.WAIT:
+                await trio.sleep(FLUSH_POLL)
         with trio.move_on_after(LINGER_TIMEOUT):
             if isinstance(stream, trio.SSLStream):
                 try:
@@ -265,18 +259,6 @@ class TCPConnection(StreamConnection):
         if gate is not None:
             self.read_gate = None
             gate.set()
-
-    def defer(self, callback: Callable[[], None]) -> None:
-        self.runtime.defer(callback)
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle:
-        return self.runtime.call_later(delay, callback)
-
-    def create_future(self) -> Waiter:
-        return Waiter()
-
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        self.runtime.spawn(coro)
 
 
 def _release_stream(stream: trio.abc.Stream) -> None:

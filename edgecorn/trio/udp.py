@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import socket
 from collections import deque
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 import trio
@@ -23,7 +22,7 @@ import trio
 from ..manager import ConnectionManager
 from ..quic.endpoint import Datagrams, QUICEndpoint
 from ..quic.worker import QuicSetup
-from .runtime import Runtime, TimerHandle, Waiter
+from .runtime import Runtime
 
 log = logging.getLogger("edgecorn.error")
 
@@ -41,8 +40,7 @@ class QUICListener(QUICEndpoint):
         setup: QuicSetup,
         runtime: Runtime,
     ) -> None:
-        super().__init__(manager, sock, setup)
-        self.runtime = runtime
+        super().__init__(manager, sock, setup, runtime)
         self.queue: deque[tuple[bytes, Any]] = deque()
         self.send_wakeup = trio.Event()
         self.closed = False
@@ -80,25 +78,6 @@ class QUICListener(QUICEndpoint):
                 await trio.lowlevel.checkpoint()
 
     # --- QUICEndpoint's primitives ---------------------------------------------------
-
-    def now(self) -> float:
-        now: float = trio.current_time()
-        return now
-
-    def call_at(self, when: float, callback: Callable[[], None]) -> TimerHandle:
-        return self.runtime.call_at(when, callback)
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle:
-        return self.runtime.call_later(delay, callback)
-
-    def defer(self, callback: Callable[[], None]) -> None:
-        self.runtime.defer(callback)
-
-    def create_future(self) -> Waiter:
-        return Waiter()
-
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        self.runtime.spawn(coro)
 
     def send(self, datagrams: Datagrams) -> None:
         if self.closed:

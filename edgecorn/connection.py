@@ -18,7 +18,6 @@ whose output is datagrams.
 from __future__ import annotations
 
 import logging
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Iterable
 from http import HTTPStatus
@@ -29,6 +28,7 @@ from .asgi.http import HTTPStream
 from .asgi.websocket import WebSocketStream
 from .headers import BAD_NAME, BAD_VALUE
 from .headers import check_fields as _check_headers
+from .manager import ticks
 from .protocol.events import (
     Body,
     EndBody,
@@ -112,8 +112,8 @@ class Connection(ABC):
         # ticks without body bytes (`fed`: body bytes per stream since the last tick).
         self.head_ticks = 0
         self.head_block: object = None  # h2: the header block being timed
-        self.header_ticks = max(1, math.ceil(self.config.header_timeout))
-        self.body_ticks = max(1, math.ceil(self.config.body_timeout))
+        self.header_ticks = ticks(self.config.header_timeout)
+        self.body_ticks = ticks(self.config.body_timeout)
         self.min_rate = self.config.body_min_rate
         self.fed: dict[int, int] = {}
         self.stale: dict[int, int] = {}

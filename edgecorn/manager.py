@@ -41,6 +41,14 @@ class Managed(Protocol):
     def close(self) -> None: ...
 
 
+def ticks(seconds: float) -> int:
+    """How many once-a-second ticks time `seconds`. A count starts at the first tick after
+    what it times, up to a second later, so one tick more than the seconds keeps every
+    deadline at or past the configured time: a `keep_alive_timeout` of 1 used to close
+    a new connection at the next tick, before its first request could arrive."""
+    return max(1, math.ceil(seconds)) + 1
+
+
 def http1_class(choice: str) -> type[H1Adapter]:
     if choice == "h11":
         return H11Adapter
@@ -105,7 +113,7 @@ class ConnectionManager:
             max_inbound_frame_size=config.h2_max_inbound_frame_size,
             max_requests=config.keep_alive_max_requests,
             engine=self.h2_engine,
-            stall_ticks=max(1, math.ceil(config.send_timeout)),
+            stall_ticks=ticks(config.send_timeout),
         )
         adapter.initiate(upgrade_settings)
         return adapter
@@ -195,10 +203,8 @@ class ConnectionManager:
         self.refresh_headers()
         tick_certificates(self.config)  # reloads changed certificate files every few seconds
         config = self.config
-        keep_alive = max(1, math.ceil(config.keep_alive_timeout))
-        read_timeout = (
-            None if config.read_timeout is None else max(1, math.ceil(config.read_timeout))
-        )
+        keep_alive = ticks(config.keep_alive_timeout)
+        read_timeout = None if config.read_timeout is None else ticks(config.read_timeout)
         for conn in list(self.connections):
             try:
                 conn.tick(keep_alive, read_timeout)

@@ -110,3 +110,31 @@ def test_h2_stalled_body_resets_the_stream_only(
     assert wait_until(lambda: marker.exists() and "disconnect" in marker.read_text(), 5)
     after = conn.get("/")  # the connection itself goes on
     assert (after.status, after.body) == (200, b"read 0")
+
+
+def test_keep_alive_timeout_never_fires_before_its_time(server_factory: Any) -> None:
+    # Timeouts are counted in once-a-second ticks. A count that started at the first tick
+    # after a connect closed a new connection anywhere from 0 to 1 s in with a 1 s
+    # timeout. Six clients connect 0.2 s apart (so some tick falls inside some client's
+    # wait, whatever the ticks' phase) and each sends its request 0.8 s after its connect:
+    # every one must be answered.
+    server = server_factory.start(app=APP, config="keep_alive_timeout: 1\n")
+    start = time.monotonic()
+    plan = sorted(
+        [(0.2 * i, "connect", i) for i in range(6)] + [(0.2 * i + 0.8, "send", i) for i in range(6)]
+    )
+    socks: dict[int, socket.socket] = {}
+    answers: dict[int, bytes] = {}
+    for at, action, i in plan:
+        time.sleep(max(0.0, start + at - time.monotonic()))
+        if action == "connect":
+            socks[i] = socket.create_connection(("127.0.0.1", server.insecure_port), timeout=10)
+            continue
+        with socks[i] as sock:
+            try:
+                sock.sendall(b"GET / HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                answers[i] = b"<closed>"
+                continue
+            answers[i] = _read_all(sock)[:12]
+    assert list(answers.values()) == [b"HTTP/1.1 200"] * 6, answers

@@ -14,15 +14,18 @@ import json
 import re
 import secrets
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from edgecorn.quic.tickets import (
+    TICKETS_PER_GENERATION,
     EarlyDataGuard,
     SealedTickets,
     TicketKeyError,
     TicketState,
+    TicketStore,
     read_key_file,
 )
 from tests.support.h3 import GtlsRun, gtlsclient, wait_quic
@@ -343,3 +346,15 @@ def test_qh3_refuses_a_key_file(tmp_path: Path) -> None:
     config.quic_engine = "qh3"
     with pytest.raises(ConfigError, match="quic_ticket_key_file: qh3's session tickets"):
         choose_engine(config)
+
+
+def test_the_in_memory_store_stays_bounded() -> None:
+    # Clients that never resume must not grow a worker without end: two generations of
+    # at most max_size tickets each; the newest ones still resume, each once.
+    store = TicketStore(max_size=100)
+    for i in range(1000):
+        store.add(SimpleNamespace(ticket=b"%d" % i))  # type: ignore[arg-type]
+    assert len(store.current) + len(store.previous) <= 200
+    assert store.pop(b"999") is not None and store.pop(b"999") is None
+    assert store.pop(b"0") is None
+    assert TicketStore().max_size == TICKETS_PER_GENERATION <= 10_000

@@ -43,6 +43,11 @@ FIXED = struct.Struct("!QQIHBI")
 # skew between hosts plus network delay); also how long a seen ticket is remembered.
 EARLY_DATA_WINDOW = 10.0
 UTC = datetime.timezone.utc
+# Tickets kept per generation (two generations): each holds a session's state, ~800 B
+# with our bookkeeping, so at most ~16 MB. 100,000 let a worker grow by ~160 MB under a
+# stream of new clients that never resume (bench/soak.py's h3 new-connection load grew
+# by ~800 B per connection); a client past the bound just does a full handshake.
+TICKETS_PER_GENERATION = 10_000
 
 
 class TicketStore:
@@ -51,7 +56,7 @@ class TicketStore:
     ticket is forgotten after one to two rotations and the store stays bounded.
     """
 
-    def __init__(self, rotation: float = 3600.0, max_size: int = 100_000) -> None:
+    def __init__(self, rotation: float = 3600.0, max_size: int = TICKETS_PER_GENERATION) -> None:
         self.rotation = rotation
         self.max_size = max_size
         self.current: dict[bytes, SessionTicket] = {}

@@ -219,6 +219,10 @@ GOOD = [(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/"), (b":auth
         [(b":method", b"GET"), (b":scheme", b"https"), (b":path", b""), (b":authority", b"a")],
         [(b":scheme", b"https"), (b":path", b"/"), (b":authority", b"a")],  # no :method
         [(b":method", b"CONNECT"), (b":path", b"/")],  # CONNECT without :authority
+        [(b":method", b"G\xc3\xa9T"), *GOOD[1:]],  # a method that is no token
+        [(b":method", b"G T"), *GOOD[1:]],
+        [GOOD[0], (b":scheme", b"ht tps"), *GOOD[2:]],  # a scheme that is no scheme
+        [*GOOD, (b":protocol", b"web socket")],
         GOOD + [(b"X-Upper", b"1")],
         GOOD + [(b"", b"1")],
         GOOD + [(b"a b", b"1")],

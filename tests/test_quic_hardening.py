@@ -101,13 +101,24 @@ def test_a_body_shorter_than_its_content_length_resets_only_that_stream(
     assert pair.peer.response(keep)[1:] == (b"kept", True)
 
 
+GET = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"localhost")]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        GET,  # no :path (RFC 9114 4.3.1), refused by the engine
+        # refused by fields.malformed_request, the rules h2 and h3 share
+        [(b":method", b"G\xc3\xa9T"), *GET[1:], (b":path", b"/")],  # a method that is no token
+        [*GET, (b":path", b"/"), (b"connection", b"close")],  # RFC 9114 4.2
+        [*GET, (b":path", b"/"), (b"host", b"elsewhere")],  # differs from :authority
+    ],
+)
 def test_malformed_request_headers_reset_the_stream_not_the_connection(
-    configuration: QuicConfiguration, cafile: str
+    configuration: QuicConfiguration, cafile: str, fields: list[tuple[bytes, bytes]]
 ) -> None:
     pair = Pair(configuration, cafile).start()
     sid = pair.peer.quic.get_next_available_stream_id()
-    # no :path: malformed (RFC 9114 4.3.1)
-    fields = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"localhost")]
     pair.peer.h3.send_headers(sid, fields, end_stream=True)
     events = pair.pump()
     assert not requests(events)

@@ -17,6 +17,7 @@ from .sockets import Sockets, describe
 if TYPE_CHECKING:
     from .config import Config
     from .manager import ConnectionManager
+    from .runtime import Runtime
 
 log = logging.getLogger("edgecorn.error")
 
@@ -57,6 +58,26 @@ def tick(manager: ConnectionManager) -> None:
             metrics.recorder.sample(manager.connections)  # the open connections/streams gauges
     except Exception:
         log.exception("error in the connection manager's tick")
+
+
+class Ticker:
+    """One timer per worker drives every connection's timeouts and the Date header. It
+    ticks at whole seconds from the start (absolute times, so it does not drift); after
+    a stall the missed ticks run back to back, as the timeouts count elapsed seconds."""
+
+    def __init__(self, runtime: Runtime, manager: ConnectionManager) -> None:
+        self.runtime = runtime
+        self.manager = manager
+        self.deadline = runtime.now() + 1.0
+        self.handle = runtime.call_at(self.deadline, self._tick)
+
+    def _tick(self) -> None:
+        tick(self.manager)
+        self.deadline += 1.0
+        self.handle = self.runtime.call_at(self.deadline, self._tick)
+
+    def stop(self) -> None:
+        self.handle.cancel()
 
 
 def shutting_down(config: Config) -> None:

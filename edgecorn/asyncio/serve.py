@@ -17,7 +17,7 @@ from ..quic.worker import announce, quic_setup
 from ..redirect import announce as announce_redirects
 from ..redirect import https_port, redirect_app
 from ..sockets import Sockets, create_sockets
-from ..worker import announce_tcp, arm_request_limit, drain, shutting_down, tick
+from ..worker import Ticker, announce_tcp, arm_request_limit, drain, shutting_down
 from .lifespan import Lifespan
 from .listen import Listener
 from .runtime import AsyncioRuntime
@@ -83,7 +83,7 @@ async def serve(
         announce_redirects(sockets)
         quic_listeners = await _start_quic(loop, manager, sockets, runtime)
 
-        ticker = _Ticker(loop, manager)
+        ticker = Ticker(runtime, manager)
         if on_ready is not None:
             on_ready()
         stop = asyncio.Event()
@@ -189,19 +189,3 @@ async def _wait_for_signal(loop: asyncio.AbstractEventLoop) -> None:
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
-
-
-class _Ticker:
-    """One timer per worker drives every connection's timeouts and the Date header."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, manager: ConnectionManager) -> None:
-        self.loop = loop
-        self.manager = manager
-        self.handle = loop.call_later(1.0, self._tick)
-
-    def _tick(self) -> None:
-        tick(self.manager)
-        self.handle = self.loop.call_later(1.0, self._tick)
-
-    def stop(self) -> None:
-        self.handle.cancel()

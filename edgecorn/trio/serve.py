@@ -22,7 +22,7 @@ from ..quic.worker import announce, quic_setup
 from ..redirect import announce as announce_redirects
 from ..redirect import https_port, redirect_app
 from ..sockets import Sockets, create_sockets
-from ..worker import announce_tcp, arm_request_limit, drain, shutting_down, tick
+from ..worker import Ticker, announce_tcp, arm_request_limit, drain, shutting_down
 from .lifespan import Lifespan
 from .runtime import Runtime, hold_nursery
 from .tcp import serve_tcp
@@ -109,7 +109,7 @@ async def _serve(
             announce_tcp(sockets)
             announce_redirects(sockets)
             quic_listeners = _start_quic(nursery, manager, sockets, runtime)
-            nursery.start_soon(_ticker, manager)
+            ticker = Ticker(runtime, manager)
             stop = trio.Event()
             arm_request_limit(manager, extras.request_limit, extras.on_retire, stop.set)
             if extras.on_ready is not None:
@@ -125,6 +125,7 @@ async def _serve(
             manager.shutdown()  # QUIC connections too: GOAWAY, then close when answered
             timeout = config.graceful_timeout
             await drain(manager, lambda: runtime.tasks, timeout, trio.current_time, trio.sleep)
+            ticker.stop()
 
             manager.close_all()
             for listener in quic_listeners:
@@ -177,12 +178,3 @@ async def _wait_for_signal() -> None:
             return
         async for _ in signals:
             return
-
-
-async def _ticker(manager: ConnectionManager) -> None:
-    """One timer per worker drives every connection's timeouts and the Date header."""
-    deadline = trio.current_time()
-    while True:
-        deadline += 1.0
-        await trio.sleep_until(deadline)
-        tick(manager)

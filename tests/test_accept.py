@@ -22,6 +22,7 @@ import pytest
 import trio
 
 from edgecorn.tcp import ACCEPT_ERRORS, Accept, AcceptErrors, addresses
+from tests.support.net import head_status
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -200,16 +201,6 @@ def _request(sock: socket.socket, close: bool) -> None:
     sock.sendall(f"GET / HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode())
 
 
-def _status(sock: socket.socket) -> int:
-    head = b""
-    while b"\r\n\r\n" not in head:
-        part = sock.recv(65536)  # bounded by the socket timeout
-        if not part:
-            raise AssertionError(f"closed after {head!r}")
-        head += part
-    return int(head.split(b" ", 2)[1])
-
-
 def _open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -239,7 +230,7 @@ def _emfile_then_served(server_factory: Any) -> None:
             sock = socket.create_connection(("127.0.0.1", port), timeout=15)
             holders.append(sock)
             _request(sock, close=False)
-            assert _status(sock) == 200, server.stderr()[-2000:]
+            assert head_status(sock) == 200, server.stderr()[-2000:]
         for _ in range(WAITING):  # they wait in the kernel's queue: accept() gets EMFILE
             sock = socket.create_connection(("127.0.0.1", port), timeout=15)
             waiting.append(sock)
@@ -249,7 +240,7 @@ def _emfile_then_served(server_factory: Any) -> None:
         for sock in holders:  # descriptors free up: every waiting connection is answered
             sock.close()
         for sock in waiting:  # (accepted in queue order; each close frees one more)
-            assert _status(sock) == 200, server.stderr()[-2000:]
+            assert head_status(sock) == 200, server.stderr()[-2000:]
             sock.close()
     finally:
         for sock in holders + waiting:
@@ -258,4 +249,4 @@ def _emfile_then_served(server_factory: Any) -> None:
     assert server.alive(), server.describe()
     with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
         _request(sock, close=True)
-        assert _status(sock) == 200
+        assert head_status(sock) == 200

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.support.h3 import cffi_h3, wait_quic
+from tests.support.net import head_status
 
 BACKENDS = ["asyncio", "trio"]
 
@@ -36,17 +37,6 @@ def accept_queue(port: int) -> int:
 
 def request(sock: socket.socket, path: str = "/") -> None:
     sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-
-
-def status(sock: socket.socket) -> int:
-    """The status of the next response head (its body is left unread: small, ignored)."""
-    head = b""
-    while b"\r\n\r\n" not in head:
-        part = sock.recv(65536)  # bounded by the socket timeout
-        if not part:
-            raise AssertionError(f"closed after {head!r}")
-        head += part
-    return int(head.split(b" ", 2)[1])
 
 
 def wait_lines(path: Path, count: int, timeout: float = 10.0) -> None:
@@ -68,7 +58,7 @@ def test_max_connections_leaves_new_ones_in_the_backlog(server_factory: Any, bac
     try:
         for sock in first:  # both served, so both are the worker's
             request(sock)
-            assert status(sock) == 200
+            assert head_status(sock) == 200
         assert accept_queue(port) == 0
         waiting = socket.create_connection(("127.0.0.1", port), timeout=10)
         request(waiting)
@@ -78,10 +68,10 @@ def test_max_connections_leaves_new_ones_in_the_backlog(server_factory: Any, bac
         assert accept_queue(port) == 1, server.stderr()[-2000:]
         first[0].close()  # one of ours goes: the waiting one is accepted and answered
         waiting.settimeout(10)
-        assert status(waiting) == 200
+        assert head_status(waiting) == 200
         assert accept_queue(port) == 0
         request(first[1])  # the other is still served
-        assert status(first[1]) == 200
+        assert head_status(first[1]) == 200
     finally:
         for sock in first + ([waiting] if waiting else []):
             sock.close()
@@ -104,7 +94,7 @@ def test_max_concurrent_requests_answers_503(
         h1 = socket.create_connection(("127.0.0.1", server.insecure_port), timeout=10)
         with h1:
             request(h1)
-            assert status(h1) == 503
+            assert head_status(h1) == 503
         h2 = subprocess.run(
             [
                 "curl",
@@ -128,7 +118,7 @@ def test_max_concurrent_requests_answers_503(
         h3 = cffi_h3("GET", f"{server.https}/", cafile)
         assert h3.status_code == 503
         for sock in slow:  # the running ones are answered in full
-            assert status(sock) == 200
+            assert head_status(sock) == 200
     finally:
         for sock in slow:
             sock.close()
@@ -136,4 +126,4 @@ def test_max_concurrent_requests_answers_503(
     assert cffi_h3("GET", f"{server.https}/", cafile).status_code == 200
     with socket.create_connection(("127.0.0.1", server.insecure_port), timeout=10) as h1:
         request(h1)
-        assert status(h1) == 200
+        assert head_status(h1) == 200

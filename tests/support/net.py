@@ -1,4 +1,4 @@
-"""Free loopback ports."""
+"""Free loopback ports, and reading a raw HTTP/1.1 answer."""
 
 from __future__ import annotations
 
@@ -18,3 +18,15 @@ def free_port() -> int:
                     continue
                 return port
     raise RuntimeError("no free TCP+UDP port on 127.0.0.1 in 50 tries")
+
+
+def head_status(sock: socket.socket) -> int:
+    """The status of the next HTTP/1.1 response head on a raw socket (its body is left
+    unread); bounded by the socket's timeout."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        part = sock.recv(65536)
+        if not part:
+            raise AssertionError(f"closed after {head!r}")
+        head += part
+    return int(head.split(b" ", 2)[1])

@@ -848,6 +848,9 @@ def print_details(table: Table, protocols: list[Protocol]) -> None:
                 bits.append(f"mean latency {r.latency_ms:.2f} ms")
             if r.server_cpu is not None:
                 bits.append(f"server CPU {r.server_cpu:.0%} of a core")
+                if r.rps:  # what a run bound by its load generator still compares
+                    per = "MB" if proto.unit == "MB/s" else "response"
+                    bits.append(f"{r.server_cpu / r.rps * 1e6:,.0f} µs server CPU per {per}")
             if r.failed:
                 bits.append(f"{r.failed:,} FAILED")
             if r.error:

@@ -298,7 +298,7 @@ def _check_hosts(config: Config, names: list[str], path: str, lines: Lines, repo
 
 
 def _check_apps(config: Config, path: str, lines: Lines, report: Report) -> None:
-    from .asgi.dispatch import AppLoadError, load_path
+    from .asgi.loader import AppLoadError, load_path
 
     for route in config.routes:
         if route.action not in ("app", "wsgi") or _builtin_demo(route):

@@ -20,11 +20,11 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Iterable
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from .asgi.host import ConnectionContext
 from .asgi.http import HTTPStream
+from .asgi.status import status_app
 from .asgi.websocket import WebSocketStream
 from .headers import BAD_NAME, BAD_VALUE
 from .headers import check_fields as _check_headers
@@ -516,19 +516,6 @@ class StreamConnection(Connection):
             if events:
                 self.handle(events)
             self.flush()
-
-
-def status_app(status: int) -> Any:
-    """An answer from the server itself, through the usual stream (headers, access log)."""
-    body = f"{status} {HTTPStatus(status).phrase}\n".encode()
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
-        kind = "websocket.http" if scope["type"] == "websocket" else "http"  # a denial response
-        await send({"type": f"{kind}.response.start", "status": status, "headers": headers})
-        await send({"type": f"{kind}.response.body", "body": body})
-
-    return app
 
 
 def host_allowed(names: frozenset[str], request: Request) -> bool:

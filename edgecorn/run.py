@@ -36,8 +36,8 @@ from functools import partial
 from typing import Any
 
 from . import metrics, reuseport
-from .asgi.dispatch import AppLoadError, load_app
 from .asgi.lifespan import LifespanFailure
+from .asgi.loader import AppLoadError, load_app
 from .certificates import check_files
 from .config import Config
 from .logging import configure_logging

@@ -8,7 +8,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..asgi.dispatch import wrap_app
+from ..asgi.loader import wrap_app
 from ..certificates import create_ssl_context
 from ..config import Config
 from ..logging import AccessLogger, configure_logging

@@ -331,7 +331,7 @@ class H2Adapter:
             stream_id, response_fields(status, headers), end_stream=end and not body
         )
         if body or end:
-            self.send_data(stream_id, body, end) if body else self._done(stream_id)
+            self.send_data(stream_id, body, end) if body else self._drop(stream_id)
 
     def send_data(self, stream_id: int, data: bytes, end: bool) -> None:
         """Callers size `data` with `sendable` first; frames are cut here."""
@@ -348,13 +348,13 @@ class H2Adapter:
         if end:
             if not data:
                 self.conn.end_stream(stream_id)
-            self._done(stream_id)
+            self._drop(stream_id)
 
     def send_trailers(self, stream_id: int, headers: Headers) -> None:
         if stream_id in self.open:
             trailers = [(name.lower(), value) for name, value in headers]
             self.conn.send_headers(stream_id, trailers, end_stream=True)
-            self._done(stream_id)
+            self._drop(stream_id)
 
     def sendable(self, stream_id: int) -> int:
         if stream_id not in self.open:
@@ -419,9 +419,6 @@ class H2Adapter:
         # received frames: a cycle holding the whole connection (settings, HPACK tables,
         # streams) until a full gc. Only receive_data uses it, and no bytes come now.
         vars(self.conn).pop("_frame_dispatch_table", None)
-
-    def _done(self, stream_id: int) -> None:
-        self._drop(stream_id)
 
     def _drop(self, stream_id: int) -> None:
         self.open.discard(stream_id)

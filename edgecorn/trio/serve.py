@@ -12,8 +12,8 @@ from typing import Any
 
 import trio
 
-from ..asgi.dispatch import wrap_app
 from ..asgi.lifespan import LifespanFailure
+from ..asgi.loader import wrap_app
 from ..certificates import create_ssl_context
 from ..config import Config
 from ..logging import AccessLogger, configure_logging

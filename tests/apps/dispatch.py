@@ -1,4 +1,4 @@
-"""Apps of every shape, for tests/test_dispatch.py."""
+"""Apps of every shape, for tests/test_loader.py."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from edgecorn import demo
-from edgecorn.asgi.dispatch import AppLoadError, load_app
+from edgecorn.asgi.loader import AppLoadError, load_app
 from edgecorn.asgi.wsgi import WSGIAdapter
 from edgecorn.config import Config
 

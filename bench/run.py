@@ -174,9 +174,9 @@ class Settings:
     h3_clients: int  # gtlsclient processes running at once
     h3_requests: int  # requests per gtlsclient process (one connection each)
     h3_downloads: int  # 1 MiB downloads per gtlsclient process
-    h3_download_clients: int  # gtlsclient processes downloading at once
     client_cpu: str | None
     server_cpu: str | None
+    h3_download_clients: int = 1  # gtlsclient processes downloading at once
 
 
 def _pin(cpu: str | None, argv: list[str]) -> list[str]:

@@ -88,3 +88,48 @@ def test_a_failing_tick_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -
         worker.tick(manager)
     assert manager.ticks == 2
     assert caplog.text.count("error in the connection manager's tick") == 2
+
+
+class FakeRuntime:
+    """Absolute timers on a clock the test moves; due timers run in time order."""
+
+    def __init__(self) -> None:
+        self.clock = 50.0
+        self.timers: list[tuple[float, Any]] = []
+
+    def now(self) -> float:
+        return self.clock
+
+    def call_at(self, when: float, callback: Any) -> Any:
+        entry = (when, callback)
+        self.timers.append(entry)
+        runtime = self
+
+        class Handle:
+            def cancel(self) -> None:
+                if entry in runtime.timers:
+                    runtime.timers.remove(entry)
+
+        return Handle()
+
+    def advance(self, seconds: float) -> None:
+        self.clock += seconds
+        while due := sorted((t for t in self.timers if t[0] <= self.clock), key=lambda t: t[0]):
+            self.timers.remove(due[0])
+            due[0][1]()
+
+
+def test_ticker_ticks_at_whole_seconds_catches_up_and_stops() -> None:
+    runtime, manager = FakeRuntime(), FakeManager()
+    manager.tick = lambda: setattr(manager, "ticks", manager.ticks + 1)  # type: ignore[method-assign]
+    ticker = worker.Ticker(runtime, manager)  # type: ignore[arg-type]
+    runtime.advance(0.99)
+    assert manager.ticks == 0
+    runtime.advance(0.02)
+    assert manager.ticks == 1
+    assert [when for when, _ in runtime.timers] == [52.0]  # from the start, not from the tick
+    runtime.advance(3.5)  # the loop stalled: the missed seconds are ticked back to back
+    assert manager.ticks == 4
+    ticker.stop()
+    runtime.advance(10)
+    assert manager.ticks == 4 and runtime.timers == []

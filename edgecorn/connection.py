@@ -144,8 +144,9 @@ class Connection(ABC):
         self.proto = proto
         self.sender.use(proto)
 
-    def resume_reading(self) -> None:
-        raise NotImplementedError  # reading is paused only on a StreamConnection
+    def resume_reading(self) -> None:  # noqa: B027 (a hook: empty unless reading can pause)
+        """Only a StreamConnection pauses reading (it sets `read_paused`, so `ack` and
+        `stream_done` call this); QUIC's flow control bounds its input instead."""
 
     # --- protocol choice --------------------------------------------------------------
 

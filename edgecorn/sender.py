@@ -10,6 +10,7 @@ its own (quic/connection.py), whose output is datagrams.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -76,7 +77,7 @@ def wake(waiters: list[Any]) -> None:
     waiters.clear()
 
 
-class Sender:
+class Sender(ABC):
     def __init__(self, loop: Loop) -> None:
         self.loop = loop
         self.proto: Adapter | None = None
@@ -109,16 +110,17 @@ class Sender:
         limit, not the peer's flow-control window, bounds what we hold."""
         self.flush_now()
 
+    @abstractmethod
     def flush_now(self) -> None:
-        raise NotImplementedError
+        """Hand what the adapter has queued to the transport."""
 
+    @abstractmethod
     def close(self) -> None:
         """Close at once (errors, the end of the graceful timeout); also cuts a linger."""
-        raise NotImplementedError
 
+    @abstractmethod
     def end(self) -> None:
         """The normal close: everything written reaches the peer, then a lingering close."""
-        raise NotImplementedError
 
     # --- flow control ------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ..headers import BAD_VALUE
+from ..headers import BAD_NAME, BAD_VALUE
 from .events import Headers, Request
 
 # Hop-by-hop fields have no meaning in HTTP/2 and HTTP/3 (RFC 9113 8.2.2, RFC 9114
@@ -16,9 +16,9 @@ CONNECTION_HEADERS = frozenset(
 # RFC 9113 8.2.1: a field name is a token in lower case; a value holds no NUL, CR or LF
 # (the one value check of edgecorn/headers.py) and does not start or end with whitespace.
 _NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+").fullmatch
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch
 _SCHEME = re.compile(rb"[A-Za-z][A-Za-z0-9+\-.]*").fullmatch
 _BAD_VALUE = BAD_VALUE.search
+_NOT_TOKEN = BAD_NAME.search  # a token in any case (methods, :protocol): headers.py's name rule
 _WHITESPACE = (32, 9)  # SP, HTAB
 REQUEST_PSEUDO = frozenset((b":method", b":scheme", b":authority", b":path", b":protocol"))
 
@@ -54,12 +54,13 @@ def malformed_request(fields: Headers) -> str:
         if _BAD_VALUE(value) or (value and (value[0] in _WHITESPACE or value[-1] in _WHITESPACE)):
             return f"invalid value for {name!r}"
     method = pseudo.get(b":method")
-    if not method or not _TOKEN(method):
+    if not method or _NOT_TOKEN(method):
         return "no :method, or not a token"  # RFC 9110 9.1
     scheme = pseudo.get(b":scheme")
     if scheme is not None and not _SCHEME(scheme):
         return "a :scheme that is not one"  # RFC 3986 3.1
-    if b":protocol" in pseudo and not _TOKEN(pseudo[b":protocol"]):
+    protocol = pseudo.get(b":protocol")
+    if protocol is not None and (not protocol or _NOT_TOKEN(protocol)):
         return "a :protocol that is not a token"
     authority = pseudo.get(b":authority")
     if method == b"CONNECT" and b":protocol" not in pseudo:

@@ -601,6 +601,14 @@ class EdgeH3Connection(H3Connection):
             settings[Setting.MAX_FIELD_SECTION_SIZE] = self.max_field_section_size
         return settings
 
+    def send_response(
+        self, stream_id: int, headers: list[tuple[bytes, bytes]], body: bytes, end: bool
+    ) -> None:
+        """A final response's HEADERS and first DATA (qh3_engine's sends them at once)."""
+        self.send_headers(stream_id, headers, end and not body)
+        if body:
+            self.send_data(stream_id, body, end)
+
     def ignore(self, stream_id: int) -> None:
         """We no longer read this request stream (STOP_SENDING sent or stream reset)."""
         self.ignored.add(stream_id)

@@ -277,9 +277,7 @@ class H3Adapter:
             return
         if stream_id in self.head:
             body = b""
-        self.h3.send_headers(stream_id, response_fields(status, headers), end and not body)
-        if body:
-            self.h3.send_data(stream_id, body, end)
+        self.h3.send_response(stream_id, response_fields(status, headers), body, end)
         if end:
             self._done(stream_id)
 

@@ -31,9 +31,13 @@ from qh3.h3 import events as qh3_h3_events
 from qh3.h3.connection import (
     ErrorCode,
     FieldSectionTooLarge,
+    FrameType,
     H3Connection,
+    H3Stream,
+    HeadersState,
     MessageError,
     ProtocolError,
+    encode_frame,
 )
 from qh3.quic import events as qh3_events
 from qh3.quic.configuration import QuicConfiguration
@@ -75,6 +79,12 @@ HOOKS: list[tuple[Any, str]] = [
     (H3Connection.__init__, "_decoder"),
     (H3Connection.__init__, "_max_field_section_size"),
     (H3Connection, "_init_connection"),
+    (H3Connection, "_get_or_create_stream"),
+    (H3Connection, "_encode_headers"),
+    (H3Connection, "_maybe_cleanup_stream"),
+    (H3Connection.__init__, "_quic_logger"),
+    (H3Stream, "finish_sending"),
+    (H3Stream.__init__, "headers_send_state"),
     (H3Connection, "_receive_stream_data"),
     (H3Connection, "_receive_stream_reset"),
     (H3Connection, "_receive_stop_sending"),
@@ -265,6 +275,11 @@ class Qh3Connection(QuicConnection):
             raise ValueError(str(exc)) from None
 
     def send_stream_data(self, stream_id: int, data: Any, end_stream: bool = False) -> None:
+        if not data and not end_stream:
+            # qh3's H3Connection sends the QPACK encoder and decoder streams' output after
+            # every header section, almost always empty: two of a response's four calls
+            # into qh3's send path did nothing.
+            return
         try:
             super().send_stream_data(stream_id, data, end_stream)
         except QuicConnectionError as exc:
@@ -373,6 +388,25 @@ class Qh3H3Connection(H3Connection):
 
     def ignore(self, stream_id: int) -> None:
         self.ignored.add(stream_id)
+
+    def send_response(self, stream_id: int, headers: Any, body: bytes, end: bool) -> None:
+        """A final response's HEADERS and its first DATA in one QUIC send, leaving the
+        stream in the state qh3's send_headers then send_data would: those two take its
+        Python send path twice. With qlog on, they run as they are (their frame events)."""
+        stream = self._get_or_create_stream(stream_id)
+        initial = stream.headers_send_state is HeadersState.INITIAL
+        if not body or not initial or self._quic_logger is not None:
+            self.send_headers(stream_id, headers, end and not body)
+            if body:
+                self.send_data(stream_id, body, end)
+            return
+        block = self._encode_headers(stream_id, headers)
+        stream.headers_send_state = HeadersState.AFTER_HEADERS  # a final status: >= 200
+        if end:
+            stream.finish_sending()
+        frames = encode_frame(FrameType.HEADERS, block) + encode_frame(FrameType.DATA, body)
+        self._quic.send_stream_data(stream_id, frames, end)
+        self._maybe_cleanup_stream(stream)
 
     def handle_event(self, event: Any) -> list[Any]:
         if self._is_done:

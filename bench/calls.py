@@ -128,8 +128,12 @@ if __name__ == "__main__":
     parser.add_argument("--h3", metavar="CERTDIR", help="h3 through gtlsclient")
     parser.add_argument("-n", type=int, default=None, help="requests (3000; h3: 300)")
     parser.add_argument("-v", action="store_true", help="the 40 most called functions")
-    parser.add_argument("--quic-engine", default="auto", choices=("auto", "aioquic", "qh3"),
-                        help="the QUIC engine for --h3 (default auto)")
+    parser.add_argument(
+        "--quic-engine",
+        default="auto",
+        choices=("auto", "aioquic", "qh3"),
+        help="the QUIC engine for --h3 (default auto)",
+    )
     options = parser.parse_args()
     if options.n is None:
         options.n = 300 if options.h3 else 3000

@@ -10,6 +10,7 @@ import enum
 import errno
 import fcntl
 import math
+import socket
 import struct
 import termios
 from typing import Any
@@ -136,12 +137,29 @@ class FlushWait:
         return Flush.WAIT if now < self.deadline else Flush.GIVE_UP
 
 
+# Linux's tcp_states.h: a connection the peer reset (or that ended) is CLOSE.
+TCP_CLOSE = 7
+
+
 def unacked_bytes(sock: Any) -> int:
     """Bytes written to a TCP socket that the peer has not acknowledged (Linux SIOCOUTQ);
-    0 where that cannot be asked."""
+    0 where that cannot be asked, and 0 once the connection is gone: a peer that closed
+    and then got our last bytes answers them with RST, after which SIOCOUTQ keeps
+    counting them forever (trio's close waited FLUSH_TIMEOUT for acks that never come)."""
     try:
         out = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
     except (OSError, ValueError, AttributeError):
         return 0
     count: int = struct.unpack("i", out)[0]
+    if count and _tcp_state(sock) == TCP_CLOSE:
+        return 0  # reset: nothing more will be acknowledged
     return count
+
+
+def _tcp_state(sock: Any) -> int | None:
+    """The first byte of Linux's struct tcp_info; None where there is none (Unix sockets)."""
+    try:
+        info: bytes = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return info[0] if info else None

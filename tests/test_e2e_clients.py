@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from edgecorn.tcp import FLUSH_TIMEOUT
 from tests.apps.e2e import HELLO
+from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.both_backends]
 
@@ -37,8 +41,12 @@ def test_curl_http2_over_tls_alpn(server: Any, curl: Any) -> None:
 
 def test_curl_tls_verifies_localhost_name(server: Any, curl: Any) -> None:
     result = curl(
-        "--http2", "--resolve", f"localhost:{server.port}:127.0.0.1",
-        "-w", "\n%{http_version}", f"https://localhost:{server.port}/scope",
+        "--http2",
+        "--resolve",
+        f"localhost:{server.port}:127.0.0.1",
+        "-w",
+        "\n%{http_version}",
+        f"https://localhost:{server.port}/scope",
     )
     body, version = result.stdout.rsplit(b"\n", 1)
     assert version == b"2"
@@ -61,10 +69,47 @@ def test_curl_h2c_upgrade_get(h1_server: Any, curl: Any) -> None:
     assert json.loads(body)["http_version"] == "2"
 
 
+def _sockets(pid: int) -> int:
+    """The server process's open sockets (listeners, loop wake-ups, connections)."""
+    fd_dir = Path(f"/proc/{pid}/fd")
+    count = 0
+    for fd in fd_dir.iterdir():
+        try:
+            count += os.readlink(fd).startswith("socket:")
+        except OSError:
+            pass  # closed while we looked
+    return count
+
+
+UPGRADES = 10  # curl runs; each used to leave a socket behind most of the time on trio
+
+
+def test_curl_h2c_upgrade_connections_close_at_once(server_factory: Any, curl: Any) -> None:
+    """After `curl --http2 http://...` (Upgrade: h2c) the server's socket closes at once.
+
+    curl has its response before the server has read the client preface, so it closes
+    while the server is still to acknowledge curl's SETTINGS: those 9 bytes meet a
+    closed socket, which answers RST. On trio the lingering close then waited
+    FLUSH_TIMEOUT for acks of bytes the kernel still counted as unacknowledged."""
+    server = server_factory.start(tls=False)
+    idle = _sockets(server.pid)
+    for _ in range(UPGRADES):
+        result = curl("--http2", "-w", "\n%{http_version}", f"{server.http}/")
+        assert result.stdout.rsplit(b"\n", 1) == [HELLO, b"2"]
+    # Closing takes milliseconds; the bug held each socket FLUSH_TIMEOUT.
+    closed = wait_until(lambda: _sockets(server.pid) == idle, FLUSH_TIMEOUT / 2)
+    assert closed, f"{_sockets(server.pid) - idle} of {UPGRADES} connections still open"
+
+
 def test_curl_h2c_upgrade_post_body(h1_server: Any, curl: Any) -> None:
     payload = "upgrade-with-body-" * 500
     result = curl(
-        "-v", "--http2", "--data-binary", payload, "-w", "\n%{http_version}",
+        "-v",
+        "--http2",
+        "--data-binary",
+        payload,
+        "-w",
+        "\n%{http_version}",
         f"{h1_server.http}/echo",
     )
     body, version = result.stdout.rsplit(b"\n", 1)

@@ -10,6 +10,8 @@ clients), then end to end with ngtcp2's gtlsclient.
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from aioquic.quic.packet import QuicErrorCode, QuicProtocolVersion
 from edgecorn.quic.routing import new_route, refusal
 from tests.support.h3 import gtls_start, gtlsclient, wait_quic
 from tests.support.quic_peer import CLIENT
-from tests.support.wait import wait_until
+from tests.support.wait import wait_for_lines, wait_until
 from tests.test_quic_endpoint import Harness, run
 
 
@@ -107,6 +109,44 @@ def test_refusals_are_rate_limited_per_address(certs: tuple[str, str, str]) -> N
     run(main())
 
 
+@pytest.mark.parametrize("tag", [None, 1], ids=["alone", "one-of-several"])
+def test_a_draining_worker_refuses_new_initials_only_when_alone(
+    certs: tuple[str, str, str], tag: int | None
+) -> None:
+    """Draining, a worker alone on its port (workers: 0) refuses a new connection; one of
+    a supervisor's workers (CID tag) stays silent: another worker may take the client's
+    retransmitted Initial (a rolling restart's new one)."""
+
+    async def main() -> None:
+        harness = Harness(certs, cid_tag=tag)
+        listener: Any = harness.listener
+        held = harness.peer()
+        sid = held.request("GET", "/held")
+        await harness.exchange(held, lambda: held.response(sid)[2])
+        harness.manager.shutdown()
+        routes = dict(listener.routes)
+
+        late = harness.peer()
+        late.request("GET", "/late")
+        for data in late.datagrams(harness.loop.time()):
+            listener.datagram_received(data, CLIENT)
+        replies = [data for data, _ in harness.sock.sent]
+        harness.sock.sent.clear()
+        assert listener.routes == routes  # no state for it either way
+        if tag is not None:
+            assert replies == []
+            return
+        assert len(replies) == 1 and replies[0][0] & 0xF0 == 0xC0  # one long-header Initial
+        late.receive(replies[0], harness.loop.time())
+        timer = late.quic.get_timer()
+        assert timer is not None
+        late.handle_timer(timer)
+        closes = [e for e in late.quic_events if isinstance(e, ConnectionTerminated)]
+        assert [c.error_code for c in closes] == [QuicErrorCode.CONNECTION_REFUSED], closes
+
+    run(main())
+
+
 def _refused(output: str) -> bool:
     """gtlsclient's log of a CONNECTION_CLOSE frame with CONNECTION_REFUSED (0x2)."""
     return bool(
@@ -144,3 +184,37 @@ def test_gtlsclient_is_refused_past_max_connections(server_factory: Any, tmp_pat
     finally:
         for holder in holders:
             holder.kill()
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.both_backends
+def test_gtlsclient_is_refused_while_a_lone_worker_drains(
+    server_factory: Any, tmp_path: Path
+) -> None:
+    """`workers: 0` (no other worker on the port): after SIGTERM, while a slow request
+    keeps the drain going, a new QUIC client is refused at once (before: its Initials
+    went unanswered until its handshake timeout); the slow request is still answered."""
+    server = server_factory.start(config="graceful_timeout: 15\n")
+    wait_quic(server)
+    record = tmp_path / "slow.txt"
+    slow = subprocess.Popen(
+        ["curl", "-sS", "--max-time", "30", f"{server.http}/slow?s=4&file={record}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert "started" in wait_for_lines(record, "started")  # the drain has work to wait for
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.wait_stderr("Shutting down", 10), server.describe()
+        late = gtlsclient(
+            server.port, f"https://127.0.0.1:{server.port}/", download=tmp_path / "late"
+        )
+        assert late.handshakes == 0 and _refused(late.output), late.summary()
+        out, err = slow.communicate(timeout=30)
+        assert out == b"slow done", err
+    finally:
+        if slow.poll() is None:
+            slow.kill()
+            slow.wait(5)
+    assert server.proc.wait(20) == 0, server.describe()
+    assert "new QUIC connections are refused" in server.stderr()

@@ -10,11 +10,12 @@ The sans-IO half checks tickets.py itself: sealing, keys, the key file and the r
 from __future__ import annotations
 
 import datetime
+import importlib
 import json
 import re
 import secrets
+import tracemalloc
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -348,13 +349,72 @@ def test_qh3_refuses_a_key_file(tmp_path: Path) -> None:
         choose_engine(config)
 
 
+def _engine_ticket(engine: str, label: bytes, early: int | None = 0xFFFFFFFF) -> Any:
+    """A SessionTicket as the engine's TLS hands it to the store (naive UTC times in qh3)."""
+    tls: Any = importlib.import_module(f"{engine}.tls")
+    now = datetime.datetime.now(UTC).replace(microsecond=0)
+    if engine == "qh3":
+        now = now.replace(tzinfo=None)
+    return tls.SessionTicket(
+        age_add=987654321,
+        cipher_suite=tls.CipherSuite.AES_256_GCM_SHA384,
+        not_valid_after=now + datetime.timedelta(days=1),
+        not_valid_before=now,
+        resumption_secret=bytes(range(48)),
+        server_name="localhost",
+        ticket=label,
+        max_early_data_size=early,
+        other_extensions=[(0x39, bytes(120))],  # the QUIC transport parameters
+    )
+
+
+@pytest.mark.parametrize("engine", ["aioquic", "qh3"])
+def test_the_in_memory_store_gives_back_the_engines_ticket(engine: str) -> None:
+    store = TicketStore()
+    for early in (0xFFFFFFFF, None):
+        ticket = _engine_ticket(engine, secrets.token_bytes(64), early)
+        store.add(ticket)
+        back = store.pop(ticket.ticket)
+        assert type(back) is type(ticket) and back.is_valid
+        assert back.cipher_suite is ticket.cipher_suite
+        for name in (
+            "age_add",
+            "not_valid_before",
+            "not_valid_after",
+            "resumption_secret",
+            "server_name",
+            "ticket",
+            "max_early_data_size",
+        ):
+            assert getattr(back, name) == getattr(ticket, name), name
+        assert store.pop(ticket.ticket) is None  # single use
+
+
 def test_the_in_memory_store_stays_bounded() -> None:
     # Clients that never resume must not grow a worker without end: two generations of
     # at most max_size tickets each; the newest ones still resume, each once.
     store = TicketStore(max_size=100)
     for i in range(1000):
-        store.add(SimpleNamespace(ticket=b"%d" % i))  # type: ignore[arg-type]
+        store.add(_engine_ticket("aioquic", b"%d" % i))
     assert len(store.current) + len(store.previous) <= 200
     assert store.pop(b"999") is not None and store.pop(b"999") is None
     assert store.pop(b"0") is None
     assert TicketStore().max_size == TICKETS_PER_GENERATION <= 10_000
+
+
+def test_a_stored_ticket_is_small() -> None:
+    # Kept as the engine's SessionTicket, a ticket cost ~640 B more, so a full store grew a
+    # worker by ~16 MB (bench/soak.py); packed it is its label, ~80 bytes of state and a
+    # dict slot.
+    labels = [secrets.token_bytes(64) for _ in range(2000)]
+    store = TicketStore()
+    store.add(_engine_ticket("aioquic", b"first"))  # the store's one-off bookkeeping
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for label in labels:  # what the store keeps of each; the ticket itself is dropped
+            store.add(_engine_ticket("aioquic", label))
+        per_ticket = (tracemalloc.get_traced_memory()[0] - before) / len(labels)
+    finally:
+        tracemalloc.stop()
+    assert per_ticket < 250, per_ticket  # labels made before tracing are not counted

@@ -81,6 +81,7 @@ class QUICEndpoint(ABC):
         self.max_streams = config.h3_max_concurrent_streams
         self.gso = hasattr(sock, "sendmsg")
         self.refusing = False  # said once in the log each time max_connections is reached
+        self.alone = setup.alone  # no other worker's socket on this port (workers: 0)
         self.refusals = PeerRate(REFUSALS_PER_PEER, total=REFUSALS_TOTAL)
 
     # --- what the backend supplies ------------------------------------------------
@@ -107,13 +108,17 @@ class QUICEndpoint(ABC):
             if not data[0] & 0x80:  # a short header: a connection we do not have (any more)
                 self._reset(data, dcid, addr)
                 return
-            if self.manager.draining:
-                return
+            draining = self.manager.draining
+            if draining and not self.alone:
+                return  # silent: another worker (a rolling restart's new one) may get the retry
             full = self._budget_full(len(data))
             want_retry = self.retry_mode == "on" or (
                 self.retry_mode == "under_load" and self.handshaking >= self.retry_threshold
             )
-            no_room = not self.manager.has_room()  # max_connections, TCP and QUIC together
+            # max_connections (TCP and QUIC together); or draining with no other worker to
+            # take the client's retransmission: refused, so the client fails at once
+            # instead of retransmitting its Initial until its handshake timeout.
+            no_room = draining or not self.manager.has_room()
             route = new_route(data, addr, self.retry, want_retry, full, no_room)
             if route is None:
                 return
@@ -181,16 +186,20 @@ class QUICEndpoint(ABC):
             self.handshake_bytes += size
 
     def _refuse(self, route: Route, addr: Any) -> None:
-        """max_connections is reached: a new connection is refused in one small Initial
-        (routing.refusal), and no state is kept. The refusals are rate-limited per peer
-        like the resets (each costs a key derivation and an encryption); past the rate the
-        Initial is dropped and the client's retransmission may be refused, or fit, later."""
+        """max_connections is reached (or a lone worker drains): a new connection is
+        refused in one small Initial (routing.refusal), and no state is kept. The
+        refusals are rate-limited per peer like the resets (each costs a key derivation
+        and an encryption); past the rate the Initial is dropped and the client's
+        retransmission may be refused, or fit, later."""
         if not self.refusing:
             self.refusing = True
-            log.warning(
-                "QUIC: %d connections (max_connections): new QUIC connections are refused",
-                len(self.manager.connections) + len(self.manager.pending),
-            )
+            if self.manager.draining:
+                log.info("QUIC: shutting down: new QUIC connections are refused")
+            else:
+                log.warning(
+                    "QUIC: %d connections (max_connections): new QUIC connections are refused",
+                    len(self.manager.connections) + len(self.manager.pending),
+                )
         if self.refusals.allow(addr, self.now()):
             self.send([(refusal(route), addr)])
 

@@ -39,7 +39,7 @@ from aioquic.tls import CipherSuite, Context, Epoch, SessionTicket, pull_client_
 from pylsqpack import DecompressionFailed, StreamBlocked
 
 from .qpack import Blocked, QpackSizes
-from .tickets import SealedTickets, TicketState
+from .tickets import SealedTickets, TicketState, state_of
 
 TESTED = "1.7.2"  # pyproject.toml caps aioquic below the next minor release
 CID_LENGTH = 8
@@ -283,7 +283,7 @@ class _SealingContext:
     def _new_session_ticket(self, value: Any) -> None:
         if value is not None:
             ticket = self._build_session_ticket(value, [])  # type: ignore[attr-defined]
-            value.ticket = self.edge_tickets.seal(_state_of(ticket))
+            value.ticket = self.edge_tickets.seal(state_of(ticket))
         self.__dict__["edge_new_session_ticket"] = value
 
     def _server_handle_hello(self, input_buf: Any, *output_bufs: Any) -> None:
@@ -341,18 +341,6 @@ def admit_early_data(tls_context: Any) -> bool:
     if identity != label:
         return False
     return tls_context.edge_tickets.guard.admit(label, state, obfuscated_age)
-
-
-def _state_of(ticket: Any) -> TicketState:
-    return TicketState(
-        age_add=ticket.age_add,
-        cipher_suite=int(ticket.cipher_suite),
-        not_valid_before=ticket.not_valid_before,
-        not_valid_after=ticket.not_valid_after,
-        resumption_secret=ticket.resumption_secret,
-        server_name=ticket.server_name or "",
-        max_early_data_size=ticket.max_early_data_size,
-    )
 
 
 def _aioquic_ticket(label: bytes, state: TicketState) -> SessionTicket:

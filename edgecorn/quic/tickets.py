@@ -23,9 +23,10 @@ import hashlib
 import os
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from aioquic.tls import SessionTicket
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -43,10 +44,11 @@ FIXED = struct.Struct("!QQIHBI")
 # skew between hosts plus network delay); also how long a seen ticket is remembered.
 EARLY_DATA_WINDOW = 10.0
 UTC = datetime.timezone.utc
-# Tickets kept per generation (two generations): each holds a session's state, ~800 B
-# with our bookkeeping, so at most ~16 MB. 100,000 let a worker grow by ~160 MB under a
-# stream of new clients that never resume (bench/soak.py's h3 new-connection load grew
-# by ~800 B per connection); a client past the bound just does a full handshake.
+# Tickets kept per generation (two generations), so at most ~5 MB. Each is kept packed
+# (`_pack`: ~260 B with its 64-byte label and the dict's slot) rather than as the engine's
+# SessionTicket (~800 B with its datetimes and transport-parameter extension): at 800 B the
+# store grew a worker by ~16 MB in bench/soak.py's 1M run before it stopped. A client past
+# the bound just does a full handshake.
 TICKETS_PER_GENERATION = 10_000
 
 
@@ -54,14 +56,21 @@ class TicketStore:
     """Single use is what makes 0-RTT replay of a ticket fail here (RFC 8446 8.1).
     Tickets live in two generations that rotate every `rotation` seconds, so a
     ticket is forgotten after one to two rotations and the store stays bounded.
+
+    `add` and `pop` are the engine's session ticket handler and fetcher (aioquic's and
+    qh3's SessionTicket have the same fields); a popped ticket is rebuilt as the class
+    the engine added, without the extensions the server side never reads back.
     """
 
     def __init__(self, rotation: float = 3600.0, max_size: int = TICKETS_PER_GENERATION) -> None:
         self.rotation = rotation
         self.max_size = max_size
-        self.current: dict[bytes, SessionTicket] = {}
-        self.previous: dict[bytes, SessionTicket] = {}
+        self.current: dict[bytes, bytes] = {}  # label -> packed TicketState
+        self.previous: dict[bytes, bytes] = {}
         self.rotated_at = time.monotonic()
+        self.kind: Callable[..., Any] | None = None  # the engine's SessionTicket class
+        self.suites: dict[int, Any] = {}  # cipher suite number -> the engine's enum member
+        self.naive = False  # qh3's tickets carry naive UTC times, aioquic's aware ones
 
     def _maybe_rotate(self) -> None:
         full = len(self.current) >= self.max_size
@@ -69,13 +78,33 @@ class TicketStore:
             self.previous, self.current = self.current, {}
             self.rotated_at = time.monotonic()
 
-    def add(self, ticket: SessionTicket) -> None:
+    def add(self, ticket: Any) -> None:
         self._maybe_rotate()
-        self.current[ticket.ticket] = ticket
+        self.kind = type(ticket)
+        self.naive = ticket.not_valid_before.tzinfo is None
+        suite = ticket.cipher_suite
+        self.suites[int(suite)] = suite
+        self.current[ticket.ticket] = _pack(state_of(ticket))
 
-    def pop(self, label: bytes) -> SessionTicket | None:
+    def pop(self, label: bytes) -> Any:
         self._maybe_rotate()
-        return self.current.pop(label, None) or self.previous.pop(label, None)
+        body = self.current.pop(label, None) or self.previous.pop(label, None)
+        state = _unpack(body) if body is not None else None
+        if state is None or self.kind is None:
+            return None
+        start, end = state.not_valid_before, state.not_valid_after
+        if self.naive:
+            start, end = start.replace(tzinfo=None), end.replace(tzinfo=None)
+        return self.kind(
+            age_add=state.age_add,
+            cipher_suite=self.suites[state.cipher_suite],
+            not_valid_after=end,
+            not_valid_before=start,
+            resumption_secret=state.resumption_secret,
+            server_name=state.server_name,
+            ticket=label,
+            max_early_data_size=state.max_early_data_size,
+        )
 
 
 @dataclass(frozen=True)
@@ -84,11 +113,24 @@ class TicketState:
 
     age_add: int
     cipher_suite: int
-    not_valid_before: datetime.datetime  # aware, UTC
+    not_valid_before: datetime.datetime  # aware, UTC (state_of reads a naive one as UTC)
     not_valid_after: datetime.datetime
     resumption_secret: bytes
     server_name: str
     max_early_data_size: int | None = None
+
+
+def state_of(ticket: Any) -> TicketState:
+    """The session state in an engine's SessionTicket (aioquic's or qh3's)."""
+    return TicketState(
+        age_add=ticket.age_add,
+        cipher_suite=int(ticket.cipher_suite),
+        not_valid_before=_utc(ticket.not_valid_before),
+        not_valid_after=_utc(ticket.not_valid_after),
+        resumption_secret=ticket.resumption_secret,
+        server_name=ticket.server_name or "",
+        max_early_data_size=ticket.max_early_data_size,
+    )
 
 
 class TicketKeyError(ValueError):
@@ -147,25 +189,9 @@ class SealedTickets:
 
     def seal(self, state: TicketState) -> bytes:
         key_id, aead = self.keys[0]
-        name = state.server_name.encode()
-        early = state.max_early_data_size
-        body = (
-            FIXED.pack(
-                _ms(state.not_valid_before),
-                _ms(state.not_valid_after),
-                state.age_add,
-                state.cipher_suite,
-                early is not None,
-                early or 0,
-            )
-            + struct.pack("!H", len(name))
-            + name
-            + struct.pack("!B", len(state.resumption_secret))
-            + state.resumption_secret
-        )
         header = HEADER.pack(VERSION, key_id)
         nonce = os.urandom(NONCE_SIZE)
-        return header + nonce + aead.encrypt(nonce, body, header)
+        return header + nonce + aead.encrypt(nonce, _pack(state), header)
 
     def open(self, label: bytes) -> TicketState | None:
         """The state a ticket carries; None when it is not one of ours (another key,
@@ -195,8 +221,31 @@ class SealedTickets:
         """The ticket already left sealed: nothing to remember."""
 
 
+def _utc(moment: datetime.datetime) -> datetime.datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def _ms(moment: datetime.datetime) -> int:
     return int(moment.timestamp() * 1000)
+
+
+def _pack(state: TicketState) -> bytes:
+    name = state.server_name.encode()
+    early = state.max_early_data_size
+    return (
+        FIXED.pack(
+            _ms(state.not_valid_before),
+            _ms(state.not_valid_after),
+            state.age_add,
+            state.cipher_suite,
+            early is not None,
+            early or 0,
+        )
+        + struct.pack("!H", len(name))
+        + name
+        + struct.pack("!B", len(state.resumption_secret))
+        + state.resumption_secret
+    )
 
 
 def _unpack(body: bytes) -> TicketState | None:

@@ -38,6 +38,13 @@ class QuicSetup:
     cid_format: CidFormat = LEGACY  # QUIC-LB server ID etc. (quic/lb.py)
     connection_class: Any = None  # the engine's QUIC connection; None: aioquic's (engine.py)
 
+    @property
+    def alone(self) -> bool:
+        """No other worker's socket shares this port (workers: 0): the supervisor tags
+        every worker's connection IDs, even with `workers: 1`, whose rolling restart
+        starts the replacement before the old worker drains."""
+        return self.cid_tag is None
+
 
 def quic_setup(config: Config, sockets: Sockets) -> QuicSetup | None:
     """None when this worker has no QUIC sockets."""

@@ -103,10 +103,27 @@ def _grown(top: int) -> list[str]:
     ]
 
 
+def _malloc_trim() -> bool:
+    """glibc's malloc_trim(0): give the heap's free pages back to the system. What RSS
+    drops by is memory that was free but held (fragmentation), not live."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.malloc_trim(0))
+    except (OSError, AttributeError):
+        return False  # not glibc
+
+
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "http" and scope["path"] == "/_soak":
+        started = time.perf_counter()
+        trimmed = scope["query_string"] == b"trim" and _malloc_trim()
         body = json.dumps(
             {
+                "trimmed": trimmed,
+                "trim_ms": round((time.perf_counter() - started) * 1000, 3),
                 "tasks": _live_tasks(),
                 "fds": len(os.listdir("/proc/self/fd")),
                 "grown": _grown(12),
@@ -141,13 +158,33 @@ class Server:
         with open(f"/proc/{self.proc.pid}/status") as fh:
             return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:"))
 
+    def rss_map(self) -> dict[str, int]:
+        """RSS (KiB) by kind of mapping, from /proc/PID/smaps: the brk heap (glibc's main
+        arena), other anonymous memory (mmap'd blocks, other arenas, thread stacks) and
+        file-backed (code, libraries)."""
+        kinds = {"heap": 0, "anon": 0, "file": 0}
+        kind = "anon"
+        with open(f"/proc/{self.proc.pid}/smaps") as fh:
+            for line in fh:
+                head = line.split()
+                if not head[0].endswith(":"):  # a mapping's first line: range perms ... path
+                    path = head[5] if len(head) > 5 else ""
+                    kind = (
+                        "heap" if path == "[heap]" else "file" if path.startswith("/") else "anon"
+                    )
+                elif head[0] == "Rss:":
+                    kinds[kind] += int(head[1])
+        return kinds
+
     def fds(self) -> int:
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 
-    def stats(self) -> dict[str, Any]:
-        """The app's view (tasks, fds), less the one connection that asks."""
+    def stats(self, trim: bool = False) -> dict[str, Any]:
+        """The app's view (tasks, fds), less the one connection that asks. With `trim`
+        the server calls malloc_trim(0) first."""
+        target = b"/_soak?trim" if trim else b"/_soak"
         with socket.create_connection((HOST, self.plain_port), timeout=60) as sock:
-            sock.sendall(b"GET /_soak HTTP/1.1\r\nHost: soak\r\nConnection: close\r\n\r\n")
+            sock.sendall(b"GET %s HTTP/1.1\r\nHost: soak\r\nConnection: close\r\n\r\n" % target)
             data = b""
             while len(data) < 65536:
                 part = sock.recv(65536)
@@ -354,6 +391,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FRAMES",
         help="run the server under tracemalloc and print what grew most",
     )
+    parser.add_argument(
+        "--trim",
+        action="store_true",
+        help="after each round's RSS sample, also print the RSS by mapping kind"
+        " (/proc/PID/smaps) and after glibc's malloc_trim(0) in the server: what"
+        " the trim gives back was free but held (fragmentation), the rest is live",
+    )
     args = parser.parse_args(argv)
     if not 0 < args.requests <= 10_000_000:
         parser.error("--requests: 1..10000000")
@@ -390,6 +434,14 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"round {round_ + 1}/{ROUNDS}: {done} requests, RSS {rss[-1]} KiB", file=sys.stderr
             )
+            if args.trim:
+                kinds = server.rss_map()
+                took = server.stats(trim=True)["trim_ms"]
+                print(
+                    f"  by mapping (KiB): {kinds}; after malloc_trim(0) ({took} ms): RSS"
+                    f" {server.rss_kib()} KiB, {server.rss_map()}",
+                    file=sys.stderr,
+                )
         time.sleep(KEEP_ALIVE_TIMEOUT + 3)  # idle keep-alive connections time out
         after = {"rss_kib": server.rss_kib(), "proc_fds": server.fds(), **server.stats()}
         alive = server.proc.poll() is None

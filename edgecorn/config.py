@@ -186,6 +186,7 @@ class Config:
     max_requests: int | None = None
     max_requests_jitter: int = 0
     max_worker_rss: int | None = None  # MB; a bigger worker is replaced gracefully
+    malloc_trim_interval: float = 10 * SECONDS  # s between glibc heap trims (0: off)
     umask: int | None = None  # the process umask, set before binding (unix sockets, files)
     user: int | str | None = None  # workers drop to this user after binding (and own unix socks)
     group: int | str | None = None  # ... and this group
@@ -995,6 +996,7 @@ _SPECS: dict[str, Validator] = {
     "max_requests": _max_requests,
     "max_requests_jitter": _int(0),
     "max_worker_rss": _int(1, optional=True),
+    "malloc_trim_interval": _seconds(),
     "umask": _int(0, 0o777, optional=True),
     "user": _id_or_name,
     "group": _id_or_name,

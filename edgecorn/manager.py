@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .asgi.host import StreamLimits
 from .certificates import tick as tick_certificates
+from .heap import HeapTrim
 from .protocol.engines import h2_engine
 from .protocol.h1 import H1Adapter, H11Adapter, HttptoolsAdapter
 from .protocol.h2 import H2Adapter
@@ -93,6 +94,8 @@ class ConnectionManager:
         # (`pending`); listeners stop accepting at the limit and wait for `when_room`.
         self.pending: set[Managed] = set()
         self.room_waiters: list[Callable[[], None]] = []
+        self.ended = 0  # connections discarded so far: what heap_trim waits for
+        self.heap_trim = HeapTrim(config.malloc_trim_interval)
         self.refresh_headers()
 
     # --- adapters ---------------------------------------------------------------
@@ -168,6 +171,7 @@ class ConnectionManager:
             conn.shutdown()
 
     def discard(self, conn: Managed) -> None:
+        self.ended += 1
         self.connections.discard(conn)
         self.pending.discard(conn)
         if self.room_waiters and self.has_room():
@@ -202,6 +206,7 @@ class ConnectionManager:
     def tick(self) -> None:
         self.refresh_headers()
         tick_certificates(self.config)  # reloads changed certificate files every few seconds
+        self.heap_trim.tick(self.ended)  # heap.py: freed memory back to the system
         config = self.config
         keep_alive = ticks(config.keep_alive_timeout)
         read_timeout = None if config.read_timeout is None else ticks(config.read_timeout)

@@ -686,6 +686,18 @@ class EdgeH3Connection(H3Connection):
             self._message_error(stream)
             return []
 
+    def refuse(self, sid: int) -> None:
+        """A request the adapter found malformed (fields.parse_request): failed as the
+        ones aioquic's own checks find, so the stream's state goes too."""
+        stream = self._stream.get(sid)
+        if stream is not None:
+            self._message_error(stream)
+            return
+        try:
+            self._quic.reset_stream(sid, ErrorCode.H3_MESSAGE_ERROR)
+        except ValueError:
+            pass
+
     def _message_error(self, stream: Any) -> None:
         sid = stream.stream_id
         self.malformed.append(sid)

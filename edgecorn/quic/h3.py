@@ -208,9 +208,11 @@ class H3Adapter:
     def _request(self, sid: int, raw: Headers, ended: bool, events: list[Event]) -> None:
         parsed = parse_request(sid, raw, "3")
         if isinstance(parsed, str):
-            # RFC 9114 4.1.2: a stream error. The engine checks the pseudo-headers; the
-            # field rules HTTP/2 and HTTP/3 share (tokens, hop-by-hop fields, Host) are ours.
-            self.quic.reset_stream(sid, ErrorCode.H3_MESSAGE_ERROR)
+            # RFC 9114 4.1.2: a stream error, failed by the engine as its own malformed
+            # requests are. The field rules HTTP/2 and HTTP/3 share (pseudo-headers, tokens,
+            # hop-by-hop fields, Host) are ours; the engine's own check may skip them.
+            assert self.h3 is not None
+            self.h3.refuse(sid)
             return
         self._admit(parsed[0], parsed[1], ended, events)
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import qh3
 from aioquic.h3 import events as aioquic_h3_events
 from aioquic.quic import events as aioquic_events
-from qh3._hazmat import StreamBlocked
+from qh3._hazmat import StreamBlocked, encode_uint_var
 from qh3.h3 import events as qh3_h3_events
 from qh3.h3.connection import (
     ErrorCode,
@@ -38,7 +38,6 @@ from qh3.h3.connection import (
     HeadersState,
     MessageError,
     ProtocolError,
-    encode_frame,
 )
 from qh3.quic import events as qh3_events
 from qh3.quic.configuration import QuicConfiguration
@@ -347,6 +346,9 @@ def _choose_certificate_by_sni(
 
 # --- HTTP/3 ----------------------------------------------------------------------------------
 
+_HEADERS = bytes((FrameType.HEADERS,))  # frame types as one-byte varints
+_DATA = bytes((FrameType.DATA,))
+
 
 class _UnblockingEncoder:
     """engine.UnblockingEncoder for qh3's QPACK encoder (whose apply_settings takes the
@@ -411,7 +413,11 @@ class Qh3H3Connection(H3Connection):
         stream.headers_send_state = HeadersState.AFTER_HEADERS  # a final status: >= 200
         if end:
             stream.finish_sending()
-        frames = encode_frame(FrameType.HEADERS, block) + encode_frame(FrameType.DATA, body)
+        # Both frames in one join (qh3's encode_frame twice and a concatenation: 2.2 us
+        # against 0.6 us, timeit).
+        frames = b"".join(
+            (_HEADERS, encode_uint_var(len(block)), block, _DATA, encode_uint_var(len(body)), body)
+        )
         self._quic.send_stream_data(stream_id, frames, end)
         self._maybe_cleanup_stream(stream)
 

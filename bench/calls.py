@@ -7,7 +7,7 @@ ngtcp2's gtlsclient (h3, one connection). "edgecorn" counts calls of edgecorn's 
 functions (steady across runs); "all" includes the event loop, whose turns per request
 vary with timing.
 
-    PYTHONPATH=CHECKOUT python bench/calls.py [--h2 | --h3 CERTDIR] [-n N] [-v]
+    PYTHONPATH=CHECKOUT python bench/calls.py [--h2 | --h3 CERTDIR [--quic-engine E]] [-n N] [-v]
 
 CERTDIR holds localhost.pem and localhost.key (`edgecorn certs` makes them).
 """
@@ -80,6 +80,7 @@ async def main(args: argparse.Namespace) -> None:
     config = Config()
     config.accesslog = None
     config.keep_alive_max_requests = args.n + 10
+    config.quic_engine = args.quic_engine
     port = free_port()
     client: Callable[[int, int], int] = h1_client
     if args.h2:
@@ -127,6 +128,12 @@ if __name__ == "__main__":
     parser.add_argument("--h3", metavar="CERTDIR", help="h3 through gtlsclient")
     parser.add_argument("-n", type=int, default=None, help="requests (3000; h3: 300)")
     parser.add_argument("-v", action="store_true", help="the 40 most called functions")
+    parser.add_argument(
+        "--quic-engine",
+        default="auto",
+        choices=("auto", "aioquic", "qh3"),
+        help="the QUIC engine for --h3 (default auto)",
+    )
     options = parser.parse_args()
     if options.n is None:
         options.n = 300 if options.h3 else 3000

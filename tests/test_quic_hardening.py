@@ -108,7 +108,7 @@ GET = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"localhost
     "fields",
     [
         GET,  # no :path (RFC 9114 4.3.1), refused by the engine
-        # refused by fields.malformed_request, the rules h2 and h3 share
+        # refused by fields.parse_request, the rules h2 and h3 share
         [(b":method", b"G\xc3\xa9T"), *GET[1:], (b":path", b"/")],  # a method that is no token
         [*GET, (b":path", b"/"), (b"connection", b"close")],  # RFC 9114 4.2
         [*GET, (b":path", b"/"), (b"host", b"elsewhere")],  # differs from :authority

@@ -7,7 +7,7 @@ from typing import Any
 
 from .engines import H2Engine, h2_engine
 from .events import Body, EndBody, Event, Headers, ProtocolError, Request, StreamReset
-from .fields import malformed_request, malformed_trailers, request_from_fields, response_fields
+from .fields import malformed_trailers, parse_request, request_from_fields, response_fields
 
 RFC_WINDOW = 65535  # SETTINGS_INITIAL_WINDOW_SIZE's default (RFC 9113 6.5.2)
 RFC_TABLE_SIZE = 4096  # SETTINGS_HEADER_TABLE_SIZE's default
@@ -47,7 +47,7 @@ class H2Adapter:
     ) -> None:
         # The h2-API library (h2 or jh2) comes from the config through the manager.
         self.h2 = engine or h2_engine("h2")
-        # Inbound headers are checked here (fields.malformed_request), in one pass and by
+        # Inbound headers are checked here (fields.parse_request), in one pass and by
         # RFC 9113's rules on every engine: the engines' own checks cost ~10% of a
         # hello-world request, make a malformed request a connection error instead of a
         # stream error, and jh2's still want :scheme/:path on an ordinary CONNECT.
@@ -279,15 +279,15 @@ class H2Adapter:
             except self.h2.exceptions.ProtocolError:
                 pass  # already closed from the peer's side
             return
-        if malformed_request(event.headers):
+        parsed = parse_request(sid, event.headers, "2", bool(self.conn.remote_settings.enable_push))
+        if isinstance(parsed, str):
             # RFC 9113 8.1.1: a stream error. It counts as a request the peer cancelled,
             # so a flood of them meets the rapid-reset rule.
             self.requests += 1
             self.cancelled += 1
             self._refuse_malformed(sid)
             return
-        push = bool(self.conn.remote_settings.enable_push)
-        request, _ = request_from_fields(sid, event.headers, "2", push)
+        request = parsed[0]
         self.open.add(sid)
         self.requests += 1
         if request.method == "HEAD":

@@ -589,6 +589,14 @@ class EdgeH3Connection(H3Connection):
             settings[Setting.MAX_FIELD_SECTION_SIZE] = self.max_field_section_size
         return settings
 
+    def send_response(
+        self, stream_id: int, headers: list[tuple[bytes, bytes]], body: bytes, end: bool
+    ) -> None:
+        """A final response's HEADERS and first DATA (qh3_engine's sends them at once)."""
+        self.send_headers(stream_id, headers, end and not body)
+        if body:
+            self.send_data(stream_id, body, end)
+
     def ignore(self, stream_id: int) -> None:
         """We no longer read this request stream (STOP_SENDING sent or stream reset)."""
         self.ignored.add(stream_id)
@@ -677,6 +685,18 @@ class EdgeH3Connection(H3Connection):
                 raise
             self._message_error(stream)
             return []
+
+    def refuse(self, sid: int) -> None:
+        """A request the adapter found malformed (fields.parse_request): failed as the
+        ones aioquic's own checks find, so the stream's state goes too."""
+        stream = self._stream.get(sid)
+        if stream is not None:
+            self._message_error(stream)
+            return
+        try:
+            self._quic.reset_stream(sid, ErrorCode.H3_MESSAGE_ERROR)
+        except ValueError:
+            pass
 
     def _message_error(self, stream: Any) -> None:
         sid = stream.stream_id

@@ -18,7 +18,7 @@ from aioquic.quic.connection import QuicConnection
 
 from ..protocol import hq
 from ..protocol.events import Body, EndBody, Event, Headers, Refused, Request, StreamReset
-from ..protocol.fields import malformed_request, request_from_fields, response_fields
+from ..protocol.fields import parse_request, response_fields
 from . import engine
 from .engine import EdgeH3Connection
 
@@ -206,13 +206,15 @@ class H3Adapter:
         self.hq.rejected.clear()
 
     def _request(self, sid: int, raw: Headers, ended: bool, events: list[Event]) -> None:
-        if malformed_request(raw):
-            # RFC 9114 4.1.2: a stream error. The engine checks the pseudo-headers; the
-            # field rules HTTP/2 and HTTP/3 share (tokens, hop-by-hop fields, Host) are ours.
-            self.quic.reset_stream(sid, ErrorCode.H3_MESSAGE_ERROR)
+        parsed = parse_request(sid, raw, "3")
+        if isinstance(parsed, str):
+            # RFC 9114 4.1.2: a stream error, failed by the engine as its own malformed
+            # requests are. The field rules HTTP/2 and HTTP/3 share (pseudo-headers, tokens,
+            # hop-by-hop fields, Host) are ours; the engine's own check may skip them.
+            assert self.h3 is not None
+            self.h3.refuse(sid)
             return
-        request, size = request_from_fields(sid, raw, "3")
-        self._admit(request, size, ended, events)
+        self._admit(parsed[0], parsed[1], ended, events)
 
     def _admit(self, request: Request, size: int, ended: bool, events: list[Event]) -> None:
         sid = request.stream_id
@@ -277,9 +279,7 @@ class H3Adapter:
             return
         if stream_id in self.head:
             body = b""
-        self.h3.send_headers(stream_id, response_fields(status, headers), end and not body)
-        if body:
-            self.h3.send_data(stream_id, body, end)
+        self.h3.send_response(stream_id, response_fields(status, headers), body, end)
         if end:
             self._done(stream_id)
 

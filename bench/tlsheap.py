@@ -2,6 +2,7 @@
 
     python bench/tlsheap.py                          # uvloop, then asyncio, then uvloop + fix
     python bench/tlsheap.py --loops uvloop --connections 40000
+    python bench/tlsheap.py --alloc                  # what fixing the threshold would cost
 
 The server is ~20 lines of plain asyncio (a Protocol that answers one HTTP/1.1 response
 and closes), run in a child process on uvloop or on asyncio's own loop, with TLS from
@@ -20,7 +21,12 @@ creeps up with the number of connections, and malloc_trim(0) gives it all back (
 not live: no leak). `fixed` is the same uvloop server with M_MMAP_THRESHOLD set once to
 glibc's default (128 KiB) at start, which turns the dynamic threshold off: the buffers
 stay in mmap'd blocks that go back to the system at free. asyncio's loop (whose SSL
-buffer is a bytearray owned by Python) does not creep.
+buffer is a bytearray owned by Python) creeps less, but holds more.
+
+`--alloc` times, in fresh processes, allocating, copying and freeing a bytes object of
+64 KiB, 256 KiB and 1 MiB with the dynamic threshold and with it fixed at 128 KiB: the fix
+makes every large block a new mapping whose pages fault in again, the cost that made
+edgecorn trim the heap now and then (edgecorn/heap.py) instead.
 """
 
 from __future__ import annotations
@@ -42,6 +48,29 @@ ROUNDS = 10
 BATCH = 100  # connections per h2load run
 M_MMAP_THRESHOLD = -3  # glibc <malloc.h>
 CLIENT_TIMEOUT = 120.0
+
+
+ALLOC_ROUNDS = 5000
+
+
+def alloc_cost(fixed: bool) -> None:
+    if fixed:
+        libc().mallopt(M_MMAP_THRESHOLD, 128 * 1024)
+    data = bytes(1 << 20)
+    for size in (64 << 10, 256 << 10, 1 << 20):
+        chunk = data[:size]
+        warm = chunk + b"x"  # a first block freed: glibc's dynamic threshold rises
+        del warm
+        started = time.perf_counter()
+        for _ in range(ALLOC_ROUNDS):
+            block = chunk + b"x"  # a new object of size + 1 bytes, copied
+            del block
+        seconds = time.perf_counter() - started
+        threshold = "fixed at 128 KiB" if fixed else "dynamic"
+        print(
+            f"{size >> 10:>5} KiB, threshold {threshold:<16}:"
+            f" {seconds / ALLOC_ROUNDS * 1e6:7.1f} us per allocation, copy and free"
+        )
 
 
 def libc() -> ctypes.CDLL:
@@ -142,6 +171,9 @@ def measure(variant: str, connections: int, certfile: str, keyfile: str) -> None
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--alloc-child"]:
+        alloc_cost(sys.argv[2:] == ["fixed"])
+        return
     if sys.argv[1:2] == ["--serve"]:
         loop_name, port, certfile, keyfile, *rest = sys.argv[2:]
         serve(loop_name, int(port), certfile, keyfile, rest == ["fixed"])
@@ -149,7 +181,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--connections", type=int, default=20_000)
     parser.add_argument("--loops", default="uvloop,asyncio,fixed")
+    parser.add_argument(
+        "--alloc", action="store_true", help="time large allocations instead (see above)"
+    )
     args = parser.parse_args()
+    if args.alloc:
+        for variant in ([], ["fixed"]):
+            subprocess.run([sys.executable, __file__, "--alloc-child", *variant], check=True)
+        return
     if not 0 < args.connections <= 1_000_000:
         parser.error("--connections: 1..1000000")
     # The dev certificate (any certificate will do; this one is generated, not secret).

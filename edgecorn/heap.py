@@ -8,7 +8,7 @@ long-lived objects. What they touched stays resident after free: glibc returns o
 top of the heap, never free pages in its middle. A worker serving new TLS connections
 crept ~220 bytes a connection (h2, uvloop), none of it live: malloc_trim(0) gave it all
 back. Fixing the threshold instead (M_MMAP_THRESHOLD) keeps every large block in its own
-mapping, which made a 1 MiB allocation ~14 times slower here (page faults each time),
+mapping, which made a 1 MiB allocation ~10 times slower here (page faults each time),
 so the worker trims from its once-a-second tick instead: at most once every
 `malloc_trim_interval` seconds, and only after a connection has ended (an idle worker's
 heap has nothing new to give back). A trim took 2-4 ms with ~5 MB to return.

@@ -403,9 +403,9 @@ def test_the_in_memory_store_stays_bounded() -> None:
 
 
 def test_a_stored_ticket_is_small() -> None:
-    # Kept as the engine's SessionTicket, a ticket cost ~640 B more, so a full store grew a
-    # worker by ~16 MB (bench/soak.py); packed it is its label, ~80 bytes of state and a
-    # dict slot.
+    # Kept as the engine's SessionTicket under its label, a ticket cost ~640 B more than
+    # the label, so a full store grew a worker by ~16 MB (bench/soak.py); packed it is a
+    # 16-byte key, ~90 bytes of state and a dict slot.
     labels = [secrets.token_bytes(64) for _ in range(2000)]
     store = TicketStore()
     store.add(_engine_ticket("aioquic", b"first"))  # the store's one-off bookkeeping
@@ -417,4 +417,4 @@ def test_a_stored_ticket_is_small() -> None:
         per_ticket = (tracemalloc.get_traced_memory()[0] - before) / len(labels)
     finally:
         tracemalloc.stop()
-    assert per_ticket < 250, per_ticket  # labels made before tracing are not counted
+    assert per_ticket < 250, per_ticket  # the labels themselves were made before tracing

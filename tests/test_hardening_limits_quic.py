@@ -29,6 +29,15 @@ from tests.support.wait import wait_for_lines, wait_until
 from tests.test_quic_endpoint import Harness, run
 
 
+def _first_flight(harness: Any, peer: Any) -> list[bytes]:
+    """What the listener sends back to a new peer's first datagrams (taken off the socket)."""
+    for data in peer.datagrams(harness.loop.time()):
+        harness.listener.datagram_received(data, CLIENT)
+    replies = [data for data, _ in harness.sock.sent]
+    harness.sock.sent.clear()
+    return replies
+
+
 def test_the_initial_past_max_connections_is_refused_without_state(
     certs: tuple[str, str, str],
 ) -> None:
@@ -44,10 +53,7 @@ def test_the_initial_past_max_connections_is_refused_without_state(
 
         third = harness.peer()
         third.request("GET", "/refused")
-        for data in third.datagrams(harness.loop.time()):
-            listener.datagram_received(data, CLIENT)
-        replies = [data for data, _ in harness.sock.sent]
-        harness.sock.sent.clear()
+        replies = _first_flight(harness, third)
         assert len(replies) == 1 and replies[0][0] & 0xF0 == 0xC0  # one long-header Initial
         assert len(replies[0]) < 100  # far below the client's 1200: no amplification
         third.receive(replies[0], harness.loop.time())
@@ -128,10 +134,7 @@ def test_a_draining_worker_refuses_new_initials_only_when_alone(
 
         late = harness.peer()
         late.request("GET", "/late")
-        for data in late.datagrams(harness.loop.time()):
-            listener.datagram_received(data, CLIENT)
-        replies = [data for data, _ in harness.sock.sent]
-        harness.sock.sent.clear()
+        replies = _first_flight(harness, late)
         assert listener.routes == routes  # no state for it either way
         if tag is not None:
             assert replies == []

@@ -18,10 +18,14 @@ START = {"type": "http.response.start", "status": 200, "headers": HEADERS}
 RESPONSE = {"type": "http.response.body", "body": BODY}
 
 BIG_BODY = bytes(i % 251 for i in range(1 << 20))  # 1 MiB; bench/run.py checks it byte for byte
-BIG_START = {"type": "http.response.start", "status": 200, "headers": [
-    (b"content-type", b"application/octet-stream"),
-    (b"content-length", str(len(BIG_BODY)).encode("ascii")),
-]}
+BIG_START = {
+    "type": "http.response.start",
+    "status": 200,
+    "headers": [
+        (b"content-type", b"application/octet-stream"),
+        (b"content-length", str(len(BIG_BODY)).encode("ascii")),
+    ],
+}
 BIG_RESPONSE = {"type": "http.response.body", "body": BIG_BODY}
 
 

@@ -488,8 +488,16 @@ def _load(proto: str, port: int, count: int, setup: Setup) -> tuple[int, int]:
         script = setup.tmp / "count.lua"
         script.write_text(edge.WRK_COUNT)
         settings = core.Settings(
-            duration=0, warmup=0, connections=64, h2_clients=8, h2_streams=10, h3_clients=1,
-            h3_requests=1, h3_downloads=1, client_cpu=None, server_cpu=None,
+            duration=0,
+            warmup=0,
+            connections=64,
+            h2_clients=8,
+            h2_streams=10,
+            h3_clients=1,
+            h3_requests=1,
+            h3_downloads=1,
+            client_cpu=None,
+            server_cpu=None,
         )
         result = edge.wrk_count(f"http://{HOST}:{port}/", count, settings, script)
         done = result.requests or 0

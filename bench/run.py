@@ -83,11 +83,13 @@ class Result:
 def _run_tool(argv: list[str], timeout: float) -> str:
     """Run a load generator to completion (bounded) and return its stdout+stderr."""
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                              cwd=ROOT, check=False)
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False
+        )
     except subprocess.TimeoutExpired as exc:
-        raise RuntimeError(f"{argv[0] if argv[0] != 'taskset' else argv[2]} "
-                           f"did not finish within {timeout:.0f} s") from exc
+        raise RuntimeError(
+            f"{argv[0] if argv[0] != 'taskset' else argv[2]} did not finish within {timeout:.0f} s"
+        ) from exc
     out = proc.stdout + proc.stderr
     if proc.returncode != 0:
         tail = "\n".join(out.strip().splitlines()[-5:])
@@ -114,12 +116,14 @@ def parse_wrk(out: str) -> Result:
         result.latency_ms = _ms(m.group(1), m.group(2))
     failed = 0
     if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
-        errors = dict(zip(("connect", "read", "write", "timeout"),
-                          map(int, m.groups()), strict=True))
+        errors = dict(
+            zip(("connect", "read", "write", "timeout"), map(int, m.groups()), strict=True)
+        )
         if sum(errors.values()):
             failed += sum(errors.values())
-            result.notes.append("socket errors: " + ", ".join(
-                f"{k} {v}" for k, v in errors.items() if v))
+            result.notes.append(
+                "socket errors: " + ", ".join(f"{k} {v}" for k, v in errors.items() if v)
+            )
     if m := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
         failed += int(m.group(1))
         result.notes.append(f"{m.group(1)} non-2xx/3xx responses")
@@ -136,8 +140,12 @@ def parse_h2load(out: str) -> Result:
     if m := re.search(r"^finished in ([\d.]+)(us|ms|s|m), ([\d.]+) req/s", out, re.M):
         result.seconds = _ms(m.group(1), m.group(2)) / 1e3
         result.rps = float(m.group(3))
-    if m := re.search(r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
-                      r"(\d+) failed, (\d+) errored, (\d+) timeout", out, re.M):
+    if m := re.search(
+        r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+        r"(\d+) failed, (\d+) errored, (\d+) timeout",
+        out,
+        re.M,
+    ):
         _total, _started, done, ok, failed, errored, timeout = map(int, m.groups())
         result.requests, result.succeeded = done, ok
         result.failed = failed + errored + timeout
@@ -194,15 +202,29 @@ def _cpus(spec: str) -> set[int]:
 
 def wrk_load(url: str, seconds: float, s: Settings) -> Result:
     secs = max(1, round(seconds))
-    argv = _pin(s.client_cpu, ["wrk", "-t1", f"-c{s.connections}", f"-d{secs}s",
-                               "--timeout", "5s", url])
+    argv = _pin(
+        s.client_cpu, ["wrk", "-t1", f"-c{s.connections}", f"-d{secs}s", "--timeout", "5s", url]
+    )
     return parse_wrk(_run_tool(argv, secs + SLACK))
 
 
 def h2load_load(url: str, seconds: float, s: Settings) -> Result:
     secs = max(1, round(seconds))
-    argv = _pin(s.client_cpu, ["h2load", "-D", str(secs), "-c", str(s.h2_clients),
-                               "-m", str(s.h2_streams), "-t", "1", url])
+    argv = _pin(
+        s.client_cpu,
+        [
+            "h2load",
+            "-D",
+            str(secs),
+            "-c",
+            str(s.h2_clients),
+            "-m",
+            str(s.h2_streams),
+            "-t",
+            "1",
+            url,
+        ],
+    )
     return parse_h2load(_run_tool(argv, secs + SLACK))
 
 
@@ -234,8 +256,17 @@ def h2_smoke(port: int, timeout: float) -> None:
 # buffers them (a write per 64 KiB; the C++ ones still flush, ~7 a request): its CPU per
 # request fell from ~65 to ~51 us (strace -c; 10 x -n 500 against edgecorn on qh3), so one
 # load core keeps a fast server busier. (Only a run that fails anyway kills a client.)
-GTLSCLIENT = ["stdbuf", "-e", "64K", "gtlsclient", "--exit-on-all-streams-close",
-              "--no-quic-dump", "--no-http-dump", "--handshake-timeout=5s", "--timeout=30s"]
+GTLSCLIENT = [
+    "stdbuf",
+    "-e",
+    "64K",
+    "gtlsclient",
+    "--exit-on-all-streams-close",
+    "--no-quic-dump",
+    "--no-http-dump",
+    "--handshake-timeout=5s",
+    "--timeout=30s",
+]
 
 
 @dataclass
@@ -284,8 +315,11 @@ def parse_gtlsclient(out: bytes, expected: int) -> H3Count:
     count.ok = min(ok, len(closed) - count.stream_errors)
     count.failed = expected - count.ok
     if count.failed or count.no_h3:
-        lines = [line for line in out.decode(errors="replace").splitlines()
-                 if line.strip() and not re.match(r"I\d{8} ", line)]
+        lines = [
+            line
+            for line in out.decode(errors="replace").splitlines()
+            if line.strip() and not re.match(r"I\d{8} ", line)
+        ]
         count.sample = " | ".join(lines[-4:])[:400]
     return count
 
@@ -295,9 +329,12 @@ def _h3_target(url: str) -> tuple[str, str, str]:
     return parts.hostname or HOST, str(parts.port), parts.path or "/"
 
 
-def _h3_pool(argv_for: Callable[[int, Path], tuple[list[str], int]],
-             count: Callable[[bytes, int, Path], H3Count], seconds: float,
-             s: Settings) -> tuple[H3Count, int, float, float]:
+def _h3_pool(
+    argv_for: Callable[[int, Path], tuple[list[str], int]],
+    count: Callable[[bytes, int, Path], H3Count],
+    seconds: float,
+    s: Settings,
+) -> tuple[H3Count, int, float, float]:
     """Keep s.h3_clients gtlsclient processes running until `seconds` have passed.
 
     A process that ends is counted and replaced until the deadline; the run then
@@ -323,9 +360,13 @@ def _h3_pool(argv_for: Callable[[int, Path], tuple[list[str], int]],
         run_dir.mkdir()
         argv, expected = argv_for(started, run_dir)
         with open(run_dir / "log", "wb") as log:
-            proc = subprocess.Popen(_pin(s.client_cpu, argv), cwd=run_dir,
-                                    stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                _pin(s.client_cpu, argv),
+                cwd=run_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         running[slot] = (proc, run_dir, expected)
         started += 1
 
@@ -348,7 +389,7 @@ def _h3_pool(argv_for: Callable[[int, Path], tuple[list[str], int]],
                     spawn(slot)
         wall = time.monotonic() - t0
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = (usage.ru_utime + usage.ru_stime - usage0.ru_utime - usage0.ru_stime)
+        cpu = usage.ru_utime + usage.ru_stime - usage0.ru_utime - usage0.ru_stime
         return total, started, wall, cpu / wall
     finally:
         for proc, _, _ in running.values():
@@ -358,17 +399,31 @@ def _h3_pool(argv_for: Callable[[int, Path], tuple[list[str], int]],
         os.sched_setaffinity(0, affinity)
 
 
-def _h3_result(total: H3Count, processes: int, wall: float, client_cpu: float,
-               requests_per_process: int, unit_size: float) -> Result:
-    result = Result(requests=total.ok + total.failed, succeeded=total.ok, failed=total.failed,
-                    seconds=wall, rps=total.ok * unit_size / wall if wall > 0 else None)
+def _h3_result(
+    total: H3Count,
+    processes: int,
+    wall: float,
+    client_cpu: float,
+    requests_per_process: int,
+    unit_size: float,
+) -> Result:
+    result = Result(
+        requests=total.ok + total.failed,
+        succeeded=total.ok,
+        failed=total.failed,
+        seconds=wall,
+        rps=total.ok * unit_size / wall if wall > 0 else None,
+    )
     result.notes += total.notes()
-    result.notes.append(f"{processes} gtlsclient connections of {requests_per_process} "
-                        f"requests, {wall:.2f} s wall, gtlsclient CPU {client_cpu:.0%} "
-                        "of a core")
+    result.notes.append(
+        f"{processes} gtlsclient connections of {requests_per_process} "
+        f"requests, {wall:.2f} s wall, gtlsclient CPU {client_cpu:.0%} "
+        "of a core"
+    )
     if total.failed:
-        result.notes.append(f"{total.failed} of {total.ok + total.failed} requests "
-                            "did not complete with 200")
+        result.notes.append(
+            f"{total.failed} of {total.ok + total.failed} requests did not complete with 200"
+        )
     if total.ok == 0:
         result.rps = None
         result.error = "no HTTP/3 request succeeded"
@@ -380,7 +435,10 @@ def h3_load(url: str, seconds: float, s: Settings) -> Result:
     argv = [*GTLSCLIENT, "-n", str(s.h3_requests), host, port, f"https://{host}:{port}{path}"]
     total, processes, wall, cpu = _h3_pool(
         lambda _i, _d: (argv, s.h3_requests),
-        lambda out, expected, _d: parse_gtlsclient(out, expected), seconds, s)
+        lambda out, expected, _d: parse_gtlsclient(out, expected),
+        seconds,
+        s,
+    )
     return _h3_result(total, processes, wall, cpu, s.h3_requests, 1.0)
 
 
@@ -414,8 +472,10 @@ def h3_download_load(url: str, seconds: float, s: Settings) -> Result:
 def _h3_fetch(port: int, path: str, timeout: float) -> bytes:
     """One HTTP/3 GET with gtlsclient; the 200 body, or RuntimeError."""
     with tempfile.TemporaryDirectory(prefix="edgecorn-bench-h3-") as tmp:
-        out = _run_tool([*GTLSCLIENT, f"--download={tmp}", HOST, str(port),
-                         f"https://{HOST}:{port}{path}"], timeout).encode()
+        out = _run_tool(
+            [*GTLSCLIENT, f"--download={tmp}", HOST, str(port), f"https://{HOST}:{port}{path}"],
+            timeout,
+        ).encode()
         count = parse_gtlsclient(out, 1)
         if count.no_h3 or count.ok != 1:
             tail = out.decode(errors="replace").strip().splitlines()[-3:]
@@ -459,8 +519,17 @@ PROTOCOLS = [
     Protocol("h1", "HTTP/1.1 (wrk)", False, "wrk", wrk_load, h1_smoke),
     Protocol("h2", "HTTP/2 TLS (h2load)", True, "h2load", h2load_load, h2_smoke),
     Protocol("h3", "HTTP/3 (gtlsclient)", True, "gtlsclient", h3_load, h3_smoke),
-    Protocol("h3-1m", "HTTP/3 1 MiB, MB/s (gtlsclient)", True, "gtlsclient",
-             h3_download_load, h3_download_smoke, serve="h3", path="/1m", unit="MB/s"),
+    Protocol(
+        "h3-1m",
+        "HTTP/3 1 MiB, MB/s (gtlsclient)",
+        True,
+        "gtlsclient",
+        h3_download_load,
+        h3_download_smoke,
+        serve="h3",
+        path="/1m",
+        unit="MB/s",
+    ),
 ]
 
 
@@ -500,8 +569,7 @@ def edgecorn_cmd(proto: str, port: int, ctx: Context) -> list[str] | None:
         argv += ["--insecure-bind", f"{HOST}:{port}", "--bind", f"{HOST}:{free_port()}"]
     elif proto in ("h2", "h3"):
         # A TLS bind also listens for QUIC (HTTP/3) on the same port number, over UDP.
-        argv += ["--bind", f"{HOST}:{port}", "--certfile", ctx.certfile,
-                 "--keyfile", ctx.keyfile]
+        argv += ["--bind", f"{HOST}:{port}", "--certfile", ctx.certfile, "--keyfile", ctx.keyfile]
     else:
         return None
     return argv + ctx.extra.get("edgecorn", [])
@@ -510,15 +578,33 @@ def edgecorn_cmd(proto: str, port: int, ctx: Context) -> list[str] | None:
 def hypercorn_cmd(proto: str, port: int, ctx: Context) -> list[str] | None:
     config = ctx.tmp / "hypercorn.toml"
     config.write_text(f"keep_alive_max_requests = {MAX_REQUESTS}\n")
-    argv = [sys.executable, "-m", "hypercorn", APP, "-k", "uvloop", "--workers", "1",
-            "--config", str(config), "--bind", f"{HOST}:{port}"]
+    argv = [
+        sys.executable,
+        "-m",
+        "hypercorn",
+        APP,
+        "-k",
+        "uvloop",
+        "--workers",
+        "1",
+        "--config",
+        str(config),
+        "--bind",
+        f"{HOST}:{port}",
+    ]
     if proto == "h2":
         argv += ["--certfile", ctx.certfile, "--keyfile", ctx.keyfile]
     elif proto == "h3":
         # HTTP/3 (aioquic) on UDP `port`; the TLS TCP bind on the same number is only
         # there so the readiness check has something to connect to.
-        argv += ["--quic-bind", f"{HOST}:{port}", "--certfile", ctx.certfile,
-                 "--keyfile", ctx.keyfile]
+        argv += [
+            "--quic-bind",
+            f"{HOST}:{port}",
+            "--certfile",
+            ctx.certfile,
+            "--keyfile",
+            ctx.keyfile,
+        ]
     elif proto != "h1":
         return None
     return argv + ctx.extra.get("hypercorn", [])
@@ -527,16 +613,44 @@ def hypercorn_cmd(proto: str, port: int, ctx: Context) -> list[str] | None:
 def uvicorn_cmd(proto: str, port: int, ctx: Context) -> list[str] | None:
     if proto != "h1":
         return None  # Uvicorn serves HTTP/1.1 only
-    return [sys.executable, "-m", "uvicorn", APP, "--http", "httptools", "--loop", "uvloop",
-            "--no-access-log", "--host", HOST, "--port", str(port),
-            *ctx.extra.get("uvicorn", [])]
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        APP,
+        "--http",
+        "httptools",
+        "--loop",
+        "uvloop",
+        "--no-access-log",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        *ctx.extra.get("uvicorn", []),
+    ]
 
 
 def granian_cmd(proto: str, port: int, ctx: Context) -> list[str] | None:
     """Granian (Rust, hyper): HTTP/1.1 and HTTP/2 over TLS (ALPN); no HTTP/3."""
-    argv = [sys.executable, "-m", "granian", "--interface", "asgi", "--loop", "uvloop",
-            "--workers", "1", "--runtime-threads", "1", "--no-access-log",
-            "--host", HOST, "--port", str(port)]
+    argv = [
+        sys.executable,
+        "-m",
+        "granian",
+        "--interface",
+        "asgi",
+        "--loop",
+        "uvloop",
+        "--workers",
+        "1",
+        "--runtime-threads",
+        "1",
+        "--no-access-log",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+    ]
     if proto == "h1":
         argv += ["--http", "1"]
     elif proto == "h2":
@@ -587,12 +701,17 @@ def defaults() -> dict[str, str]:
     sys.path.insert(0, str(ROOT))
     from edgecorn.protocol.engines import installed, resolve_h2, resolve_worker_class
 
-    return {"loop": resolve_worker_class("auto"), "http2": resolve_h2("auto"),
-            "http1": "httptools" if installed("httptools") else "h11", "quic": "aioquic"}
+    return {
+        "loop": resolve_worker_class("auto"),
+        "http2": resolve_h2("auto"),
+        "http1": "httptools" if installed("httptools") else "h11",
+        "quic": "aioquic",
+    }
 
 
-def runners(proto: Protocol, servers: list[str], variants: list[Variant],
-            auto: dict[str, str], ctx: Context) -> list[str]:
+def runners(
+    proto: Protocol, servers: list[str], variants: list[Variant], auto: dict[str, str], ctx: Context
+) -> list[str]:
     """Who is measured for one protocol: edgecorn, its variants (edgecorn:NAME), peers."""
     out = []
     for name in servers:
@@ -600,8 +719,11 @@ def runners(proto: Protocol, servers: list[str], variants: list[Variant],
             continue
         out.append(name)
         if name == "edgecorn":
-            out += [f"edgecorn:{v.name}" for v in variants
-                    if proto.serve in v.protocols and auto.get(v.kind) != v.name]
+            out += [
+                f"edgecorn:{v.name}"
+                for v in variants
+                if proto.serve in v.protocols and auto.get(v.kind) != v.name
+            ]
     return out
 
 
@@ -621,13 +743,23 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
+        env = dict(
+            os.environ,
+            PYTHONPATH=os.pathsep.join(
+                p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+            ),
+        )
         env.pop("PYTHONDEVMODE", None)
         with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.argv,
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def wait_ready(self, timeout: float) -> None:
         assert self.proc is not None
@@ -638,8 +770,9 @@ class Server:
             with contextlib.suppress(OSError), socket.create_connection((HOST, self.port), 0.5):
                 return
             time.sleep(0.1)
-        raise RuntimeError(f"not accepting on port {self.port} after {timeout:.0f} s: "
-                           f"{self.log_tail()}")
+        raise RuntimeError(
+            f"not accepting on port {self.port} after {timeout:.0f} s: {self.log_tail()}"
+        )
 
     def log_tail(self, lines: int = 6) -> str:
         try:
@@ -666,8 +799,11 @@ class Server:
     def stop(self) -> None:
         if self.proc is None:
             return
-        for sig, wait in ((signal.SIGINT, STOP_TIMEOUT), (signal.SIGTERM, STOP_TIMEOUT),
-                          (signal.SIGKILL, STOP_TIMEOUT)):
+        for sig, wait in (
+            (signal.SIGINT, STOP_TIMEOUT),
+            (signal.SIGTERM, STOP_TIMEOUT),
+            (signal.SIGKILL, STOP_TIMEOUT),
+        ):
             if self.proc.poll() is not None:
                 break
             with contextlib.suppress(ProcessLookupError):
@@ -701,8 +837,10 @@ def measure(name: str, proto: Protocol, ctx: Context, s: Settings) -> Result:
             result.notes.append(f"measured {result.seconds:.2f} s, not {s.duration:g} s")
         result.server_cpu = (server.cpu_seconds() - cpu0) / (time.monotonic() - t0)
         if result.server_cpu < 0.7:
-            result.notes.append("server core not saturated: other load on the machine, "
-                                "or the load generator was the limit")
+            result.notes.append(
+                "server core not saturated: other load on the machine, "
+                "or the load generator was the limit"
+            )
         if server.proc.poll() is not None:
             result.notes.append(f"server exited during the run: {server.log_tail()}")
             result.error = result.error or "server exited during the run"
@@ -804,8 +942,9 @@ def label(runner: str, auto: dict[str, str], proto: str) -> str:
 Table = dict[str, dict[str, Row]]  # protocol -> runner -> runs
 
 
-def print_table(table: Table, servers: list[str], protocols: list[Protocol],
-                auto: dict[str, str]) -> None:
+def print_table(
+    table: Table, servers: list[str], protocols: list[Protocol], auto: dict[str, str]
+) -> None:
     """One row per edgecorn configuration; the peers' numbers are on each protocol's
     first row, the ratios on every row."""
     peers = [p for p in PEERS if p in servers]
@@ -822,14 +961,20 @@ def print_table(table: Table, servers: list[str], protocols: list[Protocol],
             cells.append(ratio_cell(row[runner], row.get("edgecorn")) if i else "")
             rows.append(cells)
         if not mine:
-            rows.append([proto.label, "-", *(cell(row.get(p)) for p in peers),
-                         *("n/a" for _ in peers), ""])
+            rows.append(
+                [proto.label, "-", *(cell(row.get(p)) for p in peers), *("n/a" for _ in peers), ""]
+            )
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=True)]
 
     def line(cells: list[str]) -> str:
-        return "| " + " | ".join(
-            c.ljust(w) if i == 0 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))) + " |"
+        return (
+            "| "
+            + " | ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            )
+            + " |"
+        )
 
     print(line(head))
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
@@ -860,8 +1005,10 @@ def print_details(table: Table, protocols: list[Protocol]) -> None:
             if r.error:
                 bits.append(f"ERROR: {r.error}")
             if len(row.runs) > 1:
-                bits.append("runs: " + ", ".join(
-                    _num(x.rps) if x.rps is not None else "error" for x in row.runs))
+                bits.append(
+                    "runs: "
+                    + ", ".join(_num(x.rps) if x.rps is not None else "error" for x in row.runs)
+                )
             bits += r.notes
             flagged |= r.flagged
             print(f"  {proto.name:5} {name:18} " + "; ".join(b for b in bits if b))
@@ -873,22 +1020,46 @@ def _versions() -> dict[str, str | None]:
     from importlib.metadata import PackageNotFoundError, version
 
     out: dict[str, str | None] = {"python": sys.version.split()[0]}
-    for dist in ("hypercorn", "uvicorn", "granian", "h2", "jh2", "aioquic", "qh3", "uvloop",
-                 "httptools", "h11"):
+    for dist in (
+        "hypercorn",
+        "uvicorn",
+        "granian",
+        "h2",
+        "jh2",
+        "aioquic",
+        "qh3",
+        "uvloop",
+        "httptools",
+        "h11",
+    ):
         try:
             out[dist] = version(dist)
         except PackageNotFoundError:
             out[dist] = None
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        out["edgecorn_commit"] = subprocess.run(
-            ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-            capture_output=True, text=True, timeout=10, check=False).stdout.strip() or None
+        out["edgecorn_commit"] = (
+            subprocess.run(
+                ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            ).stdout.strip()
+            or None
+        )
     return out
 
 
-def record(table: Table, settings: Settings, args: argparse.Namespace, pin: bool,
-           protocols: list[Protocol], auto: dict[str, str], started: float,
-           load_before: tuple[float, float, float]) -> dict[str, Any]:
+def record(
+    table: Table,
+    settings: Settings,
+    args: argparse.Namespace,
+    pin: bool,
+    protocols: list[Protocol],
+    auto: dict[str, str],
+    started: float,
+    load_before: tuple[float, float, float],
+) -> dict[str, Any]:
     """Everything a later comparison needs: every run, medians, spreads, per-round ratios,
     what `auto` picked, the versions and how busy the machine was."""
     rows, ratios = [], []
@@ -897,32 +1068,46 @@ def record(table: Table, settings: Settings, args: argparse.Namespace, pin: bool
         for runner, runs in row.items():
             median = runs.median
             mine = runner.startswith("edgecorn")
-            rows.append({
-                "protocol": proto.name, "unit": proto.unit, "runner": runner,
-                "label": label(runner, auto, proto.serve) if mine else runner,
-                "median": median.rps, "min": runs.spread[0] if runs.spread else median.rps,
-                "max": runs.spread[1] if runs.spread else median.rps,
-                "runs": [r.rps for r in runs.runs], "flagged": median.flagged,
-                "details": asdict(median),
-            })
+            rows.append(
+                {
+                    "protocol": proto.name,
+                    "unit": proto.unit,
+                    "runner": runner,
+                    "label": label(runner, auto, proto.serve) if mine else runner,
+                    "median": median.rps,
+                    "min": runs.spread[0] if runs.spread else median.rps,
+                    "max": runs.spread[1] if runs.spread else median.rps,
+                    "runs": [r.rps for r in runs.runs],
+                    "flagged": median.flagged,
+                    "details": asdict(median),
+                }
+            )
             if not mine:
                 continue
             for peer in PEERS:
                 if peer in row and not row[peer].median.unsupported:
                     rounds = round_ratios(runs, row[peer])
-                    ratios.append({
-                        "protocol": proto.name, "runner": runner, "peer": peer,
-                        "median_ratio": ratio(median, row[peer].median),
-                        "min": min(rounds, default=None), "max": max(rounds, default=None),
-                        "per_round": rounds,
-                    })
+                    ratios.append(
+                        {
+                            "protocol": proto.name,
+                            "runner": runner,
+                            "peer": peer,
+                            "median_ratio": ratio(median, row[peer].median),
+                            "min": min(rounds, default=None),
+                            "max": max(rounds, default=None),
+                            "per_round": rounds,
+                        }
+                    )
     return {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "seconds": round(time.time() - started, 1),
         "argv": sys.argv[1:],
         "settings": asdict(settings) | {"repeat": args.repeat, "pinned": pin},
-        "machine": {"cpus": os.cpu_count(), "loadavg_before": load_before,
-                    "loadavg_after": os.getloadavg()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(),
+        },
         "auto": auto,
         "versions": _versions(),
         "rows": rows,
@@ -934,47 +1119,88 @@ def record(table: Table, settings: Settings, args: argparse.Namespace, pin: bool
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--duration", type=int, default=5, help="seconds per measurement")
-    p.add_argument("--warmup", type=int, default=None,
-                   help="seconds of load before each measurement (default 1)")
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help="seconds of load before each measurement (default 1)",
+    )
     p.add_argument("--quick", action="store_true", help="2 s measurements, 1 s warm-up")
-    p.add_argument("--repeat", type=int, default=1,
-                   help="measure each server N times, interleaved; report the median and "
-                   "the spread (min-max)")
-    p.add_argument("--servers", default=",".join(SERVERS),
-                   help=f"comma-separated subset of {','.join(SERVERS)}")
-    p.add_argument("--engines", default=DEFAULT_VARIANTS,
-                   help="edgecorn choices measured as rows of their own, besides the default "
-                   f"one ('' for none): a subset of {','.join(v.name for v in VARIANTS)}; "
-                   "a choice equal to the default is not measured twice")
-    p.add_argument("--protocols", default=",".join(pr.name for pr in PROTOCOLS),
-                   help=f"comma-separated subset of {','.join(pr.name for pr in PROTOCOLS)} "
-                   "(h3 includes h3-1m)")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="measure each server N times, interleaved; report the median and the spread (min-max)",
+    )
+    p.add_argument(
+        "--servers",
+        default=",".join(SERVERS),
+        help=f"comma-separated subset of {','.join(SERVERS)}",
+    )
+    p.add_argument(
+        "--engines",
+        default=DEFAULT_VARIANTS,
+        help="edgecorn choices measured as rows of their own, besides the default "
+        f"one ('' for none): a subset of {','.join(v.name for v in VARIANTS)}; "
+        "a choice equal to the default is not measured twice",
+    )
+    p.add_argument(
+        "--protocols",
+        default=",".join(pr.name for pr in PROTOCOLS),
+        help=f"comma-separated subset of {','.join(pr.name for pr in PROTOCOLS)} "
+        "(h3 includes h3-1m)",
+    )
     p.add_argument("--connections", type=int, default=64, help="wrk connections (-c)")
     p.add_argument("--h2-clients", type=int, default=16, help="h2load clients (-c)")
     p.add_argument("--h2-streams", type=int, default=10, help="h2load streams per client (-m)")
-    p.add_argument("--h3-clients", type=int, default=4,
-                   help="gtlsclient processes (one QUIC connection each) at once")
-    p.add_argument("--h3-requests", type=int, default=500,
-                   help="requests per gtlsclient connection (-n) for h3")
+    p.add_argument(
+        "--h3-clients",
+        type=int,
+        default=4,
+        help="gtlsclient processes (one QUIC connection each) at once",
+    )
+    p.add_argument(
+        "--h3-requests",
+        type=int,
+        default=500,
+        help="requests per gtlsclient connection (-n) for h3",
+    )
     # One connection at a time, as issue 12 defines the download target: many short
     # connections would measure handshakes and process starts rather than the data path.
-    p.add_argument("--h3-downloads", type=int, default=16,
-                   help="1 MiB downloads per gtlsclient connection for h3-1m")
-    p.add_argument("--h3-download-clients", type=int, default=1,
-                   help="gtlsclient processes downloading at once for h3-1m")
+    p.add_argument(
+        "--h3-downloads",
+        type=int,
+        default=16,
+        help="1 MiB downloads per gtlsclient connection for h3-1m",
+    )
+    p.add_argument(
+        "--h3-download-clients",
+        type=int,
+        default=1,
+        help="gtlsclient processes downloading at once for h3-1m",
+    )
     p.add_argument("--server-cpu", default="0", help="core for the server (taskset -c)")
     p.add_argument("--client-cpu", default="1", help="core for the load generator")
     p.add_argument("--no-pin", action="store_true", help="do not use taskset")
     for name in SERVERS:
-        p.add_argument(f"--{name}-args", default="", metavar="ARGS",
-                       help=f"extra command-line arguments for {name}, one string: "
-                       f"--{name}-args='--flag value'")
-    p.add_argument("--json", metavar="FILE", default=None,
-                   help="also write the whole record (every run) as JSON to FILE; "
-                   "'-' prints it instead of the table")
+        p.add_argument(
+            f"--{name}-args",
+            default="",
+            metavar="ARGS",
+            help=f"extra command-line arguments for {name}, one string: "
+            f"--{name}-args='--flag value'",
+        )
+    p.add_argument(
+        "--json",
+        metavar="FILE",
+        default=None,
+        help="also write the whole record (every run) as JSON to FILE; "
+        "'-' prints it instead of the table",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.duration = 2
@@ -1002,16 +1228,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if x not in known:
             p.error(f"unknown protocol {x!r}")
     # A protocol's name also selects its variants: h3 is h3 and h3-1m.
-    args.protocols = [pr.name for pr in PROTOCOLS
-                      if any(pr.name == x or pr.name.startswith(x + "-") for x in args.protocols)]
+    args.protocols = [
+        pr.name
+        for pr in PROTOCOLS
+        if any(pr.name == x or pr.name.startswith(x + "-") for x in args.protocols)
+    ]
     return args
 
 
 def check_tools(protocols: list[Protocol], pin: bool) -> list[str]:
     missing = []
     needed = {pr.tool: pr for pr in protocols}
-    packages = {"wrk": "wrk", "h2load": "nghttp2-client", "gtlsclient": "ngtcp2-client",
-                "taskset": "util-linux"}
+    packages = {
+        "wrk": "wrk",
+        "h2load": "nghttp2-client",
+        "gtlsclient": "ngtcp2-client",
+        "taskset": "util-linux",
+    }
     for tool in [*needed, *(["taskset"] if pin else [])]:
         if shutil.which(tool) is None:
             missing.append(f"{tool} (apt-get install {packages.get(tool, tool)})")
@@ -1034,10 +1267,15 @@ def main(argv: list[str] | None = None) -> int:
         print("missing: " + "; ".join(missing), file=sys.stderr)
         return 2
     settings = Settings(
-        duration=args.duration, warmup=args.warmup, connections=args.connections,
-        h2_clients=args.h2_clients, h2_streams=args.h2_streams,
-        h3_clients=args.h3_clients, h3_requests=args.h3_requests,
-        h3_downloads=args.h3_downloads, h3_download_clients=args.h3_download_clients,
+        duration=args.duration,
+        warmup=args.warmup,
+        connections=args.connections,
+        h2_clients=args.h2_clients,
+        h2_streams=args.h2_streams,
+        h3_clients=args.h3_clients,
+        h3_requests=args.h3_requests,
+        h3_downloads=args.h3_downloads,
+        h3_download_clients=args.h3_download_clients,
         client_cpu=args.client_cpu if pin else None,
         server_cpu=args.server_cpu if pin else None,
     )
@@ -1047,8 +1285,9 @@ def main(argv: list[str] | None = None) -> int:
 
     table: Table = {pr.name: {} for pr in protocols}
     with tempfile.TemporaryDirectory(prefix="edgecorn-bench-") as tmp:
-        ctx = Context(Path(tmp), "", "", {
-            name: getattr(args, f"{name}_args").split() for name in SERVERS})
+        ctx = Context(
+            Path(tmp), "", "", {name: getattr(args, f"{name}_args").split() for name in SERVERS}
+        )
         if any(pr.tls for pr in protocols):
             sys.path.insert(0, str(ROOT))
             from edgecorn.certs import ensure_dev_certs
@@ -1072,12 +1311,21 @@ def main(argv: list[str] | None = None) -> int:
                     order = serving if round_ % 2 == 0 else serving[::-1]
                     for name in order:
                         done += 1
-                        print(f"[{done}/{total}] {proto.name} {name} ...", end=" ",
-                              file=sys.stderr, flush=True)
+                        print(
+                            f"[{done}/{total}] {proto.name} {name} ...",
+                            end=" ",
+                            file=sys.stderr,
+                            flush=True,
+                        )
                         result = measure(name, proto, ctx, settings)
                         table[proto.name][name].runs.append(result)
-                        print(f"{result.rps:,.0f} {proto.unit}" if result.rps is not None else
-                              f"error: {result.error}", file=sys.stderr, flush=True)
+                        print(
+                            f"{result.rps:,.0f} {proto.unit}"
+                            if result.rps is not None
+                            else f"error: {result.error}",
+                            file=sys.stderr,
+                            flush=True,
+                        )
         except KeyboardInterrupt:
             print("\ninterrupted", file=sys.stderr)
             return 130
@@ -1090,19 +1338,22 @@ def main(argv: list[str] | None = None) -> int:
         else:
             Path(args.json).write_text(text + "\n")
     if args.json != "-":
-        print(f"\nreq/s (MB/s where the row says so), median of {args.repeat} run(s)"
-              f"{' (min-max)' if args.repeat > 1 else ''}; {settings.duration:g} s per "
-              f"measurement after {settings.warmup:g} s warm-up; server on core "
-              f"{settings.server_cpu}, load on core {settings.client_cpu}; wrk "
-              f"-c{settings.connections}, h2load -c{settings.h2_clients} "
-              f"-m{settings.h2_streams}, gtlsclient {settings.h3_clients} at once x -n "
-              f"{settings.h3_requests} (1 MiB: {settings.h3_download_clients} at once x "
-              f"{settings.h3_downloads}); load average "
-              f"{load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after\n")
+        print(
+            f"\nreq/s (MB/s where the row says so), median of {args.repeat} run(s)"
+            f"{' (min-max)' if args.repeat > 1 else ''}; {settings.duration:g} s per "
+            f"measurement after {settings.warmup:g} s warm-up; server on core "
+            f"{settings.server_cpu}, load on core {settings.client_cpu}; wrk "
+            f"-c{settings.connections}, h2load -c{settings.h2_clients} "
+            f"-m{settings.h2_streams}, gtlsclient {settings.h3_clients} at once x -n "
+            f"{settings.h3_requests} (1 MiB: {settings.h3_download_clients} at once x "
+            f"{settings.h3_downloads}); load average "
+            f"{load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after\n"
+        )
         print_table(table, args.servers, protocols, auto)
         print_details(table, protocols)
-    failed = any(r.median.flagged for row in table.values() for r in row.values()
-                 if not r.median.unsupported)
+    failed = any(
+        r.median.flagged for row in table.values() for r in row.values() if not r.median.unsupported
+    )
     return 1 if failed else 0
 
 

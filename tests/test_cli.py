@@ -21,7 +21,11 @@ def run_module(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": path}
     return subprocess.run(
         [sys.executable, "-m", "edgecorn", *args],
-        capture_output=True, text=True, cwd=cwd, env=env, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=60,
     )
 
 
@@ -32,20 +36,70 @@ def test_no_flags_gives_defaults_and_demo_mode() -> None:
 
 
 def test_flags_map_to_config() -> None:
-    config = cli.parse_args([
-        "-b", "0.0.0.0:8443", "--bind", "[::]:8443", "--insecure-bind", "127.0.0.1:8080",
-        "--quic-bind", "0.0.0.0:8443", "--certfile", "c.pem", "--keyfile", "k.pem",
-        "--keyfile-password", "pw", "--ca-certs", "ca.pem", "--ciphers", "ECDHE+CHACHA20",
-        "--verify-mode", "CERT_OPTIONAL",
-        "-w", "3", "-k", "uvloop", "--access-logfile", "-", "--error-logfile", "err.log",
-        "--access-logformat", "%(h)s", "--log-level", "warning", "--keep-alive", "10",
-        "--graceful-timeout", "2.5", "--read-timeout", "30", "--root-path", "/api/",
-        "--server-name", "a.example", "--server-name", "b.example", "--lifespan", "off",
-        "--factory", "--http1-parser", "h11", "--backlog", "512", "--pid", "edgecorn.pid",
-        "--max-requests", "1000", "--max-requests-jitter", "50",
-        "--websocket-ping-interval", "20",
-        "myproject.asgi:create_app",
-    ])
+    config = cli.parse_args(
+        [
+            "-b",
+            "0.0.0.0:8443",
+            "--bind",
+            "[::]:8443",
+            "--insecure-bind",
+            "127.0.0.1:8080",
+            "--quic-bind",
+            "0.0.0.0:8443",
+            "--certfile",
+            "c.pem",
+            "--keyfile",
+            "k.pem",
+            "--keyfile-password",
+            "pw",
+            "--ca-certs",
+            "ca.pem",
+            "--ciphers",
+            "ECDHE+CHACHA20",
+            "--verify-mode",
+            "CERT_OPTIONAL",
+            "-w",
+            "3",
+            "-k",
+            "uvloop",
+            "--access-logfile",
+            "-",
+            "--error-logfile",
+            "err.log",
+            "--access-logformat",
+            "%(h)s",
+            "--log-level",
+            "warning",
+            "--keep-alive",
+            "10",
+            "--graceful-timeout",
+            "2.5",
+            "--read-timeout",
+            "30",
+            "--root-path",
+            "/api/",
+            "--server-name",
+            "a.example",
+            "--server-name",
+            "b.example",
+            "--lifespan",
+            "off",
+            "--factory",
+            "--http1-parser",
+            "h11",
+            "--backlog",
+            "512",
+            "--pid",
+            "edgecorn.pid",
+            "--max-requests",
+            "1000",
+            "--max-requests-jitter",
+            "50",
+            "--websocket-ping-interval",
+            "20",
+            "myproject.asgi:create_app",
+        ]
+    )
     assert config.bind == ["0.0.0.0:8443", "[::]:8443"]
     assert config.insecure_bind == ["127.0.0.1:8080"]
     assert config.quic_bind == ["0.0.0.0:8443"]
@@ -88,10 +142,13 @@ def test_config_prefixes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert cli.parse_args(["--config", str(tmp_path / "settings.toml")]).workers == 6
 
 
-@pytest.mark.parametrize("old, new, key", [
-    ("--access-log", "--access-logfile", "accesslog"),
-    ("--error-log", "--error-logfile", "errorlog"),
-])
+@pytest.mark.parametrize(
+    "old, new, key",
+    [
+        ("--access-log", "--access-logfile", "accesslog"),
+        ("--error-log", "--error-logfile", "errorlog"),
+    ],
+)
 def test_deprecated_flags_warn(
     capsys: pytest.CaptureFixture[str], old: str, new: str, key: str
 ) -> None:

@@ -198,8 +198,11 @@ def test_empty_yaml_gives_defaults(tmp_path: Path) -> None:
         ("loglevel: loud\n", 1, ["loglevel", "'loud'", "'DEBUG'"]),
         ("bind: ['localhost:http']\n", 1, ["bind", "'localhost:http'", "0 to 65535"]),
         ("x: 1\n", 1, ["unknown option"]),
-        ("bind:\n  - 0.0.0.0:80\nquic_bind: '[::1]:99999'\n", 3,
-         ["quic_bind", "'[::1]:99999'", "0 to 65535"]),
+        (
+            "bind:\n  - 0.0.0.0:80\nquic_bind: '[::1]:99999'\n",
+            3,
+            ["quic_bind", "'[::1]:99999'", "0 to 65535"],
+        ),
         ("server_names: example.com\n", 1, ["server_names", "a list of strings"]),
         ("alpn_protocols: [h2, h3]\n", 1, ["alpn_protocols", "'h3'"]),
         ("root_path: api\n", 1, ["root_path", "'api'", "starting with '/'"]),
@@ -284,8 +287,16 @@ def test_mapping_errors() -> None:
 
 @pytest.mark.parametrize(
     "bind",
-    ["127.0.0.1:8000", "0.0.0.0:0", "localhost:65535", "[::]:443", "[fe80::1%eth0]:80",
-     "unix:/run/edgecorn.sock", "fd://3", "my-host.example:8080"],
+    [
+        "127.0.0.1:8000",
+        "0.0.0.0:0",
+        "localhost:65535",
+        "[::]:443",
+        "[fe80::1%eth0]:80",
+        "unix:/run/edgecorn.sock",
+        "fd://3",
+        "my-host.example:8080",
+    ],
 )
 def test_valid_binds(bind: str) -> None:
     assert validate("bind", bind) == [bind]

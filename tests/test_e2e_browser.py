@@ -48,8 +48,10 @@ def chromium(tmp_path: Path, certs: tuple[str, str, str]) -> Any:
     def make(*flags: str, net_log: bool = False) -> Chromium:
         assert CHROMIUM is not None
         browser = Chromium(
-            CHROMIUM, tmp_path / "chromium",
-            [f"--ignore-certificate-errors-spki-list={spki}", *flags], net_log=net_log,
+            CHROMIUM,
+            tmp_path / "chromium",
+            [f"--ignore-certificate-errors-spki-list={spki}", *flags],
+            net_log=net_log,
         )
         started.append(browser)
         return browser
@@ -114,8 +116,10 @@ def test_chromium_alt_svc_upgrade_h2_to_h3(browser_server: Any, chromium: Any) -
         nav = page.evaluate("performance.getEntriesByType('navigation')[0].nextHopProtocol")
         # A second load: the origin's alternative service is known, so it goes over h3.
         page.navigate(url.replace("n=60&delay=250", "n=1"))
-        second = page.poll("window.__edgecorn && window.__edgecorn.done &&"
-                           " JSON.stringify(window.__edgecorn)", timeout=10.0)
+        second = page.poll(
+            "window.__edgecorn && window.__edgecorn.done && JSON.stringify(window.__edgecorn)",
+            timeout=10.0,
+        )
     diag = f"{info}\n{_diagnostics(browser, browser_server)}"
     assert info["error"] is None, diag
     assert nav == "h2", diag
@@ -133,8 +137,10 @@ def test_chromium_alt_svc_upgrade_h2_to_h3(browser_server: Any, chromium: Any) -
 def test_chromium_quic_v2(browser_server: Any, chromium: Any) -> None:
     port = browser_server.port
     browser = chromium(
-        "--enable-quic", f"--origin-to-force-quic-on=127.0.0.1:{port}",
-        "--quic-version=RFCv2", net_log=True,
+        "--enable-quic",
+        f"--origin-to-force-quic-on=127.0.0.1:{port}",
+        "--quic-version=RFCv2",
+        net_log=True,
     )
     dom = browser.dump_dom(f"https://127.0.0.1:{port}/page?n=2")
     info = _result(dom, _diagnostics(browser, browser_server))
@@ -158,5 +164,6 @@ def test_chromium_quic_v2(browser_server: Any, chromium: Any) -> None:
         elif name == "QUIC_SESSION_TRANSPORT_PARAMETERS_RECEIVED":
             server_params.append(params.get("quic_transport_parameters", ""))
     assert negotiated and set(negotiated) == {"RFCv2"}, negotiated
-    assert server_params and all(f"chosen_version {QUIC_V2}" in p for p in server_params), \
+    assert server_params and all(f"chosen_version {QUIC_V2}" in p for p in server_params), (
         server_params
+    )

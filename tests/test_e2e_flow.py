@@ -33,8 +33,17 @@ def ten_mib(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 def echo_10_mib(curl: Any, base: str, flag: str, ten_mib: tuple[Path, str], out: Path) -> None:
     source, digest = ten_mib
     result = curl(
-        flag, "--data-binary", f"@{source}", "-H", "Content-Type: application/octet-stream",
-        "-o", str(out), "-w", "%{http_code} %{http_version}", f"{base}/echo", timeout=110,
+        flag,
+        "--data-binary",
+        f"@{source}",
+        "-H",
+        "Content-Type: application/octet-stream",
+        "-o",
+        str(out),
+        "-w",
+        "%{http_code} %{http_version}",
+        f"{base}/echo",
+        timeout=110,
     )
     code, version = result.text.split()
     assert code == "200"
@@ -72,7 +81,8 @@ def test_download_and_upload_checksums(
     source, digest = ten_mib
     result = curl(flag, "--data-binary", f"@{source}", f"{server.https}/body", timeout=110)
     assert result.stdout and json.loads(result.stdout) == {
-        "length": 10 * MIB, "sha256": digest,
+        "length": 10 * MIB,
+        "sha256": digest,
     }
 
 
@@ -135,9 +145,7 @@ def test_backpressure_h1_endless_stream(server_factory: Any, curl: Any) -> None:
 
 
 @pytest.mark.timeout(90)
-def test_backpressure_h2_window_never_opened(
-    server_factory: Any, curl: Any, h2conn: Any
-) -> None:
+def test_backpressure_h2_window_never_opened(server_factory: Any, curl: Any, h2conn: Any) -> None:
     srv = server_factory.start(access_log=False)
     base = baseline_rss(srv, curl)
     conn = h2conn(srv.port, settings={SETTINGS_INITIAL_WINDOW_SIZE: 16384})
@@ -145,8 +153,9 @@ def test_backpressure_h2_window_never_opened(
     big = conn.request("GET", "/big?mb=200")
     endless = conn.request("GET", "/big?mb=0")
     deadline = time.monotonic() + 5
-    while (conn.responses[big].status is None or conn.responses[endless].status is None) \
-            and time.monotonic() < deadline:
+    while (
+        conn.responses[big].status is None or conn.responses[endless].status is None
+    ) and time.monotonic() < deadline:
         conn.pump()
     assert conn.responses[big].status == 200
     assert conn.responses[endless].status == 200

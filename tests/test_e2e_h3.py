@@ -79,8 +79,12 @@ def early_server(session_factory: Any) -> Iterator[Any]:
 
 def test_get_gtlsclient(h3server: Any, tmp_path: Path) -> None:
     port = h3server.port
-    run = gtlsclient(port, f"https://127.0.0.1:{port}/", f"https://127.0.0.1:{port}/scope/x?q=1",
-                     download=tmp_path / "dl")
+    run = gtlsclient(
+        port,
+        f"https://127.0.0.1:{port}/",
+        f"https://127.0.0.1:{port}/scope/x?q=1",
+        download=tmp_path / "dl",
+    )
     assert run.alpn == "h3", run.summary()
     assert run.statuses() == [200, 200], run.summary()
     assert run.file("index.html").read_bytes() == HELLO
@@ -121,8 +125,12 @@ def test_post_10mib_gtlsclient(h3server: Any, tmp_path: Path) -> None:
     body = tmp_path / "body.bin"
     body.write_bytes(os.urandom(10 * MIB))
     port = h3server.port
-    run = gtlsclient(port, f"https://127.0.0.1:{port}/echo", download=tmp_path / "dl",
-                     extra=["-m", "POST", "-d", str(body)])
+    run = gtlsclient(
+        port,
+        f"https://127.0.0.1:{port}/echo",
+        download=tmp_path / "dl",
+        extra=["-m", "POST", "-d", str(body)],
+    )
     assert run.alpn == "h3" and run.statuses() == [200], run.summary()
     assert sha256_file(run.file("echo")) == sha256_file(body)
 
@@ -163,8 +171,12 @@ def test_chacha20_only_client(h3server: Any, tmp_path: Path) -> None:
 
 def test_client_key_update_during_download(h3server: Any, tmp_path: Path) -> None:
     port = h3server.port
-    run = gtlsclient(port, f"https://127.0.0.1:{port}/big?mb=8", download=tmp_path / "dl",
-                     extra=["--key-update=20ms"])
+    run = gtlsclient(
+        port,
+        f"https://127.0.0.1:{port}/big?mb=8",
+        download=tmp_path / "dl",
+        extra=["--key-update=20ms"],
+    )
     assert run.statuses() == [200], run.summary()
     assert "Initiate key update" in run.output, run.summary()
     assert "key update confirmed" in run.output, run.summary()
@@ -175,8 +187,12 @@ def test_client_key_update_during_download(h3server: Any, tmp_path: Path) -> Non
 def test_version_negotiation_real_client(h3server: Any, tmp_path: Path) -> None:
     """A client starting with an unknown version gets Version Negotiation, then uses v1."""
     port = h3server.port
-    run = gtlsclient(port, f"https://127.0.0.1:{port}/", download=tmp_path / "dl",
-                     extra=["-v", "0x1a2a3a4a", "--preferred-versions=v1"])
+    run = gtlsclient(
+        port,
+        f"https://127.0.0.1:{port}/",
+        download=tmp_path / "dl",
+        extra=["-v", "0x1a2a3a4a", "--preferred-versions=v1"],
+    )
     assert run.received("VN"), run.summary()
     assert run.statuses() == [200], run.summary()
     assert run.alpn == "h3"
@@ -198,16 +214,26 @@ def test_retry(server_factory: Any, tmp_path: Path, cafile: str) -> None:
 # --------------------------------------------------------------------------- resumption, 0-RTT
 
 
-def _session_runs(server: Any, tmp_path: Path, second_extra: list[str], path: str = "/scope",
-                  second_path: str | None = None) -> tuple[Any, Any]:
+def _session_runs(
+    server: Any,
+    tmp_path: Path,
+    second_extra: list[str],
+    path: str = "/scope",
+    second_path: str | None = None,
+) -> tuple[Any, Any]:
     port = server.port
     files = [f"--session-file={tmp_path / 'session'}", f"--tp-file={tmp_path / 'tp'}"]
-    first = gtlsclient(port, f"https://127.0.0.1:{port}{path}", download=tmp_path / "dl1",
-                       extra=files)
+    first = gtlsclient(
+        port, f"https://127.0.0.1:{port}{path}", download=tmp_path / "dl1", extra=files
+    )
     assert first.statuses() == [200], first.summary()
     assert (tmp_path / "session").stat().st_size > 0, "no session ticket was stored"
-    second = gtlsclient(port, f"https://127.0.0.1:{port}{second_path or path}",
-                        download=tmp_path / "dl2", extra=files + second_extra)
+    second = gtlsclient(
+        port,
+        f"https://127.0.0.1:{port}{second_path or path}",
+        download=tmp_path / "dl2",
+        extra=files + second_extra,
+    )
     return first, second
 
 
@@ -238,8 +264,9 @@ def test_early_data_get_accepted(early_server: Any, tmp_path: Path) -> None:
 def test_early_data_post_refused_with_425(early_server: Any, tmp_path: Path) -> None:
     body = tmp_path / "post.txt"
     body.write_bytes(b"not idempotent")
-    first, second = _session_runs(early_server, tmp_path, ["-m", "POST", "-d", str(body)],
-                                  second_path="/echo")
+    first, second = _session_runs(
+        early_server, tmp_path, ["-m", "POST", "-d", str(body)], second_path="/echo"
+    )
     assert second.sent_0rtt_stream_data(), second.summary()
     assert second.statuses() == [425], second.summary()
     # The app never saw the POST (RFC 8470: the client may retry it after the handshake).
@@ -250,15 +277,24 @@ def test_early_data_post_refused_with_425(early_server: Any, tmp_path: Path) -> 
 def test_session_ticket_single_use(early_server: Any, tmp_path: Path) -> None:
     """Replaying a used ticket: no resumption, so no 0-RTT (a replayed 0-RTT GET is refused)."""
     port = early_server.port
-    gtlsclient(port, f"https://127.0.0.1:{port}/", download=tmp_path / "dl0",
-               extra=[f"--session-file={tmp_path / 'session'}", f"--tp-file={tmp_path / 'tp'}"])
+    gtlsclient(
+        port,
+        f"https://127.0.0.1:{port}/",
+        download=tmp_path / "dl0",
+        extra=[f"--session-file={tmp_path / 'session'}", f"--tp-file={tmp_path / 'tp'}"],
+    )
     saved = (tmp_path / "session").read_bytes()
     runs = []
     for i in range(2):  # the same ticket twice
         (tmp_path / f"s{i}").write_bytes(saved)
-        runs.append(gtlsclient(port, f"https://127.0.0.1:{port}/scope", download=tmp_path / f"d{i}",
-                               extra=[f"--session-file={tmp_path / f's{i}'}",
-                                      f"--tp-file={tmp_path / 'tp'}"]))
+        runs.append(
+            gtlsclient(
+                port,
+                f"https://127.0.0.1:{port}/scope",
+                download=tmp_path / f"d{i}",
+                extra=[f"--session-file={tmp_path / f's{i}'}", f"--tp-file={tmp_path / 'tp'}"],
+            )
+        )
     used, replay = runs
     assert used.statuses() == [200] and _headers(used).get("early-data") == "1", used.summary()
     assert replay.statuses() == [200], replay.summary()
@@ -295,8 +331,9 @@ def test_alt_svc_not_on_cleartext(h3server: Any, curl: Any) -> None:
     assert "alt-svc" not in result.text.lower(), result.text
 
 
-@pytest.mark.parametrize("flags", [["--no-alt-svc"], ["--no-quic-on-tls-binds"]],
-                         ids=["no-alt-svc", "quic-off"])
+@pytest.mark.parametrize(
+    "flags", [["--no-alt-svc"], ["--no-quic-on-tls-binds"]], ids=["no-alt-svc", "quic-off"]
+)
 def test_alt_svc_absent(server_factory: Any, curl: Any, flags: list[str]) -> None:
     server = server_factory.start(*flags)
     quic_on = "--no-quic-on-tls-binds" not in flags
@@ -320,8 +357,9 @@ def test_alt_svc_port_override_and_quic_bind(server_factory: Any, curl: Any, caf
     for version in ("--http1.1", "--http2"):
         assert _alt_svc(curl, server.port, version) == ['h3=":9443"; ma=86400']
     quic_port = free_port()
-    other = start_h3(server_factory, "--no-quic-on-tls-binds",
-                     "--quic-bind", f"127.0.0.1:{quic_port}")
+    other = start_h3(
+        server_factory, "--no-quic-on-tls-binds", "--quic-bind", f"127.0.0.1:{quic_port}"
+    )
     assert _alt_svc(curl, other.port, "--http2") == [f'h3=":{quic_port}"; ma=86400']
     r = cffi_h3("GET", f"https://127.0.0.1:{quic_port}/", cafile)
     assert (r.status_code, r.content) == (200, HELLO)
@@ -359,8 +397,9 @@ def test_curl_cffi_alt_svc_upgrade(h3server: Any, cafile: str, tmp_path: Path) -
 # --------------------------------------------------------------------------- back-pressure
 
 
-def test_stalled_readers_keep_memory_bounded(server_factory: Any, cafile: str,
-                                             tmp_path: Path) -> None:
+def test_stalled_readers_keep_memory_bounded(
+    server_factory: Any, cafile: str, tmp_path: Path
+) -> None:
     server = start_h3(server_factory, config="graceful_timeout: 0.5\n")  # quick teardown
     port = server.port
     warm = cffi_h3("GET", f"https://127.0.0.1:{port}/big?mb=4", cafile)
@@ -413,8 +452,16 @@ def test_garbage_datagrams(h3server: Any, tmp_path: Path, cafile: str, quic_engi
     for i in range(60, len(corrupt), 7):
         corrupt[i] ^= 0x5A
     garbage = [
-        b"", b"\x00", b"\xff", b"\x40" + os.urandom(20),  # short header, too small to reset
-        initial[:1], initial[:5], initial[:20], initial[:60], initial[:300], initial[:1199],
+        b"",
+        b"\x00",
+        b"\xff",
+        b"\x40" + os.urandom(20),  # short header, too small to reset
+        initial[:1],
+        initial[:5],
+        initial[:20],
+        initial[:60],
+        initial[:300],
+        initial[:1199],
         bytes(corrupt),  # a full-size Initial whose payload does not decrypt
         long_header(0, os.urandom(8), os.urandom(8)),  # a Version Negotiation packet
         long_header(QUIC_V1, os.urandom(8), os.urandom(8), size=100),  # Initial, too short
@@ -434,9 +481,9 @@ def test_garbage_datagrams(h3server: Any, tmp_path: Path, cafile: str, quic_engi
     blobs = [os.urandom(n) for n in (*range(1, 64), 100, 1199, 1200, 1500)]
     blobs += [b"\xc0" + os.urandom(1199)]
     replies = udp_exchange(port, blobs, wait=1.0)
-    assert all(
-        r[1:5] == b"\0\0\0\0" or (r[0] & 0xC0 == 0x40 and len(r) <= 64) for r in replies
-    ), [r[:40].hex() for r in replies]
+    assert all(r[1:5] == b"\0\0\0\0" or (r[0] & 0xC0 == 0x40 and len(r) <= 64) for r in replies), [
+        r[:40].hex() for r in replies
+    ]
 
     # A v1-shaped Initial with a version we do not speak: Version Negotiation (RFC 9000 6.1).
     dcid, scid = os.urandom(8), os.urandom(5)
@@ -519,8 +566,9 @@ GOAWAY_BUG = (
 )
 
 
-def test_graceful_shutdown_finishes_inflight_h3(server_factory: Any, cafile: str,
-                                               tmp_path: Path) -> None:
+def test_graceful_shutdown_finishes_inflight_h3(
+    server_factory: Any, cafile: str, tmp_path: Path
+) -> None:
     server = start_h3(server_factory, config="graceful_timeout: 10\n")
     port = server.port
     results: list[Any] = []
@@ -587,8 +635,12 @@ def test_trailers_and_early_hints(h3server: Any, tmp_path: Path) -> None:
     """Response trailers (Hypercorn's are broken on h3) and a 103 before the 200, as an
     independent HTTP/3 stack (nghttp3) parses them."""
     port = h3server.port
-    run = gtlsclient(port, f"https://127.0.0.1:{port}/trailers",
-                     f"https://127.0.0.1:{port}/early-hints", download=tmp_path / "dl")
+    run = gtlsclient(
+        port,
+        f"https://127.0.0.1:{port}/trailers",
+        f"https://127.0.0.1:{port}/early-hints",
+        download=tmp_path / "dl",
+    )
     assert run.alpn == "h3", run.summary()
     body = run.file("trailers").read_bytes()
     digest = hashlib.sha256(body).hexdigest()

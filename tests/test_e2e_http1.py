@@ -91,9 +91,7 @@ def test_chunked_request_upload(h1_server: Any, h1: Any) -> None:
     conn = h1(h1_server.insecure_port)
     parts = [b"a" * 10, pattern(5000), b"last-chunk"]
     payload = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
-    conn.send(
-        b"POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + payload
-    )
+    conn.send(b"POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + payload)
     resp = conn.read_response()
     whole = b"".join(parts)
     assert resp.status == 200
@@ -234,18 +232,14 @@ def test_trailers_with_te_trailers(h1_server: Any, h1: Any) -> None:
     assert resp.status == 200
     assert resp.chunked, resp.raw_head  # trailers need the chunked framing
     assert resp.body == pattern(4096)
-    assert resp.trailers == [
-        (TRAILER_NAME.decode(), hashlib.sha256(resp.body).hexdigest())
-    ]
+    assert resp.trailers == [(TRAILER_NAME.decode(), hashlib.sha256(resp.body).hexdigest())]
     conn.request("GET", "/")
     assert conn.read_response().body == HELLO
 
 
 @pytest.mark.parametrize("size", [4000, 200_000])
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
-def test_unread_request_body_is_skipped(
-    h1_server: Any, h1: Any, chunked: bool, size: int
-) -> None:
+def test_unread_request_body_is_skipped(h1_server: Any, h1: Any, chunked: bool, size: int) -> None:
     """The hello app never reads the body; the next request on the connection must still be
     framed right, or the response must announce `Connection: close` (RFC 9112 9.6)."""
     conn = h1(h1_server.insecure_port)
@@ -255,8 +249,11 @@ def test_unread_request_body_is_skipped(
             b"%x\r\n%s\r\n" % (len(body[i : i + 1500]), body[i : i + 1500])
             for i in range(0, len(body), 1500)
         )
-        conn.send(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                  + payload + b"0\r\n\r\n")
+        conn.send(
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + payload
+            + b"0\r\n\r\n"
+        )
     else:
         conn.request("POST", "/", body=body)
     resp = conn.read_response()
@@ -357,16 +354,13 @@ SMUGGLING = {
         b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
     ),
     "duplicate-cl": (
-        b"POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 42\r\n\r\n"
-        b"hello"
+        b"POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 42\r\n\r\nhello"
     ),
     "invalid-chunk-size": (
         b"POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"zz\r\nhello\r\n0\r\n\r\n"
     ),
-    "bare-lf-header": (
-        b"POST /body HTTP/1.1\r\nHost: x\nContent-Length: 5\r\n\r\nhello"
-    ),
+    "bare-lf-header": (b"POST /body HTTP/1.1\r\nHost: x\nContent-Length: 5\r\n\r\nhello"),
     "bare-lf-head": b"GET / HTTP/1.1\nHost: x\nX-A: 1\n\n",
 }
 

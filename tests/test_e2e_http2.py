@@ -12,9 +12,7 @@ import pytest
 from tests.apps.e2e import EARLY_HINT_LINK, HELLO, MIB, TRAILER_NAME, big_chunk, pattern
 from tests.support.wait import wait_for_lines
 
-pytestmark = [
-    pytest.mark.timeout(60), pytest.mark.both_backends, pytest.mark.both_http2_engines
-]
+pytestmark = [pytest.mark.timeout(60), pytest.mark.both_backends, pytest.mark.both_http2_engines]
 
 
 @pytest.mark.parametrize("tls", [True, False], ids=["tls", "h2c"])

@@ -99,8 +99,9 @@ def test_sigterm_finishes_in_flight_requests(
     assert wait_until(lambda: started() == total, 15), f"{started()} of {total} started"
     server.proc.send_signal(signal.SIGTERM)
     draining = max(1, workers)
-    assert wait_until(lambda: server.stderr().count("Shutting down") >= draining, 10), \
+    assert wait_until(lambda: server.stderr().count("Shutting down") >= draining, 10), (
         server.describe()
+    )
 
     # New connections are refused (or never answered) while the old ones finish.
     try:
@@ -124,9 +125,12 @@ def test_sigterm_finishes_in_flight_requests(
     for conn, sid in h2_streams:
         resp = conn.response(sid)
         assert resp.reset is None and (resp.status, resp.body) == (200, SLOW_BODY), resp
-    assert all(conn.goaway is not None and conn.goaway.error_code == 0 and
-               conn.goaway.last_stream_id >= max(s for c, s in h2_streams if c is conn)
-               for conn, _ in h2_streams), [c.goaway for c, _ in h2_streams]
+    assert all(
+        conn.goaway is not None
+        and conn.goaway.error_code == 0
+        and conn.goaway.last_stream_id >= max(s for c, s in h2_streams if c is conn)
+        for conn, _ in h2_streams
+    ), [c.goaway for c, _ in h2_streams]
     for conn, _ in h2_streams:
         conn.close()
     for thread in threads:
@@ -151,8 +155,9 @@ def test_sighup_rolling_restart_under_load(
     load = Load(server.port, cafile, h1, h2conn, max_seconds=30).start()
     began = time.monotonic()
     try:
-        assert wait_until(lambda: all(load.count(p) >= 10 for p in load.protos), 15), \
-            summary(load.results)
+        assert wait_until(lambda: all(load.count(p) >= 10 for p in load.protos), 15), summary(
+            load.results
+        )
         os.kill(server.pid, signal.SIGHUP)
         new: set[int] = set()
 
@@ -176,15 +181,14 @@ def test_sighup_rolling_restart_under_load(
 # --------------------------------------------------------------------------- crash replacement
 
 
-def test_killed_worker_is_replaced(
-    server_factory: Any, h1: Any, h2conn: Any, cafile: str
-) -> None:
+def test_killed_worker_is_replaced(server_factory: Any, h1: Any, h2conn: Any, cafile: str) -> None:
     server = start(server_factory, 2, "--graceful-timeout", "5")
     before = wait_workers(server, 2)
     load = Load(server.port, cafile, h1, h2conn, max_seconds=40).start()
     try:
-        assert wait_until(lambda: all(load.count(p) >= 5 for p in load.protos), 15), \
-            summary(load.results)
+        assert wait_until(lambda: all(load.count(p) >= 5 for p in load.protos), 15), summary(
+            load.results
+        )
         victim = min(before)
         killed_at = time.monotonic()
         os.kill(victim, signal.SIGKILL)
@@ -321,15 +325,20 @@ def _spawn_and_wait(factory: Any, args: list[str], timeout: float = 30.0) -> tup
 
 
 def _tls_args(factory: Any, port: int) -> list[str]:
-    return ["--bind", f"127.0.0.1:{port}", "--certfile", factory.certfile,
-            "--keyfile", factory.keyfile]
+    return [
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--certfile",
+        factory.certfile,
+        "--keyfile",
+        factory.keyfile,
+    ]
 
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_missing_app_module(server_factory: Any, workers: int) -> None:
     args = ["tests.no_such_module:app", "--workers", str(workers)]
-    code, stderr = _spawn_and_wait(server_factory, args + _tls_args(server_factory,
-                                                                     free_port()))
+    code, stderr = _spawn_and_wait(server_factory, args + _tls_args(server_factory, free_port()))
     assert code != 0
     assert len(error_lines(stderr)) == 1, stderr
     assert "no_such_module" in error_lines(stderr)[0]
@@ -362,9 +371,17 @@ def test_missing_keyfile(server_factory: Any, tmp_path: Path, workers: int) -> N
     """A TLS file that cannot be read stops the start with one line (not a traceback, and
     not workers that die and are restarted forever)."""
     missing = str(tmp_path / "no-such-key.pem")
-    args = ["tests.apps.e2e:app", "--workers", str(workers), "--bind",
-            f"127.0.0.1:{free_port()}", "--certfile", server_factory.certfile,
-            "--keyfile", missing]
+    args = [
+        "tests.apps.e2e:app",
+        "--workers",
+        str(workers),
+        "--bind",
+        f"127.0.0.1:{free_port()}",
+        "--certfile",
+        server_factory.certfile,
+        "--keyfile",
+        missing,
+    ]
     code, stderr = _spawn_and_wait(server_factory, args, timeout=15)
     assert code != 0
     lines = error_lines(stderr)
@@ -374,8 +391,7 @@ def test_missing_keyfile(server_factory: Any, tmp_path: Path, workers: int) -> N
 
 def test_failing_lifespan_with_workers(server_factory: Any) -> None:
     args = ["tests.apps.e2e:failing_lifespan_app", "--workers", "2"]
-    code, stderr = _spawn_and_wait(server_factory, args + _tls_args(server_factory,
-                                                                     free_port()))
+    code, stderr = _spawn_and_wait(server_factory, args + _tls_args(server_factory, free_port()))
     assert code != 0
     lines = error_lines(stderr)
     assert len(lines) == 1 and STARTUP_FAILURE in lines[0], stderr
@@ -385,9 +401,7 @@ def test_failing_lifespan_with_workers(server_factory: Any) -> None:
 # --------------------------------------------------------------------------- SIGTTIN / SIGTTOU
 
 
-def test_sigttin_sigttou_change_worker_count(
-    server_factory: Any, h1: Any, cafile: str
-) -> None:
+def test_sigttin_sigttou_change_worker_count(server_factory: Any, h1: Any, cafile: str) -> None:
     server = start(server_factory, 2)
     os.kill(server.pid, signal.SIGTTIN)
     three = wait_workers(server, 3)

@@ -62,8 +62,13 @@ def test_lifespan_state_reaches_requests(server: Any, curl: Any, flag: str) -> N
 
 def test_failing_lifespan_startup_exits_nonzero(server_factory: Any) -> None:
     srv = server_factory.spawn(
-        ["tests.apps.e2e:failing_lifespan_app", "--workers", "0",
-         "--bind", f"127.0.0.1:{free_port()}"]
+        [
+            "tests.apps.e2e:failing_lifespan_app",
+            "--workers",
+            "0",
+            "--bind",
+            f"127.0.0.1:{free_port()}",
+        ]
     )
     rc = wait_exit(srv.proc, 20)
     assert rc is not None, "server kept running after lifespan.startup.failed"
@@ -145,8 +150,7 @@ def test_graceful_shutdown_h2_goaway(server_factory: Any, h2conn: Any, tmp_path:
 def test_wsgi_app(server_factory: Any, curl: Any, flag: str) -> None:
     srv = server_factory.start(app="wsgi:tests.apps.e2e:wsgi_app")
     body = "wsgi body " * 1000
-    result = curl(flag, "--data-binary", body, "-H", "X-Test: yes",
-                  f"{srv.https}/some/path?a=1")
+    result = curl(flag, "--data-binary", body, "-H", "X-Test: yes", f"{srv.https}/some/path?a=1")
     info = json.loads(result.stdout)
     assert info["method"] == "POST"
     assert (info["path"], info["query"]) == ("/some/path", "a=1")
@@ -205,7 +209,10 @@ def test_quickstart_example(curl: Any, tmp_path: Path) -> None:
     with open(err, "wb") as errfh:
         proc = subprocess.Popen(
             [sys.executable, str(REPO_ROOT / "examples" / "quickstart.py")],
-            cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=errfh,
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=errfh,
         )
     try:
         deadline = time.monotonic() + 15
@@ -242,9 +249,20 @@ def test_config_error_exit_2(tmp_path: Path, yaml_text: str, key: str, line: int
     config = tmp_path / "bad.yaml"
     config.write_text(yaml_text)
     proc = subprocess.run(
-        [sys.executable, "-m", "edgecorn", "-c", str(config), "tests.apps.e2e:app",
-         "--bind", f"127.0.0.1:{free_port()}"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=30,
+        [
+            sys.executable,
+            "-m",
+            "edgecorn",
+            "-c",
+            str(config),
+            "tests.apps.e2e:app",
+            "--bind",
+            f"127.0.0.1:{free_port()}",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
@@ -268,4 +286,3 @@ def test_access_log_on_stdout(server: Any, curl: Any) -> None:
     assert f'"GET /scope?probe={probe} HTTP/1.1" 200' in h1_lines[0]
     assert re.search(rf'"GET /scope\?probe2={probe} HTTP/2(\.0)?" 200', h2_lines[0]), h2_lines
     assert re.match(r"127\.0\.0\.1:\d+ ", h1_lines[0]), h1_lines  # %(h)s as Hypercorn
-

@@ -156,18 +156,21 @@ def test_subprotocol_negotiation(ws_server: Any) -> None:
     async def main() -> None:
         # The app sees the offered list in order (/scope accepts without choosing one).
         async with ws_connect(
-            url(ws_server, "/scope"), subprotocols=["unknown", "chat.v1"]  # type: ignore[list-item]
+            url(ws_server, "/scope"),
+            subprotocols=["unknown", "chat.v1"],  # type: ignore[list-item]
         ) as ws:
             assert ws.subprotocol is None
             info = json.loads(await ws.recv())
             assert info["subprotocols"] == ["unknown", "chat.v1"]
         # /echo prefers chat.v2, then chat.v1; the client offers an unknown one first.
         async with ws_connect(
-            url(ws_server, "/echo"), subprotocols=["unknown", "chat.v1"]  # type: ignore[list-item]
+            url(ws_server, "/echo"),
+            subprotocols=["unknown", "chat.v1"],  # type: ignore[list-item]
         ) as ws:
             assert ws.subprotocol == "chat.v1"
         async with ws_connect(
-            url(ws_server, "/echo"), subprotocols=["chat.v1", "chat.v2"]  # type: ignore[list-item]
+            url(ws_server, "/echo"),
+            subprotocols=["chat.v1", "chat.v2"],  # type: ignore[list-item]
         ) as ws:
             assert ws.subprotocol == "chat.v2"
             await ws.send("x")
@@ -175,7 +178,8 @@ def test_subprotocol_negotiation(ws_server: Any) -> None:
         async with ws_connect(url(ws_server, "/echo")) as ws:
             assert ws.subprotocol is None
         async with ws_connect(
-            url(ws_server, "/echo"), subprotocols=["nope"]  # type: ignore[list-item]
+            url(ws_server, "/echo"),
+            subprotocols=["nope"],  # type: ignore[list-item]
         ) as ws:
             assert ws.subprotocol is None
 
@@ -261,9 +265,7 @@ def test_closed_before_accept_is_403(ws_server: Any, path: str) -> None:
 
 
 def test_max_message_size_closes_1009(server_factory: Any, parser: str) -> None:
-    srv = server_factory.start(
-        app=APP, parser=parser, config="websocket_max_message_size: 1024\n"
-    )
+    srv = server_factory.start(app=APP, parser=parser, config="websocket_max_message_size: 1024\n")
 
     async def main() -> None:
         async with ws_connect(url(srv, "/echo"), compression=None) as ws:
@@ -304,6 +306,7 @@ def test_many_concurrent_connections(ws_server: Any) -> None:
 
 def test_permessage_deflate(ws_server: Any) -> None:
     """websockets offers permessage-deflate by default; compressed echo must round-trip."""
+
     async def main() -> None:
         async with ws_connect(url(ws_server, "/echo")) as ws:
             negotiated = [ext.name for ext in ws.protocol.extensions]
@@ -592,4 +595,3 @@ def test_ping_timeout_pings_are_sent(server_factory: Any) -> None:
         assert raw.wait_eof(6)
     finally:
         raw.close()
-

@@ -28,79 +28,117 @@ def error(tmp_path: Path, text: str) -> str:
 
 
 BAD = [
-    ("""\
+    (
+        """\
      routes:
        - path: /a/
          respond: {status: 200}
        - path: /b/
          proxy: ftp://example.com
-     """, "edge.yaml:5: routes[1].proxy: bad upstream URL 'ftp://example.com': the scheme "
-     "must be http or https"),
-    ("""\
+     """,
+        "edge.yaml:5: routes[1].proxy: bad upstream URL 'ftp://example.com': the scheme "
+        "must be http or https",
+    ),
+    (
+        """\
      routes:
        - app: demo:app
        - path: /x/
          respond: 200
-     """, "edge.yaml:3: routes[1]: unreachable: every request it matches is taken by "
-     "routes[0]"),
-    ("""\
+     """,
+        "edge.yaml:3: routes[1]: unreachable: every request it matches is taken by routes[0]",
+    ),
+    (
+        """\
      routes:
        - path: /x/
          statik: ./public
-     """, "edge.yaml:3: routes[0].statik: unknown key (did you mean 'static'?)"),
-    ("""\
+     """,
+        "edge.yaml:3: routes[0].statik: unknown key (did you mean 'static'?)",
+    ),
+    (
+        """\
      routes:
        - path: /x/
          respond: 200
          listing: true
-     """, "edge.yaml:4: routes[0].listing: not an option of a 'respond' route"),
-    ("""\
+     """,
+        "edge.yaml:4: routes[0].listing: not an option of a 'respond' route",
+    ),
+    (
+        """\
      routes:
        - path: /x/
-     """, "edge.yaml:2: routes[0]: a route needs exactly one action of app, wsgi, static, "
-     "proxy, respond, redirect (found none)"),
-    ("""\
+     """,
+        "edge.yaml:2: routes[0]: a route needs exactly one action of app, wsgi, static, "
+        "proxy, respond, redirect (found none)",
+    ),
+    (
+        """\
      routes:
        - path: /x/
          static: ./missing
-     """, "edge.yaml:3: routes[0].static: no such directory: "),
-    ("""\
+     """,
+        "edge.yaml:3: routes[0].static: no such directory: ",
+    ),
+    (
+        """\
      routes:
        - path: x/
          respond: 200
-     """, "edge.yaml:2: routes[0].path: a path starts with '/'"),
-    ("""\
+     """,
+        "edge.yaml:2: routes[0].path: a path starts with '/'",
+    ),
+    (
+        """\
      routes:
        - path: /old/
          redirect: {to: "https://example.com/", status: 200}
-     """, "edge.yaml:3: routes[0].redirect: status: expected one of 301, 302, 303, 307, 308"),
-    ("""\
+     """,
+        "edge.yaml:3: routes[0].redirect: status: expected one of 301, 302, 303, 307, 308",
+    ),
+    (
+        """\
      routes:
        - path: /p/
          proxy: http://127.0.0.1:9000
          read_timeout: -1
-     """, "edge.yaml:4: routes[0].read_timeout: expected a number of seconds > 0, got -1"),
-    ("""\
+     """,
+        "edge.yaml:4: routes[0].read_timeout: expected a number of seconds > 0, got -1",
+    ),
+    (
+        """\
      routes: 5
-     """, "edge.yaml:1: routes: expected a list of routes"),
-    ("""\
+     """,
+        "edge.yaml:1: routes: expected a list of routes",
+    ),
+    (
+        """\
      routes:
        - path: /a/
          respond: 200
          proxy: http://127.0.0.1:1
-     """, "edge.yaml:2: routes[0]: a route needs exactly one action of app, wsgi, static, "
-     "proxy, respond, redirect (found respond and proxy)"),
-    ("""\
+     """,
+        "edge.yaml:2: routes[0]: a route needs exactly one action of app, wsgi, static, "
+        "proxy, respond, redirect (found respond and proxy)",
+    ),
+    (
+        """\
      routes:
        - host: "a.*.com"
          respond: 200
-     """, "edge.yaml:2: routes[0].host: a wildcard host is '*.example.com'"),
-    ("""\
+     """,
+        "edge.yaml:2: routes[0].host: a wildcard host is '*.example.com'",
+    ),
+    (
+        """\
      routes:
        - path: =/healthz
          strip_prefix: true
          respond: 200
-     """, "edge.yaml:3: routes[0].strip_prefix: strip_prefix needs a prefix `path`"),
+     """,
+        "edge.yaml:3: routes[0].strip_prefix: strip_prefix needs a prefix `path`",
+    ),
 ]
 
 
@@ -113,13 +151,16 @@ def test_bad_routes_name_their_line(tmp_path: Path, text: str, expected: str) ->
 
 def test_paths_are_relative_to_the_file(tmp_path: Path) -> None:
     (tmp_path / "public").mkdir()
-    config = load(tmp_path, """\
+    config = load(
+        tmp_path,
+        """\
         certfile: certs/localhost.pem
         keyfile: certs/localhost.key
         routes:
           - path: /static/
             static: ./public
-        """)
+        """,
+    )
     assert config.certfile == str(tmp_path / "certs/localhost.pem")
     assert config.routes[0].target == str((tmp_path / "public").resolve())
 
@@ -134,9 +175,16 @@ def test_matching_is_by_whole_segments() -> None:
 
 @pytest.mark.parametrize(
     ("header", "expected"),
-    [(b"bytes=0-1", (0, 2)), (b"bytes=5-", (5, 10)), (b"bytes=-3", (7, 10)),
-     (b"bytes=8-100", (8, 10)), (b"bytes=10-", "unsatisfiable"), (b"bytes=0-1,3-4", None),
-     (b"items=0-1", None), (b"bytes=3-1", None)],
+    [
+        (b"bytes=0-1", (0, 2)),
+        (b"bytes=5-", (5, 10)),
+        (b"bytes=-3", (7, 10)),
+        (b"bytes=8-100", (8, 10)),
+        (b"bytes=10-", "unsatisfiable"),
+        (b"bytes=0-1,3-4", None),
+        (b"items=0-1", None),
+        (b"bytes=3-1", None),
+    ],
 )
 def test_parse_range(header: bytes, expected: Any) -> None:
     assert parse_range(header, 10) == expected
@@ -156,9 +204,18 @@ async def _call(app: Any, path: str, host: bytes = b"localhost") -> tuple[int, b
     async def send(message: dict[str, Any]) -> None:
         messages.append(message)
 
-    scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(),
-             "query_string": b"q=1", "headers": [(b"host", host)], "root_path": "",
-             "state": {}, "http_version": "1.1", "scheme": "https"}
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"q=1",
+        "headers": [(b"host", host)],
+        "root_path": "",
+        "state": {},
+        "http_version": "1.1",
+        "scheme": "https",
+    }
     await app(scope, receive, send)
     start = messages[0]
     body = b"".join(m.get("body", b"") for m in messages[1:])
@@ -166,11 +223,13 @@ async def _call(app: Any, path: str, host: bytes = b"localhost") -> tuple[int, b
 
 
 def test_router_first_match_wins_and_404s() -> None:
-    config = Config(routes=[
-        {"host": "*.example.com", "respond": {"status": 200, "body": "wild"}},
-        {"path": "=/healthz", "respond": {"status": 200, "body": "ok"}},
-        {"path": "/old/", "redirect": {"to": "https://new.example/", "status": 301}},
-    ])
+    config = Config(
+        routes=[
+            {"host": "*.example.com", "respond": {"status": 200, "body": "wild"}},
+            {"path": "=/healthz", "respond": {"status": 200, "body": "ok"}},
+            {"path": "/old/", "redirect": {"to": "https://new.example/", "status": 301}},
+        ]
+    )
 
     def loader(*args: Any) -> Any:
         raise AssertionError("no app routes here")
@@ -205,11 +264,13 @@ def test_router_runs_each_app_lifespan_with_its_own_state() -> None:
             body = scope["state"]["name"].encode()
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": body})
+
         return app
 
     apps = {"one:app": make("one"), "two:app": make("two")}
-    config = Config(routes=[{"path": "/one/", "app": "one:app", "strip_prefix": True},
-                            {"app": "two:app"}])
+    config = Config(
+        routes=[{"path": "/one/", "app": "one:app", "strip_prefix": True}, {"app": "two:app"}]
+    )
     router = build_router(config, None, lambda target, *rest: apps[target])
 
     async def main() -> None:

@@ -252,5 +252,3 @@ def test_access_log_names_the_real_client(edge: Any) -> None:
     assert any(line.startswith("198.51.100.99") for line in lines), lines
     assert not any("198.51.100.66" in line.split()[0] for line in lines), lines
     assert any(line.startswith("127.0.0.1") for line in lines), lines
-
-

@@ -79,8 +79,6 @@ def upstream(tmp_path: Path) -> Iterator[int]:
         proc.wait(10)
 
 
-
-
 def curl(*args: str) -> str:
     out = subprocess.run(
         ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", *args],

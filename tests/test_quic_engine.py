@@ -50,7 +50,8 @@ def private_uses(path: Path) -> list[str]:
 
 def test_only_the_engine_touches_aioquic_internals() -> None:
     uses = [
-        use for path in sorted(PACKAGE.rglob("*.py"))
+        use
+        for path in sorted(PACKAGE.rglob("*.py"))
         if path not in (DOOR, QH3_DOOR)  # qh3's door: the same names, on qh3's classes
         for use in private_uses(path)
     ]

@@ -55,9 +55,7 @@ def test_past_the_count_cap_initials_get_retry_whatever_the_threshold(
     certs: tuple[str, str, str],
 ) -> None:
     async def main() -> None:
-        worker = Worker(
-            certs, os.urandom(32), quic_retry_threshold=100_000, quic_max_handshakes=50
-        )
+        worker = Worker(certs, os.urandom(32), quic_retry_threshold=100_000, quic_max_handshakes=50)
         replies = await feed(worker, forged_initials(4433, certs[2], 200))
         assert worker.listener.handshaking == 50
         assert sum(map(is_retry, replies)) == 150

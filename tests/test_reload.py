@@ -35,28 +35,32 @@ def reloader(tmp_path: Path, **options: object) -> Reloader:
     return Reloader(Config(reload_dirs=[str(tmp_path)], **options))
 
 
-@pytest.mark.parametrize(("path", "watched"), [
-    ("app.py", True),
-    ("pkg/sub/mod.py", True),
-    ("pkg/__init__.py", True),
-    ("app.pyc", False),
-    ("pkg/__pycache__/mod.cpython-311.pyc", False),
-    ("pkg/__pycache__/weird.py", False),  # everything under an excluded directory
-    (".hidden", False),
-    (".hidden.py", False),
-    (".git/hooks/pre-commit.py", False),
-    (".venv/lib/python3.11/site-packages/x.py", False),
-    ("venv/lib/python3.11/site-packages/x.py", False),
-    ("node_modules/x/build.py", False),
-    ("app.py~", False),
-    (".app.py.swp", False),
-    ("README.md", False),
-    ("data.json", False),
-    ("", False),  # the watched directory itself
-])
+@pytest.mark.parametrize(
+    ("path", "watched"),
+    [
+        ("app.py", True),
+        ("pkg/sub/mod.py", True),
+        ("pkg/__init__.py", True),
+        ("app.pyc", False),
+        ("pkg/__pycache__/mod.cpython-311.pyc", False),
+        ("pkg/__pycache__/weird.py", False),  # everything under an excluded directory
+        (".hidden", False),
+        (".hidden.py", False),
+        (".git/hooks/pre-commit.py", False),
+        (".venv/lib/python3.11/site-packages/x.py", False),
+        ("venv/lib/python3.11/site-packages/x.py", False),
+        ("node_modules/x/build.py", False),
+        ("app.py~", False),
+        (".app.py.swp", False),
+        ("README.md", False),
+        ("data.json", False),
+        ("", False),  # the watched directory itself
+    ],
+)
 def test_default_filter(tmp_path: Path, path: str, watched: bool) -> None:
-    assert reloader(tmp_path).should_watch(str(tmp_path / path) if path else str(tmp_path)) \
-        is watched
+    assert (
+        reloader(tmp_path).should_watch(str(tmp_path / path) if path else str(tmp_path)) is watched
+    )
 
 
 def test_patterns_are_relative_to_the_watched_directory(tmp_path: Path) -> None:
@@ -75,10 +79,25 @@ def test_includes_and_excludes(tmp_path: Path) -> None:
         reload_includes=["*.py", "*.html", "./conf/**"],
         reload_excludes=["./build", "tests/*", str(tmp_path / "static" / "gen"), "*.min.*"],
     )
-    yes = ["a.py", "templates/index.html", "conf/app.yaml", "conf/deep/x.ini",
-           "src/tests_helper.py", "src/build/x.py", "static/app.html"]
-    no = ["notes.txt", "build/x.py", "tests/test_a.py", "src/tests/test_b.py",
-          "static/gen/page.html", "x/conf/app.yaml", "page.min.html", "app.min.py"]
+    yes = [
+        "a.py",
+        "templates/index.html",
+        "conf/app.yaml",
+        "conf/deep/x.ini",
+        "src/tests_helper.py",
+        "src/build/x.py",
+        "static/app.html",
+    ]
+    no = [
+        "notes.txt",
+        "build/x.py",
+        "tests/test_a.py",
+        "src/tests/test_b.py",
+        "static/gen/page.html",
+        "x/conf/app.yaml",
+        "page.min.html",
+        "app.min.py",
+    ]
     for path in yes:
         assert r.should_watch(str(tmp_path / path)), path
     for path in no:
@@ -86,8 +105,9 @@ def test_includes_and_excludes(tmp_path: Path) -> None:
 
 
 def test_a_pattern_in_both_lists_only_includes(tmp_path: Path) -> None:
-    r = reloader(tmp_path, reload_includes=["*.py", "*.pyc"],
-                 reload_excludes=["*.pyc", "__pycache__"])
+    r = reloader(
+        tmp_path, reload_includes=["*.py", "*.pyc"], reload_excludes=["*.pyc", "__pycache__"]
+    )
     assert r.excludes == ("__pycache__",)
     assert r.should_watch(str(tmp_path / "x.pyc"))
     assert not r.should_watch(str(tmp_path / "__pycache__" / "x.pyc"))
@@ -96,27 +116,29 @@ def test_a_pattern_in_both_lists_only_includes(tmp_path: Path) -> None:
 def test_deepest_watched_directory_wins(tmp_path: Path) -> None:
     inner = tmp_path / "lib"
     inner.mkdir()
-    r = Reloader(Config(reload_dirs=[str(tmp_path), str(inner)],
-                        reload_excludes=["./mod.py"]))
+    r = Reloader(Config(reload_dirs=[str(tmp_path), str(inner)], reload_excludes=["./mod.py"]))
     assert not r.should_watch(str(inner / "mod.py"))  # ./ is the deepest: lib/
     assert not r.should_watch(str(tmp_path / "mod.py"))
     assert r.should_watch(str(tmp_path / "lib2" / "mod.py"))
 
 
-@pytest.mark.parametrize(("pattern", "path", "matches"), [
-    ("*.py", "a/b/c.py", True),
-    ("b/*.py", "a/b/c.py", True),
-    ("a/*.py", "a/b/c.py", False),
-    ("a/**/*.py", "a/b/c.py", True),
-    ("a/**/*.py", "a/c.py", True),
-    ("./b", "a/b/c.py", False),
-    ("./a", "a/b/c.py", True),
-    ("b", "a/b/c.py", True),  # a directory the file is in
-    ("**", "a/b/c.py", True),
-    ("", "a/b/c.py", False),
-    ("c.p?", "a/b/c.py", True),
-    ("[ab]", "a/b/c.py", True),
-])
+@pytest.mark.parametrize(
+    ("pattern", "path", "matches"),
+    [
+        ("*.py", "a/b/c.py", True),
+        ("b/*.py", "a/b/c.py", True),
+        ("a/*.py", "a/b/c.py", False),
+        ("a/**/*.py", "a/b/c.py", True),
+        ("a/**/*.py", "a/c.py", True),
+        ("./b", "a/b/c.py", False),
+        ("./a", "a/b/c.py", True),
+        ("b", "a/b/c.py", True),  # a directory the file is in
+        ("**", "a/b/c.py", True),
+        ("", "a/b/c.py", False),
+        ("c.p?", "a/b/c.py", True),
+        ("[ab]", "a/b/c.py", True),
+    ],
+)
 def test_glob(pattern: str, path: str, matches: bool) -> None:
     parts = path.split("/")
     assert Glob.parse(pattern).matches(parts, ["root", *parts]) is matches
@@ -135,13 +157,18 @@ def test_missing_directory_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_default_directory_is_the_working_directory(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     assert Reloader(Config()).dirs == (str(tmp_path),)
-    assert describe([str(tmp_path / "b.py"), str(tmp_path / "a.py"), "/elsewhere/c.py"]) \
+    assert (
+        describe([str(tmp_path / "b.py"), str(tmp_path / "a.py"), "/elsewhere/c.py"])
         == "/elsewhere/c.py, a.py, b.py"
-    assert describe([str(tmp_path / f"{i:02}.py") for i in range(12)], limit=2) \
+    )
+    assert (
+        describe([str(tmp_path / f"{i:02}.py") for i in range(12)], limit=2)
         == "00.py, 01.py and 10 more"
+    )
 
 
 def test_options_validate() -> None:
@@ -156,9 +183,21 @@ def test_options_validate() -> None:
 
 
 def test_cli_flags() -> None:
-    config = cli.parse_args(["--reload", "--reload-dir", "src", "--reload-dir", "lib",
-                             "--reload-include", "*.html", "--reload-exclude", "data/*",
-                             "--reload-poll", "app:app"])
+    config = cli.parse_args(
+        [
+            "--reload",
+            "--reload-dir",
+            "src",
+            "--reload-dir",
+            "lib",
+            "--reload-include",
+            "*.html",
+            "--reload-exclude",
+            "data/*",
+            "--reload-poll",
+            "app:app",
+        ]
+    )
     assert config.reload and config.reload_poll
     assert config.reload_dirs == ["src", "lib"]
     assert config.reload_includes == [*Config.reload_includes, "*.html"]  # added to defaults
@@ -176,8 +215,9 @@ class Watch:
     def __init__(self, directory: Path, poll: bool, **options: object) -> None:
         self.batches: queue.Queue[set[str]] = queue.Queue()
         self.stop = threading.Event()
-        config = Config(**{"reload_dirs": [str(directory)], "reload_poll": poll,
-                           "reload_delay": 0.1, **options})
+        config = Config(
+            **{"reload_dirs": [str(directory)], "reload_poll": poll, "reload_delay": 0.1, **options}
+        )
         self.thread = reload_loop(config, self.batches.put, self.stop)
 
     def next(self, timeout: float = WAIT) -> set[str]:
@@ -225,8 +265,9 @@ def write(path: Path, text: str, *, old: bool = False) -> None:
 
 
 @pytest.mark.parametrize("poll", MODES)
-def test_a_modified_file_is_reported(tmp_path: Path, watch: Callable[..., Watch],
-                                     poll: bool) -> None:
+def test_a_modified_file_is_reported(
+    tmp_path: Path, watch: Callable[..., Watch], poll: bool
+) -> None:
     app = tmp_path / "app.py"
     write(app, "BODY = 1\n", old=True)
     w = watch(poll)
@@ -235,12 +276,12 @@ def test_a_modified_file_is_reported(tmp_path: Path, watch: Callable[..., Watch]
 
 
 @pytest.mark.parametrize("poll", MODES)
-def test_excluded_files_are_not_reported(tmp_path: Path, watch: Callable[..., Watch],
-                                         poll: bool) -> None:
+def test_excluded_files_are_not_reported(
+    tmp_path: Path, watch: Callable[..., Watch], poll: bool
+) -> None:
     (tmp_path / "sub").mkdir()
     w = watch(poll)
-    for name in ["x.pyc", ".hidden", "notes.txt", "__pycache__/app.cpython-311.pyc",
-                 ".git/x.py"]:
+    for name in ["x.pyc", ".hidden", "notes.txt", "__pycache__/app.cpython-311.pyc", ".git/x.py"]:
         write(tmp_path / name, "data\n")
     time.sleep(1.0)  # several debounce and poll periods
     assert w.batches.empty(), w.batches.get()
@@ -252,8 +293,9 @@ def test_excluded_files_are_not_reported(tmp_path: Path, watch: Callable[..., Wa
 
 
 @pytest.mark.parametrize("poll", MODES)
-def test_changes_close_together_are_one_batch(tmp_path: Path, watch: Callable[..., Watch],
-                                              poll: bool) -> None:
+def test_changes_close_together_are_one_batch(
+    tmp_path: Path, watch: Callable[..., Watch], poll: bool
+) -> None:
     a, b, c = (tmp_path / f"{n}.py" for n in "abc")
     write(a, "", old=True)
     write(c, "", old=True)
@@ -274,8 +316,9 @@ def test_a_failing_handler_does_not_stop_watching(tmp_path: Path, poll: bool) ->
             raise RuntimeError("boom")
 
     stop = threading.Event()
-    thread = reload_loop(Config(reload_dirs=[str(tmp_path)], reload_poll=poll,
-                                reload_delay=0.1), on_change, stop)
+    thread = reload_loop(
+        Config(reload_dirs=[str(tmp_path)], reload_poll=poll, reload_delay=0.1), on_change, stop
+    )
     try:
         write(tmp_path / "one.py", "1\n")
         assert calls.get(timeout=WAIT) == {str(tmp_path / "one.py")}
@@ -297,8 +340,9 @@ class Records(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def test_logs_each_batch(tmp_path: Path, watch: Callable[..., Watch],
-                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_logs_each_batch(
+    tmp_path: Path, watch: Callable[..., Watch], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "pkg").mkdir()
     logger = logging.getLogger("edgecorn.error")
@@ -329,7 +373,7 @@ def test_changes_iterator_stops_when_told(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- end to end
 
-APP_SOURCE = '''\
+APP_SOURCE = """\
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
         while True:
@@ -342,7 +386,7 @@ async def app(scope, receive, send):
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"text/plain")]})
     await send({"type": "http.response.body", "body": BODY})
-'''
+"""
 
 
 def get(url: str) -> bytes | None:
@@ -371,17 +415,39 @@ def test_end_to_end(tmp_path: Path, poll: bool) -> None:
     write_app(app_file, b"v1")
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
-    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join(
-        filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ,
+        PYTHONUNBUFFERED="1",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    )
     env.pop("WATCHFILES_FORCE_POLLING", None)
-    args = [sys.executable, "-m", "edgecorn", "app_module:app", "--workers", "1",
-            "--reload", "--reload-dir", str(app_dir), "--insecure-bind", f"127.0.0.1:{port}"]
+    args = [
+        sys.executable,
+        "-m",
+        "edgecorn",
+        "app_module:app",
+        "--workers",
+        "1",
+        "--reload",
+        "--reload-dir",
+        str(app_dir),
+        "--insecure-bind",
+        f"127.0.0.1:{port}",
+    ]
     args += ["--reload-poll"] if poll else []
     log = tmp_path / "server.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen(args, cwd=app_dir, env=env, stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            args,
+            cwd=app_dir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
+
         def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
             deadline = time.monotonic() + timeout
             while not condition():

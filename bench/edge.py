@@ -658,21 +658,7 @@ def make_site(tmp: Path, upstream_port: int) -> Site:
 
 
 def start_upstream(site: Site, s: core.Settings) -> core.Server:
-    argv = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        core.APP,
-        "--http",
-        "httptools",
-        "--loop",
-        "uvloop",
-        "--no-access-log",
-        "--host",
-        HOST,
-        "--port",
-        str(site.upstream_port),
-    ]
+    argv = core.uvicorn_argv(site.upstream_port)
     upstream = core.Server(
         "uvicorn", core._pin(s.client_cpu, argv), site.upstream_port, site.tmp / "upstream.log"
     )

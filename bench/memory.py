@@ -117,39 +117,14 @@ def server_cmd(name: str, proto: str, port: int, setup: Setup) -> list[str]:
         config.write_text(
             f"keep_alive_timeout = {IDLE_TIMEOUT}\nkeep_alive_max_requests = {core.MAX_REQUESTS}\n"
         )
-        argv = [
-            sys.executable,
-            "-m",
-            "hypercorn",
-            APP,
-            "-k",
-            "uvloop",
-            "--workers",
-            "1",
-            "--config",
-            str(config),
-            "--bind",
-            f"{HOST}:{port}",
-        ]
+        argv = core.hypercorn_argv(config, port, APP)
         if proto == "h3":
             argv += ["--quic-bind", f"{HOST}:{port}"]
         if tls:
             argv += ["--certfile", setup.certfile, "--keyfile", setup.keyfile]
         return argv
     argv = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        APP,
-        "--http",
-        "httptools",
-        "--loop",
-        "uvloop",
-        "--no-access-log",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
+        *core.uvicorn_argv(port, APP),
         "--timeout-keep-alive",
         str(IDLE_TIMEOUT),
     ]

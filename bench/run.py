@@ -575,23 +575,23 @@ def edgecorn_cmd(proto: str, port: int, ctx: Context) -> list[str] | None:
     return argv + ctx.extra.get("edgecorn", [])
 
 
+def hypercorn_argv(config: Path, port: int, app: str = APP) -> list[str]:
+    """Hypercorn on uvloop, one worker, on `port` (bench/memory.py starts it the same way)."""
+    return [sys.executable, "-m", "hypercorn", app, "-k", "uvloop", "--workers", "1",
+            "--config", str(config), "--bind", f"{HOST}:{port}"]  # fmt: skip
+
+
+def uvicorn_argv(port: int, app: str = APP) -> list[str]:
+    """Uvicorn as its users run it fast (httptools, uvloop), on `port` (also bench/edge.py's
+    upstream and bench/memory.py's peer)."""
+    return [sys.executable, "-m", "uvicorn", app, "--http", "httptools", "--loop", "uvloop",
+            "--no-access-log", "--host", HOST, "--port", str(port)]  # fmt: skip
+
+
 def hypercorn_cmd(proto: str, port: int, ctx: Context) -> list[str] | None:
     config = ctx.tmp / "hypercorn.toml"
     config.write_text(f"keep_alive_max_requests = {MAX_REQUESTS}\n")
-    argv = [
-        sys.executable,
-        "-m",
-        "hypercorn",
-        APP,
-        "-k",
-        "uvloop",
-        "--workers",
-        "1",
-        "--config",
-        str(config),
-        "--bind",
-        f"{HOST}:{port}",
-    ]
+    argv = hypercorn_argv(config, port)
     if proto == "h2":
         argv += ["--certfile", ctx.certfile, "--keyfile", ctx.keyfile]
     elif proto == "h3":
@@ -613,22 +613,7 @@ def hypercorn_cmd(proto: str, port: int, ctx: Context) -> list[str] | None:
 def uvicorn_cmd(proto: str, port: int, ctx: Context) -> list[str] | None:
     if proto != "h1":
         return None  # Uvicorn serves HTTP/1.1 only
-    return [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        APP,
-        "--http",
-        "httptools",
-        "--loop",
-        "uvloop",
-        "--no-access-log",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        *ctx.extra.get("uvicorn", []),
-    ]
+    return uvicorn_argv(port) + ctx.extra.get("uvicorn", [])
 
 
 def granian_cmd(proto: str, port: int, ctx: Context) -> list[str] | None:

@@ -533,22 +533,7 @@ def print_table(
             r = ratio(got.get("edgecorn"), got.get(peer), key)
             cells.append("n/a" if r is None else f"{r:.2f}x")
         lines.append(cells)
-    widths = [max(len(c) for c in col) for col in zip(head, *lines, strict=True)]
-
-    def fmt(cells: list[str]) -> str:
-        return (
-            "| "
-            + " | ".join(
-                c.ljust(w) if i == 0 else c.rjust(w)
-                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-            )
-            + " |"
-        )
-
-    print(fmt(head))
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for cells in lines:
-        print(fmt(cells))
+    core.print_markdown(head, lines)
 
 
 def print_details(table: dict[str, dict[str, Summary]], rows: list[Row]) -> None:

@@ -949,17 +949,19 @@ def print_table(
             rows.append(
                 [proto.label, "-", *(cell(row.get(p)) for p in peers), *("n/a" for _ in peers), ""]
             )
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=True)]
+    print_markdown(head, rows)
+
+
+def print_markdown(head: list[str], rows: list[list[str]]) -> None:
+    """A Markdown table, columns padded; the first left-aligned, numbers right (edge.py too)."""
+    widths = [max(len(x) for x in col) for col in zip(head, *rows, strict=True)]
 
     def line(cells: list[str]) -> str:
-        return (
-            "| "
-            + " | ".join(
-                c.ljust(w) if i == 0 else c.rjust(w)
-                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-            )
-            + " |"
+        padded = (
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         )
+        return "| " + " | ".join(padded) + " |"
 
     print(line(head))
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
